@@ -1,0 +1,198 @@
+//! `warden`: the local server and command-line tools.
+
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod serve;
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Warden: AI-governance gate (policy decisions and PII detection for agent tool calls)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (SPEC §2 routes) with the configured or bundled policy.
+    Serve {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "WARDEN_ADDR")]
+        addr: String,
+        /// Policy file (YAML or JSON); overrides POLICY_FILE.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Validate policy files; exit 1 with `file:line:col: field ...` errors.
+    Check {
+        /// Policy files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Redact PII: text on stdin, redacted text on stdout.
+    Redact {
+        /// Policy file whose custom recognizers also apply.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Detect PII in JSONL: `{"id","text"}` per line in, `{"id","entities":[{type,start,end}]}` out (char offsets).
+    Detect {
+        /// Policy file whose custom recognizers also apply.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Evaluate one request (JSON on stdin) and print the response.
+    Eval {
+        /// Operation: precheck, postcheck or evaluate; an `action` field in the input wins.
+        #[arg(long, default_value = "precheck")]
+        op: String,
+        /// Policy file; overrides POLICY_FILE.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Dead-letter queue tools.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Re-send every DLQ event to the configured sink; keep only those not delivered.
+    Replay {
+        /// DLQ file (default PRECHECK_DLQ).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { addr, policy } => serve::serve(&addr, policy),
+        Command::Check { files } => check(&files),
+        Command::Redact { policy } => redact(policy),
+        Command::Detect { policy } => detect(policy),
+        Command::Eval { op, policy } => eval(&op, policy),
+        Command::Dlq { command: DlqCommand::Replay { file } } => serve::dlq_replay(file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type CmdResult = Result<ExitCode, String>;
+
+fn check(files: &[PathBuf]) -> CmdResult {
+    let mut failed = false;
+    for f in files {
+        match warden_service::native::load_policy_file(f) {
+            Ok(p) => println!(
+                "{}: ok (version {}, {} tool rules, {} custom types)",
+                f.display(),
+                p.version,
+                p.tool_access.len(),
+                p.custom_pii.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn settings(policy: Option<PathBuf>) -> Result<warden_service::native::Settings, String> {
+    let env = warden_service::native::Env::process();
+    warden_service::native::Settings::from_env(&env, policy).map_err(|e| e.to_string())
+}
+
+fn loaded(
+    policy: Option<PathBuf>,
+) -> Result<(warden_engine::Policy, warden_engine::TokenKey, warden_engine::OnError), String> {
+    let s = settings(policy)?;
+    let src = warden_service::native::load_policy(&s)?;
+    Ok(((*src.get()).clone(), s.token_key(), s.service.on_error))
+}
+
+fn redact(policy: Option<PathBuf>) -> CmdResult {
+    let (policy, key, on_error) = loaded(policy)?;
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read stdin: {e}"))?;
+    let detector = warden_engine::Detector::new();
+    let ctx = warden_engine::api::Context { policy: &policy, key: &key, detector: &detector, on_error };
+    let out = ctx.redact(&text);
+    std::io::stdout().write_all(out.redacted.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detect(policy: Option<PathBuf>) -> CmdResult {
+    let (policy, key, on_error) = loaded(policy)?;
+    let detector = warden_engine::Detector::new();
+    let ctx = warden_engine::api::Context { policy: &policy, key: &key, detector: &detector, on_error };
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for (n, line) in stdin.lock().lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read stdin line {}: {e}", n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = detect_line(&ctx, &line, n + 1);
+        writeln!(out, "{reply}").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One JSONL line → one JSONL reply; a bad line yields `{"id", "error"}`, never an abort.
+fn detect_line(ctx: &warden_engine::api::Context<'_>, line: &str, n: usize) -> serde_json::Value {
+    let v: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return serde_json::json!({"id": null, "line": n, "error": format!("line {n}: invalid JSON: {e}")}),
+    };
+    let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    match v.get("text").and_then(serde_json::Value::as_str) {
+        Some(text) => serde_json::json!({"id": id, "entities": ctx.redact(text).matches}),
+        None => serde_json::json!({"id": id, "line": n, "error": format!("line {n}: field `text` must be a string")}),
+    }
+}
+
+fn eval(op: &str, policy: Option<PathBuf>) -> CmdResult {
+    let s = settings(policy)?;
+    let service = warden_service::native::base_service(&s)?;
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let meta = warden_service::service::RequestMeta::default();
+    let result = rt.block_on(async {
+        let body = warden_service::error::parse_body::<serde_json::Value>(input.as_bytes())?;
+        if body.get("action").is_some() {
+            service.invoke(body, &meta).await
+        } else {
+            let op = warden_service::service::Operation::from_action(op)
+                .ok_or_else(|| warden_service::error::ApiError::invalid_request(format!("unknown --op `{op}`")))?;
+            service.run(op, body, &meta).await
+        }
+    });
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}", e.body());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The embedded budget store: one SQLite file (WAL mode) under `WARDEN_DATA_DIR`, the
+//! single-machine default. Each check-and-spend is one `BEGIN IMMEDIATE` transaction, which
+//! takes SQLite's write lock before reading, so checks are serialized even across processes
+//! sharing the file.
+
+use super::{BudgetSnapshot, BudgetStore, Row, SpendKind, SpendOutcome, SpendRequest, StoreError, Transaction};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use warden_engine::budget::{period_key, Money};
+
+/// The file name the budget database gets inside `WARDEN_DATA_DIR`.
+pub const SQLITE_FILE_NAME: &str = "budgets.sqlite3";
+
+/// How long a writer waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema (GovernsAI's tables; amounts are integer micro-USD, times Unix seconds).
+/// `monthly_limit` NULL means "the configured default limit".
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS budgets (
+    user_id        TEXT PRIMARY KEY NOT NULL,
+    monthly_limit  INTEGER,
+    current_spend  INTEGER NOT NULL DEFAULT 0,
+    llm_spend      INTEGER NOT NULL DEFAULT 0,
+    purchase_spend INTEGER NOT NULL DEFAULT 0,
+    period         TEXT NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS budget_transactions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id    TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('llm', 'purchase')),
+    amount     INTEGER NOT NULL,
+    tool       TEXT NOT NULL,
+    corr_id    TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS budget_transactions_by_user ON budget_transactions (user_id, id);
+";
+
+/// Budgets in a SQLite file. Cloning shares the connection.
+#[derive(Clone, Debug)]
+pub struct SqliteBudgetStore {
+    conn: Arc<Mutex<Connection>>,
+    default_limit: Money,
+    path: PathBuf,
+}
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    StoreError::new("sqlite", e.to_string())
+}
+
+impl SqliteBudgetStore {
+    /// Opens (creating if needed, with parent directories) the database at `path`, in WAL
+    /// mode with a busy timeout, and creates the tables. Users without an explicit limit get
+    /// `default_limit`. Blocking: call it at startup.
+    pub fn open(path: impl AsRef<Path>, default_limit: Money) -> Result<SqliteBudgetStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::new("sqlite", format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(&path)
+            .map_err(|e| StoreError::new("sqlite", format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(db_error)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::new(
+                "sqlite",
+                format!("{} does not support WAL mode (got {mode})", path.display()),
+            ));
+        }
+        // NORMAL is durable against process crashes in WAL mode; an OS crash may lose the last
+        // commits, never corrupt the file.
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_error)?;
+        conn.execute_batch(SCHEMA).map_err(db_error)?;
+        Ok(SqliteBudgetStore { conn: Arc::new(Mutex::new(conn)), default_limit, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on tokio's blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, Money) -> Result<T, rusqlite::Error> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let default_limit = self.default_limit;
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock rolled its SQLite transaction back (the
+            // `Transaction` guard's drop), so the connection is consistent: keep using it.
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard, default_limit).map_err(db_error)
+        })
+        .await
+        .map_err(|e| StoreError::new("sqlite", format!("blocking task failed: {e}")))?
+    }
+}
+
+/// Loads a user's row (creating it for `period` if absent) and rolls it to `period`, inside
+/// the caller's transaction.
+fn load_row(tx: &rusqlite::Transaction<'_>, user: &str, period: &str, now_secs: i64) -> Result<Row, rusqlite::Error> {
+    let found = tx
+        .query_row(
+            "SELECT monthly_limit, llm_spend, purchase_spend, period FROM budgets WHERE user_id = ?1",
+            params![user],
+            |r| {
+                Ok(Row {
+                    limit: r.get::<_, Option<i64>>(0)?.map(Money::from_micros),
+                    llm: Money::from_micros(r.get(1)?),
+                    purchase: Money::from_micros(r.get(2)?),
+                    period: r.get(3)?,
+                })
+            },
+        )
+        .optional()?;
+    let mut row = match found {
+        Some(row) => row,
+        None => {
+            tx.execute(
+                "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
+                 VALUES (?1, NULL, 0, 0, 0, ?2, ?3)",
+                params![user, period, now_secs],
+            )?;
+            Row::new(period.to_string())
+        }
+    };
+    if row.roll_to(period) {
+        save_row(tx, user, &row, now_secs)?;
+    }
+    Ok(row)
+}
+
+fn save_row(tx: &rusqlite::Transaction<'_>, user: &str, row: &Row, now_secs: i64) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "UPDATE budgets SET current_spend = ?2, llm_spend = ?3, purchase_spend = ?4, period = ?5, updated_at = ?6
+         WHERE user_id = ?1",
+        params![
+            user,
+            row.llm.saturating_add(row.purchase).micros(),
+            row.llm.micros(),
+            row.purchase.micros(),
+            row.period,
+            now_secs
+        ],
+    )?;
+    Ok(())
+}
+
+#[async_trait]
+impl BudgetStore for SqliteBudgetStore {
+    async fn status(&self, user: &str, now_secs: i64) -> Result<BudgetSnapshot, StoreError> {
+        let user = user.to_string();
+        self.with_conn(move |conn, default_limit| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let row = load_row(&tx, &user, &period_key(now_secs), now_secs)?;
+            tx.commit()?;
+            Ok(row.snapshot(default_limit))
+        })
+        .await
+    }
+
+    async fn check_and_spend(&self, req: SpendRequest, now_secs: i64) -> Result<SpendOutcome, StoreError> {
+        self.with_conn(move |conn, default_limit| {
+            // IMMEDIATE: take the write lock before reading, so no other connection can
+            // change the row between our read and our write.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut row = load_row(&tx, &req.user, &period_key(now_secs), now_secs)?;
+            let checked = row.check_and_spend(&req, default_limit);
+            if checked.recorded {
+                save_row(&tx, &req.user, &row, now_secs)?;
+                for (kind, amount) in checked.entries() {
+                    tx.execute(
+                        "INSERT INTO budget_transactions (user_id, kind, amount, tool, corr_id, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![req.user, kind.as_str(), amount.micros(), req.tool, req.corr_id, now_secs],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(SpendOutcome {
+                assessment: checked.assessment,
+                recorded: checked.recorded,
+                snapshot: row.snapshot(default_limit),
+            })
+        })
+        .await
+    }
+
+    async fn set_limit(&self, user: &str, limit: Money) -> Result<(), StoreError> {
+        let user = user.to_string();
+        self.with_conn(move |conn, _| {
+            // A row created here belongs to no period yet; the next check rolls it over.
+            conn.execute(
+                "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
+                 VALUES (?1, ?2, 0, 0, 0, '', 0)
+                 ON CONFLICT (user_id) DO UPDATE SET monthly_limit = excluded.monthly_limit",
+                params![user, limit.micros()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn transactions(&self, user: &str, limit: usize) -> Result<Vec<Transaction>, StoreError> {
+        let user = user.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(move |conn, _| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, kind, amount, tool, corr_id, created_at FROM budget_transactions
+                 WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![user, limit], |r| {
+                let kind: String = r.get(1)?;
+                let kind = SpendKind::parse(&kind).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        format!("unknown transaction kind {kind:?}").into(),
+                    )
+                })?;
+                Ok(Transaction {
+                    id: r.get(0)?,
+                    user: user.clone(),
+                    kind,
+                    amount: Money::from_micros(r.get(2)?),
+                    tool: r.get(3)?,
+                    corr_id: r.get(4)?,
+                    ts: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn, _| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+}

@@ -1,0 +1,143 @@
+//! Client-facing errors: an HTTP status and `{"error":{"code","message","field"?}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered to the client. Never a panic, never a bare 500.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    /// HTTP status.
+    #[serde(skip)]
+    pub status: u16,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable message naming the problem.
+    pub message: String,
+    /// The offending field (dotted path), when one is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Seconds to wait before retrying (429 only).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), field: None, retry_after: None }
+    }
+
+    /// The same error blaming `field`.
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        let f = field.into();
+        self.field = if f.is_empty() { None } else { Some(f) };
+        self
+    }
+
+    /// 400: the body is not JSON.
+    pub fn invalid_json(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "invalid_json", message)
+    }
+
+    /// 422: well-formed JSON of the wrong shape.
+    pub fn invalid_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(422, "invalid_request", message)
+    }
+
+    /// 413: the body exceeds the limit.
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError::new(413, "payload_too_large", format!("request body exceeds the limit of {limit} bytes"))
+    }
+
+    /// The JSON body `{"error": {...}}`.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self })
+    }
+}
+
+impl core::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut resp = (status, axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Parses a request body: invalid JSON → 400 naming line and column; valid JSON of the wrong
+/// shape → 422 naming the field.
+pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::invalid_json(format!("request body is not valid JSON: {e}")))?;
+    from_value(value)
+}
+
+/// Converts a parsed JSON value into a request type: wrong shape → 422 naming the field.
+pub fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid_request(format!("request body must be a JSON object, not {}", kind(&value))));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut field = e.path().to_string();
+        let message = e.inner().to_string();
+        if field == "." {
+            field = missing_field(&message).unwrap_or_default();
+        }
+        ApiError::invalid_request(message).with_field(field)
+    })
+}
+
+/// serde reports a missing field at the parent's path; pull the name out of its message.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// A JSON value's kind, for messages.
+pub fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_engine::CheckRequest;
+
+    #[test]
+    fn malformed_json_is_400() {
+        let e = parse_body::<CheckRequest>(b"{\"tool\":").err();
+        assert_eq!(e.map(|e| (e.status, e.code)), Some((400, "invalid_json")));
+    }
+
+    #[test]
+    fn missing_field_is_422_naming_it() {
+        let e = parse_body::<CheckRequest>(br#"{"tool":"x"}"#).err();
+        assert_eq!(e.map(|e| (e.status, e.field)), Some((422, Some("raw_text".into()))));
+    }
+
+    #[test]
+    fn wrong_type_is_422_naming_it() {
+        let e = parse_body::<CheckRequest>(br#"{"tool":"x","raw_text":"y","tags":[1]}"#).err();
+        assert_eq!(e.map(|e| (e.status, e.field)), Some((422, Some("tags[0]".into()))));
+        let e = parse_body::<CheckRequest>(b"[1]").err();
+        assert_eq!(e.map(|e| e.status), Some(422));
+    }
+}

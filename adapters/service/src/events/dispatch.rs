@@ -1,0 +1,382 @@
+//! Retries with backoff, and the background [`Dispatcher`] that keeps delivery off the
+//! request path.
+
+use super::dlq::DeadLetterQueue;
+use super::sink::{EventSink, SendError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use rand::Rng;
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio::task::{self, JoinError, JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+/// Delivery counters, shared (cheap clones of atomics) between the dispatcher, the DLQ and
+/// [`Metrics`](crate::metrics::Metrics), which exports them as `webhook_events_total` and
+/// `dlq_size`. `Default` gives standalone counters.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryStats {
+    /// Events the sink accepted.
+    pub delivered: Counter,
+    /// Events whose every attempt failed (each then goes to the DLQ).
+    pub failed: Counter,
+    /// Lines appended to the DLQ, for any reason (failed, `queue_full`, shutdown).
+    pub dead_lettered: Counter,
+    /// Lines currently in the DLQ file, as far as this process knows.
+    pub dlq_size: Gauge,
+}
+
+/// Exponential backoff with jitter: retry `n` (0-based) waits `base * 2^n`, capped at
+/// `max_backoff`, scaled by a random factor in `[1 - jitter, 1 + jitter]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (`WEBHOOK_MAX_RETRIES`, default 3).
+    pub max_retries: u32,
+    /// Wait before the first retry (`WEBHOOK_BACKOFF_BASE_MS`, default 150 ms).
+    pub backoff_base: Duration,
+    /// Relative jitter, 0.2 = ±20 %; spreads retries from many instances apart.
+    pub jitter: f64,
+    /// Upper bound of one wait, before jitter.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            backoff_base: Duration::from_millis(150),
+            jitter: 0.2,
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry `retry` (0 = the wait after the first attempt).
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let factor = 2u32.checked_pow(retry).unwrap_or(u32::MAX);
+        let nominal = self.backoff_base.saturating_mul(factor).min(self.max_backoff);
+        if !(self.jitter.is_finite() && self.jitter > 0.0) {
+            return nominal;
+        }
+        let jitter = self.jitter.min(1.0);
+        let scale = rand::rng().random_range(1.0 - jitter..=1.0 + jitter);
+        Duration::try_from_secs_f64(nominal.as_secs_f64() * scale).unwrap_or(nominal)
+    }
+}
+
+/// The result of [`deliver_with_retries`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The sink accepted the event.
+    Delivered {
+        /// Attempts made, including the successful one.
+        attempts: u32,
+    },
+    /// Every attempt failed.
+    Failed {
+        /// Attempts made: `1 + max_retries`.
+        attempts: u32,
+        /// The last attempt's error.
+        error: SendError,
+    },
+}
+
+/// Sends `event_json` to `sink`, retrying failures per `policy`. Does not touch the DLQ;
+/// serverless adapters can call this directly for a bounded send before returning.
+pub async fn deliver_with_retries(sink: &dyn EventSink, event_json: &str, policy: &RetryPolicy) -> DeliveryOutcome {
+    deliver_counting(sink, event_json, policy, &AtomicU32::new(0)).await
+}
+
+/// [`deliver_with_retries`], recording attempts in `attempts` so a delivery interrupted by
+/// shutdown still reports how often it was tried.
+async fn deliver_counting(
+    sink: &dyn EventSink,
+    event_json: &str,
+    policy: &RetryPolicy,
+    attempts: &AtomicU32,
+) -> DeliveryOutcome {
+    let mut retry = 0;
+    loop {
+        let attempt = attempts.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        match sink.send(event_json).await {
+            Ok(()) => return DeliveryOutcome::Delivered { attempts: attempt },
+            Err(error) if retry >= policy.max_retries => return DeliveryOutcome::Failed { attempts: attempt, error },
+            Err(_) => {
+                tokio::time::sleep(policy.backoff(retry)).await;
+                retry += 1;
+            }
+        }
+    }
+}
+
+/// Queue and worker settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DispatcherConfig {
+    /// Events waiting for delivery before new ones go straight to the DLQ
+    /// (`WARDEN_EVENTS_QUEUE_CAPACITY`, default 10 000; at least 1).
+    pub queue_capacity: usize,
+    /// Deliveries in flight at once (`WARDEN_EVENTS_CONCURRENCY`, default 32; at least 1).
+    pub concurrency: usize,
+    /// Retries per event.
+    pub retry: RetryPolicy,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig { queue_capacity: 10_000, concurrency: 32, retry: RetryPolicy::default() }
+    }
+}
+
+/// What [`Dispatcher::try_enqueue`] did with an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued for background delivery.
+    Queued,
+    /// The queue was full (or shut down): written to the DLQ instead.
+    DeadLettered,
+}
+
+/// Counters and queue state, for metrics and readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DispatcherSnapshot {
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events that exhausted their retries.
+    pub failed: u64,
+    /// Lines appended to the DLQ.
+    pub dead_lettered: u64,
+    /// Lines in the DLQ file.
+    pub dlq_size: i64,
+    /// Events waiting in the queue (not counting deliveries in flight).
+    pub queue_depth: usize,
+    /// The queue's capacity.
+    pub queue_capacity: usize,
+}
+
+/// A bounded queue with a background worker that delivers events with limited
+/// concurrency, so enqueueing never waits for the network. An event that cannot be
+/// delivered (retries exhausted, queue full, shutdown deadline) is appended to the DLQ:
+/// nothing is dropped silently.
+#[derive(Debug)]
+pub struct Dispatcher {
+    queue: mpsc::Sender<String>,
+    dlq: Arc<DeadLetterQueue>,
+    shutdown: watch::Sender<Option<Instant>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Dispatcher {
+    /// Starts the worker on the current tokio runtime; fails outside one.
+    pub fn start(
+        sink: Arc<dyn EventSink>,
+        dlq: Arc<DeadLetterQueue>,
+        config: DispatcherConfig,
+    ) -> io::Result<Dispatcher> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
+        let (shutdown, shutdown_rx) = watch::channel(None);
+        let worker = Worker {
+            queue: receiver,
+            sink,
+            dlq: Arc::clone(&dlq),
+            retry: config.retry,
+            concurrency: config.concurrency.max(1),
+            shutdown: shutdown_rx,
+        };
+        let handle = runtime.spawn(worker.run());
+        Ok(Dispatcher { queue, dlq, shutdown, worker: Mutex::new(Some(handle)) })
+    }
+
+    /// Queues `event_json` without waiting for delivery. When the queue is full or shut
+    /// down the event is appended to the DLQ right away (error `queue_full` / `shutdown`,
+    /// 0 attempts); an `Err` means even that failed, and the event was written to stderr.
+    pub async fn try_enqueue(&self, event_json: String) -> io::Result<Enqueued> {
+        let Some((event, reason)) = self.offer(event_json) else {
+            return Ok(Enqueued::Queued);
+        };
+        self.dlq.append(&event, reason, 0).await?;
+        Ok(Enqueued::DeadLettered)
+    }
+
+    /// [`try_enqueue`](Self::try_enqueue) for synchronous callers such as a
+    /// [`Observer`](crate::service::Observer): queueing never blocks, but when the queue is
+    /// full the DLQ append (one write and one `fsync`) runs on the calling thread.
+    pub fn enqueue(&self, event_json: String) -> io::Result<Enqueued> {
+        let Some((event, reason)) = self.offer(event_json) else {
+            return Ok(Enqueued::Queued);
+        };
+        self.dlq.append_blocking(&event, reason, 0)?;
+        Ok(Enqueued::DeadLettered)
+    }
+
+    /// Queues the event, or hands it back with the DLQ reason when it cannot be queued.
+    fn offer(&self, event_json: String) -> Option<(String, &'static str)> {
+        match self.queue.try_send(event_json) {
+            Ok(()) => None,
+            Err(TrySendError::Full(event)) => Some((event, "queue_full")),
+            Err(TrySendError::Closed(event)) => Some((event, "shutdown")),
+        }
+    }
+
+    /// Events waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity().saturating_sub(self.queue.capacity())
+    }
+
+    /// The dead-letter queue this dispatcher writes to.
+    pub fn dlq(&self) -> &Arc<DeadLetterQueue> {
+        &self.dlq
+    }
+
+    /// Counters and queue state.
+    pub fn snapshot(&self) -> DispatcherSnapshot {
+        let stats = self.dlq.stats();
+        DispatcherSnapshot {
+            delivered: stats.delivered.get(),
+            failed: stats.failed.get(),
+            dead_lettered: stats.dead_lettered.get(),
+            dlq_size: stats.dlq_size.get(),
+            queue_depth: self.queue_depth(),
+            queue_capacity: self.queue.max_capacity(),
+        }
+    }
+
+    /// Stops accepting events and keeps delivering what is queued or in flight for at most
+    /// `grace`; whatever is still undelivered then goes to the DLQ (error
+    /// `shutdown: delivery interrupted` or `shutdown`). Later calls return at once, and
+    /// later [`try_enqueue`](Self::try_enqueue) calls dead-letter.
+    pub async fn shutdown(&self, grace: Duration) {
+        let now = Instant::now();
+        let deadline = now.checked_add(grace).or_else(|| now.checked_add(Duration::from_secs(86_400))).unwrap_or(now);
+        self.shutdown.send_replace(Some(deadline));
+        let worker = self.worker.lock().await.take();
+        if let Some(worker) = worker {
+            if let Err(error) = worker.await {
+                eprintln!("warden events: delivery worker ended abnormally: {error}");
+            }
+        }
+    }
+}
+
+/// An event being delivered, kept so it can be dead-lettered if its task is cancelled.
+struct InFlight {
+    event: Arc<str>,
+    attempts: Arc<AtomicU32>,
+}
+
+struct Worker {
+    queue: mpsc::Receiver<String>,
+    sink: Arc<dyn EventSink>,
+    dlq: Arc<DeadLetterQueue>,
+    retry: RetryPolicy,
+    concurrency: usize,
+    shutdown: watch::Receiver<Option<Instant>>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut deliveries: JoinSet<DeliveryOutcome> = JoinSet::new();
+        let mut in_flight: HashMap<task::Id, InFlight> = HashMap::new();
+        let mut deadline: Option<Instant> = None;
+        let mut watching = true;
+        let mut queue_open = true;
+        loop {
+            if !queue_open && deliveries.is_empty() {
+                break;
+            }
+            let accepting = queue_open && deliveries.len() < self.concurrency;
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
+                    if deadline.is_some() => break,
+                changed = self.shutdown.changed(), if watching => {
+                    watching = false;
+                    // An error means the Dispatcher was dropped without shutdown(); its
+                    // queue sender is gone too, so the queue drains and closes by itself.
+                    if changed.is_ok() {
+                        deadline = Some((*self.shutdown.borrow()).unwrap_or_else(Instant::now));
+                        self.queue.close();
+                    }
+                }
+                Some(joined) = deliveries.join_next_with_id(), if !deliveries.is_empty() => {
+                    self.finish(joined, &mut in_flight).await;
+                }
+                received = self.queue.recv(), if accepting => match received {
+                    Some(event) => {
+                        let flight = InFlight {
+                            event: Arc::from(event),
+                            attempts: Arc::new(AtomicU32::new(0)),
+                        };
+                        let sink = Arc::clone(&self.sink);
+                        let retry = self.retry.clone();
+                        let event = Arc::clone(&flight.event);
+                        let attempts = Arc::clone(&flight.attempts);
+                        let handle = deliveries.spawn(async move {
+                            deliver_counting(sink.as_ref(), &event, &retry, &attempts).await
+                        });
+                        in_flight.insert(handle.id(), flight);
+                    }
+                    None => queue_open = false,
+                },
+                else => break,
+            }
+        }
+        // Deadline passed (or nothing left): interrupt what is still in flight. Aborted
+        // tasks come back as cancelled join errors and are dead-lettered in `finish`;
+        // a delivery may have reached the receiver just before, which the event's
+        // idempotency key makes harmless on replay.
+        deliveries.abort_all();
+        while let Some(joined) = deliveries.join_next_with_id().await {
+            self.finish(joined, &mut in_flight).await;
+        }
+        for (_, flight) in in_flight.drain() {
+            let attempts = flight.attempts.load(Ordering::Relaxed);
+            self.dead_letter(&flight.event, "shutdown: delivery interrupted", attempts).await;
+        }
+        while let Ok(event) = self.queue.try_recv() {
+            self.dead_letter(&event, "shutdown", 0).await;
+        }
+    }
+
+    async fn finish(
+        &self,
+        joined: Result<(task::Id, DeliveryOutcome), JoinError>,
+        in_flight: &mut HashMap<task::Id, InFlight>,
+    ) {
+        match joined {
+            Ok((id, DeliveryOutcome::Delivered { .. })) => {
+                in_flight.remove(&id);
+                self.dlq.stats().delivered.inc();
+            }
+            Ok((id, DeliveryOutcome::Failed { attempts, error })) => {
+                self.dlq.stats().failed.inc();
+                if let Some(flight) = in_flight.remove(&id) {
+                    self.dead_letter(&flight.event, &error.to_string(), attempts).await;
+                }
+            }
+            Err(join_error) => {
+                if let Some(flight) = in_flight.remove(&join_error.id()) {
+                    let reason = if join_error.is_cancelled() {
+                        "shutdown: delivery interrupted"
+                    } else {
+                        "delivery task panicked"
+                    };
+                    let attempts = flight.attempts.load(Ordering::Relaxed);
+                    self.dead_letter(&flight.event, reason, attempts).await;
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(&self, event: &str, reason: &str, attempts: u32) {
+        // On failure `append` has already written the event to stderr, the last place
+        // left; the worker keeps going so one bad disk moment does not stop delivery.
+        let _ = self.dlq.append(event, reason, attempts).await;
+    }
+}

@@ -1,0 +1,72 @@
+//! Plugging events into the [`Service`](crate::service::Service): an observer that enqueues
+//! one event per decision, and the `dlq` readiness probe.
+
+use super::dispatch::Dispatcher;
+use super::dlq::dlq_status;
+use super::event::EventBuilder;
+use crate::record::DecisionRecord;
+use crate::service::{Check, Observer, Probe};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Turns every decision into a `decision.v1` event and queues it on a [`Dispatcher`];
+/// register it with `Service::with_observer` and `Service::with_probe`.
+#[derive(Debug)]
+pub struct EventPublisher {
+    builder: EventBuilder,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl EventPublisher {
+    /// A publisher building events with `builder` and delivering through `dispatcher`.
+    pub fn new(builder: EventBuilder, dispatcher: Arc<Dispatcher>) -> EventPublisher {
+        EventPublisher { builder, dispatcher }
+    }
+
+    /// The dispatcher, e.g. for `shutdown` when the server stops.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
+    }
+}
+
+impl Observer for EventPublisher {
+    fn observe(&self, record: &DecisionRecord) {
+        // On failure the DLQ has already printed the event to stderr; a decision must
+        // never fail because its event could not be stored.
+        let _ = self.dispatcher.enqueue(self.builder.json(record));
+    }
+}
+
+#[async_trait]
+impl Probe for EventPublisher {
+    fn name(&self) -> &'static str {
+        "dlq"
+    }
+
+    /// `error` when the DLQ cannot be written, `warning` while it holds undelivered
+    /// events (replay them with `warden dlq replay`), else `ok`.
+    async fn check(&self) -> Check {
+        let path = self.dispatcher.dlq().path().to_owned();
+        let shown = path.display().to_string();
+        let status = match tokio::task::spawn_blocking(move || dlq_status(path)).await {
+            Ok(status) => status,
+            Err(error) => return Check::new("error", Some(format!("{shown}: {error}"))),
+        };
+        let snapshot = self.dispatcher.snapshot();
+        let queue = format!("queue {}/{}", snapshot.queue_depth, snapshot.queue_capacity);
+        if !status.writable {
+            let error = status.error.unwrap_or_else(|| "not writable".to_owned());
+            return Check::new("error", Some(format!("{error}; {queue}")));
+        }
+        if status.lines > 0 {
+            return Check::new(
+                "warning",
+                Some(format!(
+                    "{shown}: {} undelivered event(s), replay with `warden dlq replay`; {queue}",
+                    status.lines
+                )),
+            );
+        }
+        Check::new("ok", Some(format!("{shown}: empty; {queue}")))
+    }
+}

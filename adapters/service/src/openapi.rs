@@ -1,0 +1,92 @@
+//! The OpenAPI 3.1 document of every route (`GET /api/openapi.json`).
+
+use serde_json::{json, Value};
+
+fn body(schema: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn ok(schema: &str) -> Value {
+    json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn errors() -> Value {
+    let e = json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    json!({"400": e, "401": e, "413": e, "422": e, "429": e})
+}
+
+fn post_op(summary: &str, req: &str, resp: &str) -> Value {
+    let mut responses = errors();
+    if let Some(map) = responses.as_object_mut() {
+        map.insert("200".into(), ok(resp));
+    }
+    json!({"post": {"summary": summary, "requestBody": body(req), "responses": responses}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let decision = json!({"type": "string", "enum": ["allow", "deny", "transform", "confirm"]});
+    let policy_id = json!({"type": "string", "enum": ["deny-exec", "tool-access", "defaults", "net-redact-regex", "strict-fallback", "on-error"]});
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Warden",
+            "version": warden_engine::VERSION,
+            "description": "AI-governance gate: policy decisions and PII detection/transformation for agent tool calls. Offsets are Unicode scalar (char) indices."
+        },
+        "components": {
+            "securitySchemes": {"governsKey": {"type": "apiKey", "in": "header", "name": "X-Governs-Key"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
+                "CheckRequest": {"type": "object", "required": ["tool", "raw_text"], "properties": {
+                    "tool": {"type": "string"}, "scope": {"type": "string"}, "raw_text": {"type": "string"},
+                    "corr_id": {"type": "string"}, "user_id": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+                    "policy_config": {"type": "object", "description": "A policy document replacing the server's for this request"},
+                    "tool_config": {"type": "object", "description": "metadata.purchase_amount|amount|price|cost and metadata.model feed budgets"}}},
+                "CheckResponse": {"type": "object", "required": ["decision", "raw_text_out", "reasons", "policy_id", "ts"], "properties": {
+                    "decision": decision, "raw_text_out": {"type": ["string", "null"]}, "reasons": {"type": "array", "items": {"type": "string"}},
+                    "policy_id": policy_id, "ts": {"type": "integer"}, "budget_status": {"type": "object"}, "budget_info": {"type": "object"},
+                    "error": {"type": "object"}}},
+                "RedactRequest": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+                "RedactResponse": {"type": "object", "required": ["redacted", "matches"], "properties": {
+                    "redacted": {"type": "string"},
+                    "matches": {"type": "array", "items": {"type": "object", "properties": {
+                        "type": {"type": "string"}, "start": {"type": "integer"}, "end": {"type": "integer"}}}}}},
+                "EvaluateRequest": {"type": "object", "required": ["payload", "agent_id"], "properties": {
+                    "payload": {}, "agent_id": {"type": "string"}, "tool": {"type": "string"},
+                    "direction": {"type": "string", "enum": ["ingress", "egress"]}, "scope": {"type": "string"},
+                    "policy_config": {"type": "object"}, "corr_id": {"type": "string"}, "user_id": {"type": "string"}}},
+                "EvaluateResponse": {"type": "object", "required": ["decision", "reasons", "violations", "modified_payload", "pii_found"], "properties": {
+                    "decision": decision, "reasons": {"type": "array", "items": {"type": "string"}},
+                    "violations": {"type": "array", "items": {"type": "string"}}, "modified_payload": {},
+                    "pii_found": {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string"}, "action": {"type": "string"}}}},
+                    "policy_id": policy_id, "ts": {"type": "integer"}}},
+                "BatchRequest": {"type": "object", "required": ["requests"], "properties": {"requests": {"type": "array", "items": {
+                    "type": "object", "required": ["action"], "properties": {"action": {"type": "string", "enum": ["precheck", "postcheck", "evaluate"]}}}}}},
+                "BatchResponse": {"type": "object", "required": ["processed", "summary", "results"], "properties": {
+                    "processed": {"type": "integer"},
+                    "summary": {"type": "object", "properties": {"allow": {"type": "integer"}, "deny": {"type": "integer"}, "transform": {"type": "integer"}, "confirm": {"type": "integer"}, "error": {"type": "integer"}}},
+                    "results": {"type": "array", "items": {"type": "object"}}}},
+                "Invoke": {"type": "object", "required": ["action"], "properties": {"action": {"type": "string", "enum": ["precheck", "postcheck", "redact", "evaluate", "batch", "health", "ready"]}},
+                    "description": "The other fields are those of the action's request"},
+                "Health": {"type": "object", "properties": {"ok": {"type": "boolean"}, "service": {"type": "string"}, "version": {"type": "string"}}},
+                "Ready": {"type": "object", "properties": {"ready": {"type": "boolean"}, "status": {"type": "string"}, "checks": {"type": "object", "additionalProperties": {
+                    "type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "warning", "error", "disabled"]}, "detail": {"type": "string"}}}}}}
+            }
+        },
+        "security": [{"governsKey": []}, {}],
+        "paths": {
+            "/": post_op("Invoke envelope: {action, ...} runs the same operations as the routes", "Invoke", "Health"),
+            "/api/v1/precheck": post_op("Evaluate raw_text before tool execution (ingress)", "CheckRequest", "CheckResponse"),
+            "/api/v1/postcheck": post_op("Evaluate tool output (egress)", "CheckRequest", "CheckResponse"),
+            "/api/v1/redact": post_op("Detect and redact PII", "RedactRequest", "RedactResponse"),
+            "/api/v1/evaluate": post_op("JSON mode: govern every string leaf of a payload", "EvaluateRequest", "EvaluateResponse"),
+            "/api/v1/batch": post_op("Many precheck/postcheck/evaluate requests; per-item errors never fail the batch", "BatchRequest", "BatchResponse"),
+            "/api/v1/health": {"get": {"summary": "Liveness", "security": [], "responses": {"200": ok("Health")}}},
+            "/api/v1/ready": {"get": {"summary": "Readiness per component", "security": [], "responses": {"200": ok("Ready"), "503": ok("Ready")}}},
+            "/api/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OK"}}}}
+        }
+    })
+}

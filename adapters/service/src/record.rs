@@ -1,0 +1,42 @@
+//! What one governed request produced: the input of decision events, audit lines and metrics.
+
+use warden_engine::api::Direction;
+use warden_engine::{Decision, PolicyId};
+
+/// One decision, as the service layer saw it. Carries raw text so event sinks can include
+/// it when `EVENTS_INCLUDE_RAW_TEXT=true`; audit and metrics never read `raw_text`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionRecord {
+    /// Operation: `precheck`, `postcheck`, `evaluate`, `redact`.
+    pub operation: &'static str,
+    /// Organisation id from configuration (`WARDEN_ORG_ID`), if any.
+    pub org_id: Option<String>,
+    /// Ingress or egress.
+    pub direction: Direction,
+    /// The final decision (policy joined with budget).
+    pub decision: Decision,
+    /// Which policy level decided.
+    pub policy_id: PolicyId,
+    /// Tool name.
+    pub tool: String,
+    /// Scope.
+    pub scope: String,
+    /// The input text (JSON text of the payload in JSON mode).
+    pub raw_text: String,
+    /// The output text; `None` on deny.
+    pub raw_text_out: Option<String>,
+    /// Reasons as returned to the caller.
+    pub reasons: Vec<String>,
+    /// PII type name → count, in order of first occurrence.
+    pub pii_counts: Vec<(String, usize)>,
+    /// Time spent deciding, in milliseconds.
+    pub latency_ms: f64,
+    /// Correlation id from the request.
+    pub corr_id: Option<String>,
+    /// Tags from the request.
+    pub tags: Vec<String>,
+    /// When the decision was made, unix milliseconds.
+    pub ts_unix_ms: i64,
+    /// End user, if the request named one.
+    pub user_id: Option<String>,
+}

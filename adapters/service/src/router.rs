@@ -1,0 +1,148 @@
+//! The HTTP router of SPEC §2 (axum). Free of tokio so that it compiles to wasm32 and runs
+//! unchanged inside a Cloudflare Worker; native servers add the listener around it.
+
+use crate::error::{parse_body, ApiError};
+use crate::service::{Operation, RequestMeta, Service};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+
+/// Renders the Prometheus text exposition of a server's metrics.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Header carrying the API key (SPEC §8).
+pub const API_KEY_HEADER: &str = "x-governs-key";
+
+/// Everything the router needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service.
+    pub service: Arc<Service>,
+    /// API keys; `None` (or empty) disables auth.
+    pub api_keys: Option<Arc<crate::auth::ApiKeys>>,
+    /// Metrics renderer for `GET /api/metrics`; `None` → 404 there.
+    pub metrics: Option<MetricsRender>,
+}
+
+/// Builds the router serving every route of SPEC §2.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", post(|s: State<AppState>, r: Request| op(s, None, r)))
+        .route("/api/v1/precheck", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Precheck), r)))
+        .route("/api/v1/postcheck", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Postcheck), r)))
+        .route("/api/v1/redact", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Redact), r)))
+        .route("/api/v1/evaluate", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Evaluate), r)))
+        .route("/api/v1/batch", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Batch), r)))
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/ready", get(ready))
+        .route("/api/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// The API key presented, if auth is on and it is valid; 401 when auth is on and it is not.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(keys) = state.api_keys.as_ref().filter(|k| k.is_enabled()) else {
+        return Ok(None);
+    };
+    let presented = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
+    match presented {
+        Some(k) if keys.verify(k) => Ok(Some(k.to_string())),
+        Some(_) => Err(ApiError::new(401, "unauthorized", "invalid API key in X-Governs-Key")),
+        None => Err(ApiError::new(401, "unauthorized", "missing X-Governs-Key header")),
+    }
+}
+
+async fn op(State(state): State<AppState>, fixed: Option<Operation>, req: Request) -> Response {
+    match run_op(&state, fixed, req).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run_op(state: &AppState, fixed: Option<Operation>, req: Request) -> Result<serde_json::Value, ApiError> {
+    let api_key = authenticate(state, req.headers())?;
+    let client_addr = client_addr(&req);
+    let limit = state.service.config().body_limit;
+    let bytes = read_body(req.into_body(), limit).await?;
+    let body: serde_json::Value = parse_body(&bytes)?;
+    let meta = RequestMeta { api_key, client_addr };
+    match fixed {
+        Some(op) => state.service.run(op, body, &meta).await,
+        None => state.service.invoke(body, &meta).await,
+    }
+}
+
+/// The peer address recorded by a native listener (`into_make_service_with_connect_info`).
+#[cfg(feature = "native")]
+fn client_addr(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// Runtimes without a socket peer (Workers) pass the address as a [`ClientAddr`] extension.
+#[cfg(not(feature = "native"))]
+fn client_addr(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions().get::<ClientAddr>().map(|c| c.0)
+}
+
+/// The client address for runtimes that learn it from headers (e.g. `CF-Connecting-IP`).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// Reads at most `limit` bytes; more is a 413 (checked against Content-Length first, then
+/// while streaming, so a lying or absent header cannot get past it).
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::invalid_json(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    Json(state.service.health()).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let (ok, body) = state.service.ready().await;
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authenticate(&state, &headers) {
+        return e.into_response();
+    }
+    match &state.metrics {
+        Some(render) => {
+            let mut resp = render().into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            resp
+        }
+        None => ApiError::new(404, "not_found", "metrics are not exported by this runtime").into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    ApiError::new(404, "not_found", format!("no route for {} {}", req.method(), req.uri().path())).into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    ApiError::new(405, "method_not_allowed", format!("{} is not allowed on {}", req.method(), req.uri().path()))
+        .into_response()
+}

@@ -1,0 +1,242 @@
+//! Built-in PII detection (SPEC §4): one linear pass over the text, then cheap validators.
+//!
+//! The pass merges two position-ordered event streams: trigger bytes (digits, `@`, `+`, `(`,
+//! `:`) found by a byte-class scan that skips plain prose, and hits of one Aho-Corasick
+//! automaton over keyword/prefix triggers (API-key prefixes, the JWT start `eyJ`, password
+//! keywords, SSN context words). Each event runs one parser that either reads a bounded window
+//! (failure costs O(1)) or consumes what it reads (the cursor moves past it), so the whole pass is
+//! linear on any input. A value is emitted only at or after the end of the previous one, so the
+//! output is sorted and non-overlapping by construction; where two kinds could claim the same
+//! start, the parsers are tried in priority order.
+
+mod keywords;
+mod net;
+mod numbers;
+#[cfg(test)]
+mod tests;
+
+use crate::pii::PiiKind;
+use alloc::vec::Vec;
+use keywords::Trigger;
+
+/// One detected value: byte offsets into the input (`start < end`, both on char boundaries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// What was found.
+    pub kind: PiiKind,
+    /// Byte offset of the first byte of the value.
+    pub start: usize,
+    /// Byte offset one past the last byte of the value.
+    pub end: usize,
+}
+
+/// The built-in detector. Holds the trigger automaton, built once by the caller and reused
+/// for every text (the engine keeps no global state).
+#[derive(Clone, Debug)]
+pub struct Detector {
+    triggers: Option<aho_corasick::AhoCorasick>,
+}
+
+impl Default for Detector {
+    fn default() -> Detector {
+        Detector::new()
+    }
+}
+
+impl Detector {
+    /// Builds the detector (tens of microseconds: do it once, not per text).
+    pub fn new() -> Detector {
+        Detector { triggers: keywords::build_automaton() }
+    }
+
+    /// Finds every built-in PII value in `text`, sorted by `start`, non-overlapping.
+    pub fn detect(&self, text: &str) -> Vec<Found> {
+        detect_with(self.triggers.as_ref(), text)
+    }
+}
+
+fn detect_with(triggers: Option<&aho_corasick::AhoCorasick>, text: &str) -> Vec<Found> {
+    let b = text.as_bytes();
+    let mut scan = Scan { b, out: Vec::new(), floor: 0, ssn_context_end: None };
+    let mut hits = triggers.map(|ac| ac.find_iter(text));
+    let mut next_hit = hits.as_mut().and_then(Iterator::next);
+    // Everything before `pos` has been handled; no new value may start there.
+    let mut pos = 0;
+    let mut next_byte = next_trigger(b, 0);
+    loop {
+        while next_hit.is_some_and(|h| h.start() < pos) {
+            next_hit = hits.as_mut().and_then(Iterator::next);
+        }
+        if next_byte < pos {
+            next_byte = next_trigger(b, pos);
+        }
+        match next_hit {
+            Some(h) if h.start() < next_byte => {
+                next_hit = hits.as_mut().and_then(Iterator::next);
+                if let Some(end) = keywords::trigger(b, h.pattern(), h.start(), h.end())
+                    .and_then(|t| scan.on_hit(t, h.start(), h.end()))
+                {
+                    pos = end;
+                }
+            }
+            _ if next_byte < b.len() => pos = scan.on_byte(next_byte),
+            _ => break,
+        }
+    }
+    scan.out
+}
+
+/// True for bytes that can start a digit/punctuation-led value.
+fn is_trigger(c: u8) -> bool {
+    matches!(c, b'0'..=b'9' | b'@' | b'+' | b'(' | b':')
+}
+
+/// Index of the first trigger byte at or after `from` (`b.len()` if none). Prose is skipped
+/// eight bytes at a time: a word-wide test flags any chunk holding a byte in `(`..=`:` or `@`
+/// (a superset of the triggers), and only flagged chunks are checked byte by byte.
+fn next_trigger(b: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let rest = b.get(from..).unwrap_or_default();
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = from;
+    for chunk in &mut chunks {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(bytes);
+        // Per-byte adds on the low 7 bits cannot carry into the next byte.
+        let low7 = w & !HIGH;
+        let at_least_open = low7 + ONES * (0x80 - u64::from(b'('));
+        let above_colon = low7 + ONES * (0x80 - u64::from(b':') - 1);
+        let in_range = at_least_open & !above_colon & !w & HIGH;
+        let x = w ^ (ONES * u64::from(b'@'));
+        let has_at = x.wrapping_sub(ONES) & !x & HIGH;
+        if in_range | has_at != 0 {
+            if let Some(k) = chunk.iter().position(|&c| is_trigger(c)) {
+                return offset + k;
+            }
+        }
+        offset += 8;
+    }
+    chunks.remainder().iter().position(|&c| is_trigger(c)).map_or(b.len(), |k| offset + k)
+}
+
+/// Detection state for one text.
+struct Scan<'a> {
+    b: &'a [u8],
+    out: Vec<Found>,
+    /// End of the last emitted value: look-behind never reaches before it.
+    floor: usize,
+    /// End of the most recent SSN context word (`SSN`, `social security`, `ss#`).
+    ssn_context_end: Option<usize>,
+}
+
+impl Scan<'_> {
+    /// Records a value and returns its end (the new cursor).
+    fn emit(&mut self, kind: PiiKind, start: usize, end: usize) -> usize {
+        self.out.push(Found { kind, start, end });
+        self.floor = end;
+        end
+    }
+
+    /// Handles an automaton hit at `start..end`; returns the new cursor if a value was emitted.
+    fn on_hit(&mut self, t: Trigger, start: usize, end: usize) -> Option<usize> {
+        let b = self.b;
+        match t {
+            Trigger::SsnContext => {
+                if keywords::is_ssn_context(b, start, end) {
+                    self.ssn_context_end = Some(end);
+                }
+                None
+            }
+            Trigger::Password => {
+                let (vs, ve) = keywords::password_value(b, start, end)?;
+                Some(self.emit(PiiKind::Password, vs, ve))
+            }
+            Trigger::Jwt => {
+                let e = keywords::jwt(b, start)?;
+                Some(self.emit(PiiKind::JwtToken, start, e))
+            }
+            Trigger::Key(k) => {
+                let e = keywords::api_key(b, start, end, k)?;
+                Some(self.emit(PiiKind::ApiKey, start, e))
+            }
+        }
+    }
+
+    /// Handles the trigger byte at `i`; returns the new cursor (always `> i`).
+    fn on_byte(&mut self, i: usize) -> usize {
+        let b = self.b;
+        match at(b, i) {
+            b'@' => match net::email(b, i, self.floor) {
+                Some((s, e)) => self.emit(PiiKind::EmailAddress, s, e),
+                None => i + 1,
+            },
+            b':' => match net::ipv6_at_colon(b, i, self.floor) {
+                Some((s, e)) => self.emit(PiiKind::IpAddress, s, e),
+                None => i + 1,
+            },
+            b'+' => match numbers::plus_phone(b, i) {
+                Some(e) => self.emit(PiiKind::PhoneNumber, i, e),
+                None => i + 1,
+            },
+            b'(' => match numbers::paren_phone(b, i) {
+                Some(e) => self.emit(PiiKind::PhoneNumber, i, e),
+                None => i + 1,
+            },
+            _ => self.on_digit(i),
+        }
+    }
+
+    /// Tries the digit-led kinds in priority order at `i`; on failure skips the rest of the
+    /// alphanumeric run, where no value can start (they all need a token boundary).
+    fn on_digit(&mut self, i: usize) -> usize {
+        let b = self.b;
+        if let Some(s) = numbers::iban(b, i, self.floor) {
+            return self.emit(PiiKind::IbanCode, s.0, s.1);
+        }
+        if numbers::starts_token(b, i) {
+            let found = numbers::card(b, i)
+                .map(|e| (PiiKind::CreditCard, e))
+                .or_else(|| numbers::ssn(b, i, self.ssn_context_end).map(|e| (PiiKind::UsSsn, e)))
+                .or_else(|| numbers::us_phone(b, i).map(|e| (PiiKind::PhoneNumber, e)))
+                .or_else(|| net::ipv4(b, i).map(|e| (PiiKind::IpAddress, e)));
+            if let Some((kind, e)) = found {
+                return self.emit(kind, i, e);
+            }
+        } else if net::ipv4_range_start(b, i) {
+            if let Some(e) = net::ipv4(b, i) {
+                return self.emit(PiiKind::IpAddress, i, e);
+            }
+        }
+        run_end(b, i, usize::MAX, |c| c.is_ascii_alphanumeric())
+    }
+}
+
+/// The byte at `i`, or 0 past the end (0 belongs to no class the parsers accept).
+fn at(b: &[u8], i: usize) -> u8 {
+    b.get(i).copied().unwrap_or(0)
+}
+
+/// The byte before `i`, or 0 at the start of the text.
+fn prev(b: &[u8], i: usize) -> u8 {
+    i.checked_sub(1).map_or(0, |j| at(b, j))
+}
+
+/// End of the run of bytes matching `pred` starting at `i`, reading at most `max` bytes.
+fn run_end(b: &[u8], i: usize, max: usize, pred: impl Fn(u8) -> bool) -> usize {
+    let rest = b.get(i..).unwrap_or_default();
+    i + rest.iter().take(max).take_while(|&&c| pred(c)).count()
+}
+
+/// Length of the digit run at `i`, counting at most `max` digits (callers pass one more than the
+/// longest run they accept, so "too long" is detected without scanning long runs).
+fn digit_run(b: &[u8], i: usize, max: usize) -> usize {
+    run_end(b, i, max, |c| c.is_ascii_digit()) - i
+}
+
+/// Decimal value of the `len` bytes at `i` (callers pass digit runs of at most 4 digits).
+fn number(b: &[u8], i: usize, len: usize) -> u32 {
+    b.get(i..i + len).unwrap_or_default().iter().fold(0, |acc, &c| acc * 10 + u32::from(c.wrapping_sub(b'0')))
+}

@@ -1,0 +1,417 @@
+//! Policy evaluation (SPEC §3): precedence, PII transforms, reasons and decisions.
+
+use crate::api::Direction;
+use crate::detect::Detector;
+use crate::pii::{PiiKind, PiiType};
+use crate::policy::{OnError, PiiAction, Policy, RuleAction, RuleDirection};
+use crate::token::TokenKey;
+use alloc::borrow::ToOwned;
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// The outcome of a check. Ordered by severity: `deny` > `confirm` > `transform` > `allow`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Text passes unchanged.
+    Allow,
+    /// Text passes with PII transformed.
+    Transform,
+    /// A human must confirm the call.
+    Confirm,
+    /// The call is blocked.
+    Deny,
+}
+
+impl Decision {
+    /// The wire name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Transform => "transform",
+            Decision::Confirm => "confirm",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
+/// Which precedence level decided (SPEC §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyId {
+    /// `deny_tools` matched.
+    DenyExec,
+    /// A `tool_access` rule matched.
+    ToolAccess,
+    /// `defaults.<direction>` applied.
+    Defaults,
+    /// Network scope or tool: all PII redacted.
+    NetRedactRegex,
+    /// Nothing else applied.
+    StrictFallback,
+    /// An invalid policy or internal failure, handled by `on_error`.
+    OnError,
+}
+
+impl PolicyId {
+    /// The wire name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PolicyId::DenyExec => "deny-exec",
+            PolicyId::ToolAccess => "tool-access",
+            PolicyId::Defaults => "defaults",
+            PolicyId::NetRedactRegex => "net-redact-regex",
+            PolicyId::StrictFallback => "strict-fallback",
+            PolicyId::OnError => "on-error",
+        }
+    }
+}
+
+/// One detected PII value: byte offsets into the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// Its type.
+    pub ty: PiiType,
+    /// Byte offset of the first byte.
+    pub start: usize,
+    /// Byte offset one past the last byte.
+    pub end: usize,
+}
+
+/// What a check found and did with one PII value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The value's type and span (bytes, in the input).
+    pub found: Match,
+    /// What was done with it; `None` when the level does not transform (strict fallback).
+    pub action: Option<PiiAction>,
+}
+
+/// The result of evaluating one text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The decision.
+    pub decision: Decision,
+    /// The text to use; `None` on deny (denied text is never echoed).
+    pub text_out: Option<String>,
+    /// Reasons, in SPEC §3 order.
+    pub reasons: Vec<String>,
+    /// The level that decided.
+    pub policy_id: PolicyId,
+    /// Every PII value found, in text order.
+    pub findings: Vec<Finding>,
+    /// Set when `on_error` decided: the error code and a human-readable message.
+    pub error: Option<EvalError>,
+}
+
+/// An error handled by `on_error`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EvalError {
+    /// Stable code, e.g. `policy_invalid`.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Verdict {
+    /// Count of findings per type, in order of first occurrence.
+    pub fn pii_counts(&self) -> Vec<(PiiType, usize)> {
+        let mut out: Vec<(PiiType, usize)> = Vec::new();
+        for f in &self.findings {
+            match out.iter_mut().find(|(t, _)| *t == f.found.ty) {
+                Some((_, n)) => *n += 1,
+                None => out.push((f.found.ty.clone(), 1)),
+            }
+        }
+        out
+    }
+}
+
+/// Evaluates texts against one policy with one token key. Cheap to build per request.
+#[derive(Clone, Copy, Debug)]
+pub struct Gate<'a> {
+    policy: &'a Policy,
+    key: &'a TokenKey,
+    detector: &'a Detector,
+}
+
+/// How a level treats PII: per-type overrides, then a fallback action.
+struct Plan<'a> {
+    policy_id: PolicyId,
+    first_reason: Option<String>,
+    base: Decision,
+    allow_pii: Option<&'a BTreeMap<PiiType, PiiAction>>,
+    fallback: PiiAction,
+}
+
+impl<'a> Gate<'a> {
+    /// A gate over `policy`, tokenizing with `key`, finding PII with `detector`.
+    pub fn new(policy: &'a Policy, key: &'a TokenKey, detector: &'a Detector) -> Gate<'a> {
+        Gate { policy, key, detector }
+    }
+
+    /// The policy this gate evaluates.
+    pub fn policy(&self) -> &'a Policy {
+        self.policy
+    }
+
+    /// Every PII value in `text` (built-in and the policy's custom types), sorted by start,
+    /// non-overlapping. Built-in detection wins a tie with a custom match of the same span.
+    pub fn find(&self, text: &str) -> Vec<Match> {
+        let builtin = self.detector.detect(text);
+        let mut all: Vec<Match> =
+            builtin.into_iter().map(|f| Match { ty: PiiType::Builtin(f.kind), start: f.start, end: f.end }).collect();
+        if self.policy.custom_pii.is_empty() {
+            return all;
+        }
+        for c in &self.policy.custom_pii {
+            for m in c.regex.find_iter(text) {
+                if m.start() < m.end() {
+                    all.push(Match { ty: PiiType::Custom(c.name.clone()), start: m.start(), end: m.end() });
+                }
+            }
+        }
+        // Earliest first, then longest, then built-in before custom; keep a greedy
+        // non-overlapping selection.
+        all.sort_by(|a, b| {
+            a.start
+                .cmp(&b.start)
+                .then(b.end.cmp(&a.end))
+                .then(matches!(b.ty, PiiType::Builtin(_)).cmp(&matches!(a.ty, PiiType::Builtin(_))))
+        });
+        let mut out: Vec<Match> = Vec::with_capacity(all.len());
+        let mut last_end = 0usize;
+        for m in all {
+            if out.is_empty() || m.start >= last_end {
+                last_end = m.end;
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// Evaluates `text` for `tool` in `scope` and `direction` (SPEC §3 precedence).
+    pub fn check(&self, direction: Direction, tool: &str, scope: &str, text: &str) -> Verdict {
+        let p = self.policy;
+        if p.deny_tools.iter().any(|t| t == tool) {
+            let reason = if tool.ends_with(".exec") {
+                String::from("blocked tool: code/exec")
+            } else {
+                format!("blocked tool: {tool}")
+            };
+            return denied(PolicyId::DenyExec, reason);
+        }
+        if let Some(rule) = p.tool_access.get(tool).filter(|r| applies(r.direction, direction)) {
+            let (base, first_reason, fallback) = match rule.action {
+                RuleAction::Deny => return denied(PolicyId::ToolAccess, String::from("tool_access.deny")),
+                RuleAction::Confirm => {
+                    (Decision::Confirm, Some(String::from("tool_access.confirm")), PiiAction::Redact)
+                }
+                other => (Decision::Allow, None, pii_action(other)),
+            };
+            let plan = Plan {
+                policy_id: PolicyId::ToolAccess,
+                first_reason,
+                base,
+                allow_pii: Some(&rule.allow_pii),
+                fallback,
+            };
+            return self.apply(text, &plan);
+        }
+        if let Some(d) = p.defaults_for(direction) {
+            let (base, fallback) = match d.action {
+                RuleAction::Deny => (Decision::Deny, PiiAction::Deny),
+                RuleAction::Confirm => (Decision::Confirm, PiiAction::Redact),
+                other => (Decision::Allow, pii_action(other)),
+            };
+            let reason = format!("default.{}.{}", direction.name(), d.action.name());
+            let plan = Plan {
+                policy_id: PolicyId::Defaults,
+                first_reason: Some(reason),
+                base,
+                allow_pii: Some(&d.allow_pii),
+                fallback,
+            };
+            return self.apply(text, &plan);
+        }
+        let network = p.network_scopes.iter().any(|s| scope.starts_with(s.as_str()))
+            || p.network_tools.iter().any(|t| tool.starts_with(t.as_str()));
+        if network {
+            let plan = Plan {
+                policy_id: PolicyId::NetRedactRegex,
+                first_reason: None,
+                base: Decision::Allow,
+                allow_pii: None,
+                fallback: PiiAction::Redact,
+            };
+            return self.apply(text, &plan);
+        }
+        self.strict(text)
+    }
+
+    /// The verdict `on_error` gives for an error with `code` (SPEC §3).
+    pub fn on_error(&self, on_error: OnError, code: &str, message: &str, text: &str) -> Verdict {
+        let reason = format!("error:{code}");
+        let error = Some(EvalError { code: code.to_owned(), message: message.to_owned() });
+        let mut v = match on_error {
+            OnError::Block => denied(PolicyId::OnError, reason),
+            OnError::Pass => Verdict {
+                decision: Decision::Allow,
+                text_out: Some(text.to_owned()),
+                reasons: alloc::vec![reason],
+                policy_id: PolicyId::OnError,
+                findings: Vec::new(),
+                error: None,
+            },
+            OnError::BestEffort => {
+                let plan = Plan {
+                    policy_id: PolicyId::OnError,
+                    first_reason: Some(reason),
+                    base: Decision::Allow,
+                    allow_pii: None,
+                    fallback: PiiAction::Redact,
+                };
+                self.apply(text, &plan)
+            }
+        };
+        v.error = error;
+        v
+    }
+
+    /// Redacts every PII value in `text` with its placeholder.
+    pub fn redact(&self, text: &str) -> (String, Vec<Match>) {
+        let matches = self.find(text);
+        let mut out = String::with_capacity(text.len());
+        let mut pos = 0usize;
+        for m in &matches {
+            out.push_str(text.get(pos..m.start).unwrap_or_default());
+            out.push_str(self.placeholder(&m.ty));
+            pos = m.end;
+        }
+        out.push_str(text.get(pos..).unwrap_or_default());
+        (out, matches)
+    }
+
+    fn placeholder(&self, ty: &'a PiiType) -> &'a str {
+        match ty {
+            PiiType::Builtin(k) => k.placeholder(),
+            PiiType::Custom(name) => {
+                self.policy.custom_pii.iter().find(|c| &c.name == name).map_or("<REDACTED>", |c| c.placeholder.as_str())
+            }
+        }
+    }
+
+    fn strict(&self, text: &str) -> Verdict {
+        let matches = self.find(text);
+        let mut reasons: Vec<String> = Vec::new();
+        for m in &matches {
+            if matches!(m.ty, PiiType::Builtin(PiiKind::UsSsn | PiiKind::Password)) {
+                let r = format!("strict_pii_blocked:PII:{}", m.ty);
+                if !reasons.contains(&r) {
+                    reasons.push(r);
+                }
+            }
+        }
+        let findings = matches.into_iter().map(|found| Finding { found, action: None }).collect();
+        if reasons.is_empty() {
+            Verdict {
+                decision: Decision::Allow,
+                text_out: Some(text.to_owned()),
+                reasons: alloc::vec![String::from("strict_fallback.allow")],
+                policy_id: PolicyId::StrictFallback,
+                findings,
+                error: None,
+            }
+        } else {
+            Verdict {
+                decision: Decision::Deny,
+                text_out: None,
+                reasons,
+                policy_id: PolicyId::StrictFallback,
+                findings,
+                error: None,
+            }
+        }
+    }
+
+    fn apply(&self, text: &str, plan: &Plan<'_>) -> Verdict {
+        let matches = self.find(text);
+        let mut out = String::with_capacity(text.len() + 16 * matches.len());
+        let mut reasons: Vec<String> = plan.first_reason.iter().cloned().collect();
+        let mut seen: Vec<(PiiAction, &PiiType)> = Vec::new();
+        let mut denied_any = false;
+        let mut pos = 0usize;
+        let mut findings = Vec::with_capacity(matches.len());
+        for m in &matches {
+            let action = plan.allow_pii.and_then(|a| a.get(&m.ty)).copied().unwrap_or(plan.fallback);
+            let value = text.get(m.start..m.end).unwrap_or_default();
+            out.push_str(text.get(pos..m.start).unwrap_or_default());
+            match action {
+                PiiAction::PassThrough => out.push_str(value),
+                PiiAction::Tokenize => out.push_str(&self.key.token(&m.ty, value, self.policy.token_hex_len)),
+                PiiAction::Redact => out.push_str(self.placeholder(&m.ty)),
+                PiiAction::Deny => denied_any = true,
+            }
+            pos = m.end;
+            findings.push(Finding { found: m.clone(), action: Some(action) });
+            if !seen.iter().any(|(a, t)| *a == action && *t == &m.ty) {
+                seen.push((action, &m.ty));
+                reasons.push(format!("pii.{}:PII:{}", outcome_word(action), m.ty));
+            }
+        }
+        out.push_str(text.get(pos..).unwrap_or_default());
+        let decision = if denied_any || plan.base == Decision::Deny {
+            Decision::Deny
+        } else if plan.base == Decision::Confirm {
+            Decision::Confirm
+        } else if out != text {
+            Decision::Transform
+        } else {
+            Decision::Allow
+        };
+        let text_out = if decision == Decision::Deny { None } else { Some(out) };
+        Verdict { decision, text_out, reasons, policy_id: plan.policy_id, findings, error: None }
+    }
+}
+
+fn outcome_word(a: PiiAction) -> &'static str {
+    match a {
+        PiiAction::PassThrough => "allowed",
+        PiiAction::Tokenize => "tokenized",
+        PiiAction::Redact => "redacted",
+        PiiAction::Deny => "denied",
+    }
+}
+
+fn applies(rule: RuleDirection, dir: Direction) -> bool {
+    matches!(
+        (rule, dir),
+        (RuleDirection::Both, _)
+            | (RuleDirection::Ingress, Direction::Ingress)
+            | (RuleDirection::Egress, Direction::Egress)
+    )
+}
+
+/// The PII action of a non-`deny`, non-`confirm` rule action.
+fn pii_action(a: RuleAction) -> PiiAction {
+    match a {
+        RuleAction::PassThrough => PiiAction::PassThrough,
+        RuleAction::Tokenize => PiiAction::Tokenize,
+        RuleAction::Deny => PiiAction::Deny,
+        RuleAction::Redact | RuleAction::Confirm => PiiAction::Redact,
+    }
+}
+
+fn denied(policy_id: PolicyId, reason: String) -> Verdict {
+    Verdict {
+        decision: Decision::Deny,
+        text_out: None,
+        reasons: alloc::vec![reason],
+        policy_id,
+        findings: Vec::new(),
+        error: None,
+    }
+}

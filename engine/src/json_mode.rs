@@ -1,0 +1,89 @@
+//! JSON mode (`POST /api/v1/evaluate`): every string leaf of an arbitrary payload is governed
+//! and the per-leaf verdicts are combined into one response.
+
+use crate::api::{collect_pii, ErrorDetail, EvaluateResponse};
+use crate::eval::{Decision, PolicyId, Verdict};
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde_json::Value;
+
+struct Combined {
+    decision: Decision,
+    policy_id: Option<PolicyId>,
+    reasons: Vec<String>,
+    violations: Vec<String>,
+    pii_found: Vec<crate::api::PiiFound>,
+    error: Option<ErrorDetail>,
+    leaves: usize,
+}
+
+impl Combined {
+    fn add(&mut self, v: &Verdict) {
+        self.leaves += 1;
+        if self.policy_id.is_none() || v.decision > self.decision {
+            self.decision = v.decision;
+            self.policy_id = Some(v.policy_id);
+        }
+        let blocking = matches!(v.decision, Decision::Deny | Decision::Confirm);
+        for r in &v.reasons {
+            if !self.reasons.contains(r) {
+                self.reasons.push(r.clone());
+            }
+            let transform_only =
+                r.starts_with("pii.allowed:") || r.starts_with("pii.tokenized:") || r.starts_with("pii.redacted:");
+            if blocking && !transform_only && !self.violations.contains(r) {
+                self.violations.push(r.clone());
+            }
+        }
+        collect_pii(v, &mut self.pii_found);
+        if self.error.is_none() {
+            self.error = v.error.clone().map(ErrorDetail::from);
+        }
+    }
+}
+
+/// Walks `payload`, evaluating every string leaf with `check`, and combines the verdicts.
+/// A payload without string leaves is evaluated as one empty text, so tool-level rules
+/// (`deny_tools`, a denying tool rule) still apply.
+pub fn evaluate(payload: &Value, ts: i64, check: impl Fn(&str) -> Verdict) -> EvaluateResponse {
+    let mut acc = Combined {
+        decision: Decision::Allow,
+        policy_id: None,
+        reasons: Vec::new(),
+        violations: Vec::new(),
+        pii_found: Vec::new(),
+        error: None,
+        leaves: 0,
+    };
+    let modified = walk(payload, &check, &mut acc);
+    if acc.leaves == 0 {
+        acc.add(&check(""));
+    }
+    let modified_payload = if acc.decision == Decision::Deny { Value::Null } else { modified };
+    EvaluateResponse {
+        decision: acc.decision,
+        reasons: acc.reasons,
+        violations: acc.violations,
+        modified_payload,
+        pii_found: acc.pii_found,
+        policy_id: acc.policy_id.unwrap_or(PolicyId::StrictFallback),
+        ts,
+        error: acc.error,
+        budget_status: None,
+        budget_info: None,
+    }
+}
+
+// Recursion depth is bounded by the JSON parser's nesting limit (128 in serde_json).
+fn walk(v: &Value, check: &impl Fn(&str) -> Verdict, acc: &mut Combined) -> Value {
+    match v {
+        Value::String(s) => {
+            let verdict = check(s);
+            acc.add(&verdict);
+            verdict.text_out.map_or(Value::Null, Value::String)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, check, acc)).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, i)| (k.clone(), walk(i, check, acc))).collect()),
+        other => other.clone(),
+    }
+}

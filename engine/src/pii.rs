@@ -1,0 +1,118 @@
+//! PII types: the closed set of built-in kinds plus policy-declared custom types.
+
+use alloc::string::String;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// A built-in PII kind (SPEC §4). Wire names are the snake_case type names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiKind {
+    /// `user@example.com`
+    EmailAddress,
+    /// US social security number.
+    UsSsn,
+    /// US or international phone number.
+    PhoneNumber,
+    /// Luhn-valid payment card number.
+    CreditCard,
+    /// Provider API key (`sk-`, `AKIA`, `ghp_`, ...).
+    ApiKey,
+    /// JSON Web Token.
+    JwtToken,
+    /// IPv4 or IPv6 address.
+    IpAddress,
+    /// IBAN with a valid mod-97 checksum.
+    IbanCode,
+    /// The value of a `password: x` style assignment.
+    Password,
+}
+
+impl PiiKind {
+    /// Every built-in kind, in a stable order.
+    pub const ALL: [PiiKind; 9] = [
+        PiiKind::EmailAddress,
+        PiiKind::UsSsn,
+        PiiKind::PhoneNumber,
+        PiiKind::CreditCard,
+        PiiKind::ApiKey,
+        PiiKind::JwtToken,
+        PiiKind::IpAddress,
+        PiiKind::IbanCode,
+        PiiKind::Password,
+    ];
+
+    /// The wire name, e.g. `us_ssn`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PiiKind::EmailAddress => "email_address",
+            PiiKind::UsSsn => "us_ssn",
+            PiiKind::PhoneNumber => "phone_number",
+            PiiKind::CreditCard => "credit_card",
+            PiiKind::ApiKey => "api_key",
+            PiiKind::JwtToken => "jwt_token",
+            PiiKind::IpAddress => "ip_address",
+            PiiKind::IbanCode => "iban_code",
+            PiiKind::Password => "password",
+        }
+    }
+
+    /// The redaction placeholder, e.g. `<USER_SSN>`.
+    pub const fn placeholder(self) -> &'static str {
+        match self {
+            PiiKind::EmailAddress => "<USER_EMAIL>",
+            PiiKind::UsSsn => "<USER_SSN>",
+            PiiKind::PhoneNumber => "<USER_PHONE>",
+            PiiKind::CreditCard => "<CREDIT_CARD>",
+            PiiKind::ApiKey => "<API_KEY>",
+            PiiKind::JwtToken => "<JWT_TOKEN>",
+            PiiKind::IpAddress => "<IP_ADDRESS>",
+            PiiKind::IbanCode => "<IBAN_CODE>",
+            PiiKind::Password => "<PASSWORD>",
+        }
+    }
+
+    /// Looks a kind up by its wire name.
+    pub fn from_name(name: &str) -> Option<PiiKind> {
+        PiiKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl fmt::Display for PiiKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A PII type as policies and reasons name it: a built-in kind or a custom type declared in
+/// the policy's `custom_pii`. Displays as the bare type name (`us_ssn`); the policy key form
+/// is `PII:<name>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PiiType {
+    /// A built-in kind.
+    Builtin(PiiKind),
+    /// A custom type from the policy (name validated: not a built-in name).
+    Custom(String),
+}
+
+impl PiiType {
+    /// The bare type name.
+    pub fn name(&self) -> &str {
+        match self {
+            PiiType::Builtin(k) => k.name(),
+            PiiType::Custom(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for PiiType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for PiiType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
