@@ -2,58 +2,13 @@
 //! and the `check`, `redact`, `detect` and `eval` commands.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use common::{serve, wait_for, BIN};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 use warden_tests::{compare, corpus_dir, load_all};
-
-const BIN: &str = env!("CARGO_BIN_EXE_warden");
-
-/// A running `warden serve`, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(envs: &[(&str, String)], args: &[&str]) -> Server {
-    let data = tempfile::tempdir().unwrap().keep();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--addr", "127.0.0.1:0"])
-        .args(args)
-        .env_clear()
-        .env("WARDEN_DATA_DIR", &data)
-        .env("PRECHECK_DLQ", data.join("dlq.jsonl"))
-        .env("WARDEN_AUDIT", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let base = loop {
-        assert!(Instant::now() < deadline, "server did not start");
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(i) = line.find("http://") {
-            let rest = &line[i..];
-            let end = rest.find(' ').unwrap_or(rest.len());
-            break rest[..end].to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
-}
 
 fn conformance_env() -> Vec<(&'static str, String)> {
     vec![
@@ -177,14 +132,6 @@ fn serve_reloads_policy_and_keeps_last_good() {
             && ready["checks"]["policy_file"]["detail"].as_str().unwrap().contains("policy.yaml:4")
     });
     assert_eq!(precheck()["decision"], "deny", "the last good policy stays");
-}
-
-fn wait_for(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "condition not met in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn run(args: &[&str], stdin: &str) -> (i32, String, String) {

@@ -284,6 +284,14 @@ mod prometheus {
         fn observe(&self, record: &DecisionRecord) {
             Metrics::observe(self, record);
         }
+
+        fn error(&self, code: &str, _message: &str) {
+            Metrics::error(self, code);
+        }
+
+        fn rate_limited(&self) {
+            Metrics::rate_limited(self);
+        }
     }
 
     /// Decrements `active_requests` when dropped.

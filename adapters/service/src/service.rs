@@ -72,6 +72,9 @@ pub trait Observer: Send + Sync {
     fn error(&self, code: &str, message: &str) {
         let _ = (code, message);
     }
+
+    /// Called when a request was refused by the rate limiter.
+    fn rate_limited(&self) {}
 }
 
 /// One readiness component (SPEC §2 `/api/v1/ready`).
@@ -113,6 +116,8 @@ pub struct ServiceConfig {
     pub org_id: Option<String>,
     /// Whether the token salt is the built-in default (readiness warning).
     pub default_salt: bool,
+    /// Whether events are signed with the built-in default webhook secret (readiness warning).
+    pub default_webhook_secret: bool,
     /// Environment name reported by readiness (`WARDEN_ENV`).
     pub environment: String,
 }
@@ -125,6 +130,7 @@ impl Default for ServiceConfig {
             max_batch: 1000,
             org_id: None,
             default_salt: false,
+            default_webhook_secret: false,
             environment: String::from("production"),
         }
     }
@@ -282,10 +288,17 @@ impl Service {
         };
         checks.insert("policy_file".into(), to_json(file));
         checks.insert("detectors".into(), to_json(self.detector_self_test()));
-        let env = if self.config.default_salt {
-            Check::new("warning", Some(String::from("PII_TOKEN_SALT is not set: tokens use the built-in default salt")))
-        } else {
+        let mut warnings = Vec::new();
+        if self.config.default_salt {
+            warnings.push("PII_TOKEN_SALT is not set: tokens use the built-in default salt");
+        }
+        if self.config.default_webhook_secret {
+            warnings.push("WEBHOOK_SECRET is not set: events are signed with the default secret");
+        }
+        let env = if warnings.is_empty() {
             Check::new("ok", Some(self.config.environment.clone()))
+        } else {
+            Check::new("warning", Some(warnings.join("; ")))
         };
         checks.insert("environment".into(), to_json(env));
         for name in ["dlq", "stores"] {
@@ -551,6 +564,9 @@ impl Service {
         let key = rate_key(user, meta.api_key.as_deref(), meta.client_addr);
         match limiter.hit(&key, self.clock.now_ms()).await {
             Ok(d) if !d.allowed => {
+                for o in &self.observers {
+                    o.rate_limited();
+                }
                 let mut e = ApiError::new(
                     429,
                     "rate_limited",

@@ -1,0 +1,376 @@
+//! The platform-neutral part of the package: options, the four synchronous operations and the
+//! HTTP handler, on `serde_json` values. Free of JavaScript types so that it is tested and
+//! benchmarked natively; `lib.rs` only converts between JS values and these.
+
+use axum::body::Body;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use tower::ServiceExt;
+use warden_engine::api::{EvaluateRequest, EvaluateResponse, RedactResponse};
+use warden_engine::policy_file::parse_policy;
+use warden_engine::{CheckRequest, CheckResponse, Direction, OnError, Policy, TokenKey};
+use warden_service::auth::ApiKeys;
+use warden_service::clock::Clock;
+use warden_service::error::{from_value, ApiError};
+use warden_service::policy_source::PolicySource;
+use warden_service::router::{router, AppState};
+use warden_service::service::{Service, ServiceConfig, DEFAULT_SALT};
+
+/// The policy compiled into the package, used when `options.policy` is absent.
+pub const BUNDLED_POLICY: &str = include_str!("../../../policies/policy.tool_access.yaml");
+
+/// Where the bundled policy comes from (readiness `policy_file` detail).
+pub const BUNDLED_ORIGIN: &str = "embedded:policy.tool_access.yaml";
+
+/// Options of `new Warden(options)`. Unknown keys are rejected so that a typo such as
+/// `piiTokensalt` fails loudly instead of silently running with the default salt.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Options {
+    /// A policy document (object), or its YAML / JSON text.
+    #[serde(default)]
+    policy: Option<Value>,
+    /// Name used in policy error messages (e.g. the file it was read from).
+    #[serde(default)]
+    policy_name: Option<String>,
+    /// `PII_TOKEN_SALT`.
+    #[serde(default)]
+    pii_token_salt: Option<String>,
+    /// `ON_ERROR`: `block` (default), `pass` or `best_effort`.
+    #[serde(default)]
+    on_error: Option<String>,
+    /// `WARDEN_API_KEYS` for [`Core::handle`]: comma-separated text or an array of keys.
+    #[serde(default)]
+    api_keys: Option<Value>,
+    /// Largest request body [`Core::handle`] accepts, in bytes (default 1 MiB).
+    #[serde(default)]
+    body_limit: Option<usize>,
+    /// Most items in one batch (default 1000).
+    #[serde(default)]
+    max_batch: Option<usize>,
+    /// Environment name reported by readiness (default `production`).
+    #[serde(default)]
+    environment: Option<String>,
+    /// Organisation id (`WARDEN_ORG_ID`).
+    #[serde(default)]
+    org_id: Option<String>,
+}
+
+/// An HTTP response produced by [`Core::handle`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HttpResult {
+    /// Status code.
+    pub status: u16,
+    /// Response headers as `[name, value]` pairs.
+    pub headers: Vec<(String, String)>,
+    /// Response body (JSON, or Prometheus text).
+    pub body: String,
+}
+
+/// One configured Warden: policy, salt, detector (built once) and the HTTP router.
+pub struct Core {
+    service: Arc<Service>,
+    router: Router,
+}
+
+impl core::fmt::Debug for Core {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Core").field("service", &self.service).finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Builds a Warden from `options` (a JSON object, or `null` for all defaults). Errors are
+    /// messages naming the offending option.
+    pub fn new(options: Value, clock: Arc<dyn Clock>) -> Result<Core, String> {
+        let options: Options = match options {
+            Value::Null => Options::default(),
+            Value::Object(_) => serde_path_to_error::deserialize(options).map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    format!("invalid options: {}", e.inner())
+                } else {
+                    format!("invalid option `{path}`: {}", e.inner())
+                }
+            })?,
+            other => {
+                return Err(format!("options must be an object, not {}", warden_service::error::kind(&other)));
+            }
+        };
+        let (policy, origin) = load_policy(options.policy, options.policy_name)?;
+        let on_error = match options.on_error.as_deref().map(str::trim) {
+            None | Some("") => OnError::Block,
+            Some(name) => OnError::from_name(name).ok_or_else(|| {
+                format!("invalid option `onError`: `{name}` is not one of block, pass, best_effort")
+            })?,
+        };
+        // An empty salt means "not configured", as for the server's PII_TOKEN_SALT: an unset
+        // environment variable often arrives as "" rather than undefined.
+        let salt = options.pii_token_salt.filter(|s| !s.trim().is_empty());
+        let api_keys = api_keys(options.api_keys)?;
+        let body_limit = positive("bodyLimit", options.body_limit, 1024 * 1024)?;
+        let max_batch = positive("maxBatch", options.max_batch, 1000)?;
+        let config = ServiceConfig {
+            on_error,
+            body_limit,
+            max_batch,
+            org_id: options.org_id.filter(|s| !s.is_empty()),
+            default_salt: salt.is_none(),
+            environment: options.environment.unwrap_or_else(|| String::from("production")),
+        };
+        let key = TokenKey::new(salt.as_deref().unwrap_or(DEFAULT_SALT));
+        let service = Arc::new(Service::new(Arc::new(PolicySource::new(policy, origin)), key, config, clock));
+        let router = router(AppState { service: Arc::clone(&service), api_keys: api_keys.map(Arc::new), metrics: None });
+        Ok(Core { service, router })
+    }
+
+    /// The service (policy, key, detector, settings).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    fn now_secs(&self) -> i64 {
+        self.service.clock().now_ms().div_euclid(1000)
+    }
+
+    /// `POST /api/v1/precheck` (ingress) or `/postcheck` (egress) on a request value.
+    pub fn check(&self, request: Value, direction: Direction) -> Result<CheckResponse, ApiError> {
+        let req: CheckRequest = from_value(request)?;
+        let policy = self.service.policy_source().get();
+        let verdict = self.service.context(&policy).check(&req, direction);
+        Ok(CheckResponse::from_verdict(verdict, self.now_secs()))
+    }
+
+    /// `POST /api/v1/evaluate` (JSON mode) on a request value.
+    pub fn evaluate(&self, request: Value) -> Result<EvaluateResponse, ApiError> {
+        let req: EvaluateRequest = from_value(request)?;
+        let policy = self.service.policy_source().get();
+        Ok(self.service.context(&policy).evaluate(&req, self.now_secs()))
+    }
+
+    /// `POST /api/v1/redact` on a text.
+    pub fn redact(&self, text: &str) -> RedactResponse {
+        let policy = self.service.policy_source().get();
+        self.service.context(&policy).redact(text)
+    }
+
+    /// The HTTP router serving every route of SPEC §2 (the same router as the native server).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+}
+
+/// Runs one HTTP request through `router`. Never fails: a request that cannot even be built
+/// (bad method or path) is answered like any other client error, with a 400 JSON body.
+pub async fn handle(router: Router, method: &str, path: &str, headers: &[(String, String)], body: Vec<u8>) -> HttpResult {
+    let request = match build_request(method, path, headers, body) {
+        Ok(r) => r,
+        Err(e) => return error_result(&e),
+    };
+    let response = match router.oneshot(request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .collect();
+    // Bodies are the router's own JSON or text, already in memory: no limit needed to read them.
+    let body = match axum::body::to_bytes(response.into_body(), usize::MAX).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => return error_result(&ApiError::new(500, "internal", format!("could not read the response: {e}"))),
+    };
+    HttpResult { status, headers, body }
+}
+
+fn build_request(
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> Result<http::Request<Body>, ApiError> {
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| ApiError::new(400, "invalid_request", format!("`{method}` is not an HTTP method")))?;
+    if !path.starts_with('/') {
+        return Err(ApiError::new(400, "invalid_request", format!("path `{path}` must start with `/`")));
+    }
+    let mut builder = http::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder.body(Body::from(body)).map_err(|e| ApiError::new(400, "invalid_request", format!("invalid request: {e}")))
+}
+
+fn error_result(e: &ApiError) -> HttpResult {
+    HttpResult {
+        status: e.status,
+        headers: vec![(String::from("content-type"), String::from("application/json"))],
+        body: e.body().to_string(),
+    }
+}
+
+/// The policy of `options.policy`, or the bundled one; errors name the field (and, for YAML
+/// or JSON text, the line and column).
+fn load_policy(policy: Option<Value>, name: Option<String>) -> Result<(Policy, String), String> {
+    match policy {
+        None | Some(Value::Null) => parse_policy(BUNDLED_ORIGIN, BUNDLED_POLICY)
+            .map(|p| (p, String::from(BUNDLED_ORIGIN)))
+            .map_err(|e| format!("bundled policy: {e}")),
+        Some(Value::String(text)) => {
+            let name = name.unwrap_or_else(|| String::from("options.policy"));
+            parse_policy(&name, &text).map(|p| (p, name)).map_err(|e| format!("invalid policy: {e}"))
+        }
+        Some(doc @ Value::Object(_)) => {
+            // Through the text parser rather than `Policy::from_json_value` for its field paths.
+            let name = name.unwrap_or_else(|| String::from("options.policy"));
+            let text = doc.to_string();
+            parse_policy("options.policy.json", &text).map(|p| (p, name.clone())).map_err(|e| {
+                // Line and column of our own serialisation would mean nothing to the caller.
+                let e = e.error;
+                if e.field.is_empty() {
+                    format!("invalid policy ({name}): {}", e.message)
+                } else {
+                    format!("invalid policy ({name}): field `{}`: {}", e.field, e.message)
+                }
+            })
+        }
+        Some(other) => Err(format!(
+            "invalid option `policy`: expected a policy object or its YAML/JSON text, not {}",
+            warden_service::error::kind(&other)
+        )),
+    }
+}
+
+fn api_keys(value: Option<Value>) -> Result<Option<ApiKeys>, String> {
+    let text = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(Value::Array(items)) => {
+            let mut keys = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                match item {
+                    Value::String(k) if !k.contains(',') && !k.trim().is_empty() => keys.push(k),
+                    _ => {
+                        return Err(format!(
+                            "invalid option `apiKeys[{i}]`: expected a non-empty string without commas"
+                        ))
+                    }
+                }
+            }
+            keys.join(",")
+        }
+        Some(other) => {
+            return Err(format!(
+                "invalid option `apiKeys`: expected a string or an array of strings, not {}",
+                warden_service::error::kind(&other)
+            ))
+        }
+    };
+    ApiKeys::from_env_value(&text).map(Some).map_err(|e| format!("invalid option `apiKeys`: {e}"))
+}
+
+fn positive(name: &str, value: Option<usize>, default: usize) -> Result<usize, String> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(format!("invalid option `{name}`: must be at least 1")),
+        Some(n) => Ok(n),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use warden_service::clock::FixedClock;
+
+    fn core(options: Value) -> Result<Core, String> {
+        Core::new(options, Arc::new(FixedClock::new(1_700_000_000_123)))
+    }
+
+    #[test]
+    fn defaults_use_the_bundled_policy() {
+        let w = core(Value::Null).unwrap();
+        let r = w
+            .check(json!({"tool": "verify_identity", "raw_text": "SSN: 123-45-6789"}), Direction::Ingress)
+            .unwrap();
+        assert_eq!(r.policy_id.name(), "tool-access");
+        assert_eq!(r.ts, 1_700_000_000);
+    }
+
+    #[test]
+    fn policy_as_yaml_text_and_as_object_agree() {
+        let yaml = "version: v1\ndeny_tools: [rm.rf]\n";
+        let a = core(json!({"policy": yaml, "piiTokenSalt": "s"})).unwrap();
+        let b = core(json!({"policy": {"version": "v1", "deny_tools": ["rm.rf"]}, "piiTokenSalt": "s"})).unwrap();
+        let req = json!({"tool": "rm.rf", "raw_text": "x"});
+        let ra = a.check(req.clone(), Direction::Ingress).unwrap();
+        let rb = b.check(req, Direction::Ingress).unwrap();
+        assert_eq!(ra, rb);
+        assert_eq!(ra.reasons, vec!["blocked tool: rm.rf".to_string()]);
+    }
+
+    #[test]
+    fn invalid_options_name_the_problem() {
+        let e = core(json!({"piiTokensalt": "x"})).unwrap_err();
+        assert!(e.contains("piiTokensalt"), "{e}");
+        let e = core(json!({"piiTokenSalt": 3})).unwrap_err();
+        assert!(e.contains("`piiTokenSalt`"), "{e}");
+        let e = core(json!({"onError": "maybe"})).unwrap_err();
+        assert!(e.contains("onError") && e.contains("maybe"), "{e}");
+        let e = core(json!({"policy": 5})).unwrap_err();
+        assert!(e.contains("policy") && e.contains("a number"), "{e}");
+        let e = core(json!({"policy": "version: v1\ndeny_tools: 3\n", "policyName": "p.yaml"})).unwrap_err();
+        assert!(e.starts_with("invalid policy: p.yaml:2:"), "{e}");
+        let e = core(json!({"policy": {"tool_access": {"t": {"action": "explode"}}}})).unwrap_err();
+        assert!(e.contains("field `tool_access.t.action`"), "{e}");
+        assert!(core(json!([1])).unwrap_err().contains("an array"));
+        assert!(core(json!({"bodyLimit": 0})).unwrap_err().contains("bodyLimit"));
+        assert!(core(json!({"apiKeys": ["a,b"]})).unwrap_err().contains("apiKeys[0]"));
+        assert!(core(json!({"apiKeys": ","})).unwrap_err().contains("apiKeys"));
+    }
+
+    #[test]
+    fn invalid_requests_are_422_naming_the_field() {
+        let w = core(Value::Null).unwrap();
+        let e = w.check(json!({"tool": "t"}), Direction::Ingress).unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (422, Some("raw_text")));
+        let e = w.check(json!("text"), Direction::Egress).unwrap_err();
+        assert_eq!(e.status, 422);
+        let e = w.evaluate(json!({"payload": {}})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("agent_id"));
+    }
+
+    #[test]
+    fn handle_serves_the_router() {
+        let w = core(json!({"piiTokenSalt": "s", "apiKeys": ["k1"]})).unwrap();
+        let run = |method: &str, path: &str, headers: Vec<(String, String)>, body: &str| {
+            let fut = handle(w.router(), method, path, &headers, body.as_bytes().to_vec());
+            // Every future of the router completes without waiting on I/O here.
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let mut fut = std::pin::pin!(fut);
+            match fut.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => panic!("router future did not complete"),
+            }
+        };
+        use std::future::Future;
+        let health = run("GET", "/api/v1/health", vec![], "");
+        assert_eq!(health.status, 200);
+        let unauth = run("POST", "/api/v1/redact", vec![], r#"{"text":"a@b.io"}"#);
+        assert_eq!(unauth.status, 401);
+        let key = vec![("x-governs-key".to_string(), "k1".to_string())];
+        let ok = run("POST", "/api/v1/redact", key.clone(), r#"{"text":"a@b.io"}"#);
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        let body: Value = serde_json::from_str(&ok.body).unwrap();
+        assert_eq!(body["redacted"], "<USER_EMAIL>");
+        assert_eq!(run("POST", "/api/v1/precheck", key.clone(), "{").status, 400);
+        assert_eq!(run("BAD METHOD", "/", key.clone(), "").status, 400);
+        assert_eq!(run("GET", "nope", key, "").status, 400);
+    }
+}

@@ -1,0 +1,306 @@
+//! Warden as a WebAssembly package for JavaScript runtimes (Vercel Edge, Next.js middleware,
+//! Node, Deno): `new Warden({policy, piiTokenSalt})`, then `precheck`, `postcheck`,
+//! `evaluate` and `redact` return plain objects shaped exactly like the HTTP responses of
+//! SPEC §2, and `handle` serves every HTTP route with the native server's router.
+//!
+//! Values cross the JS boundary as JSON text (`JSON.stringify` / `JSON.parse`): exactly the
+//! HTTP wire format, with no second serialisation scheme to keep in step. Nothing here may
+//! panic (a panic traps and kills the isolate): every failure becomes a thrown JS `Error`
+//! whose `code`, `status` and `field` properties mirror the HTTP error body.
+#![forbid(unsafe_code)]
+
+pub mod core;
+
+use crate::core::{Core, HttpResult};
+use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};
+use serde_json::Value;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+use warden_engine::Direction;
+use warden_service::clock::Clock;
+use warden_service::error::ApiError;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of `new Warden(options)`. Every field is optional. */
+export interface WardenOptions {
+  /** A policy document (object) or its YAML / JSON text; default: the bundled policy.tool_access.yaml. */
+  policy?: object | string;
+  /** Name used in policy error messages, e.g. the file the text was read from. */
+  policyName?: string;
+  /** PII_TOKEN_SALT: key of the HMAC behind `pii_…` tokens. Unset: a built-in default (readiness warns). */
+  piiTokenSalt?: string;
+  /** ON_ERROR: what an invalid request `policy_config` yields. Default "block" (fail closed). */
+  onError?: "block" | "pass" | "best_effort";
+  /** WARDEN_API_KEYS for `handle`: comma-separated text or an array of keys (plain or "sha256:<hex>"). */
+  apiKeys?: string | string[];
+  /** Largest request body `handle` accepts, in bytes (default 1 MiB; 413 above). */
+  bodyLimit?: number;
+  /** Most items in one batch (default 1000). */
+  maxBatch?: number;
+  /** Environment name reported by readiness (default "production"). */
+  environment?: string;
+  /** Organisation id (WARDEN_ORG_ID). */
+  orgId?: string;
+}
+
+export type Decision = "allow" | "deny" | "transform" | "confirm";
+export type PolicyId = "deny-exec" | "tool-access" | "defaults" | "net-redact-regex" | "strict-fallback" | "on-error";
+
+/** Precheck / postcheck request (SPEC §2). */
+export interface CheckRequest {
+  tool: string;
+  raw_text: string;
+  scope?: string;
+  corr_id?: string;
+  user_id?: string;
+  tags?: string[];
+  policy_config?: object;
+  tool_config?: object;
+}
+
+/** Precheck / postcheck response (SPEC §2). */
+export interface CheckResponse {
+  decision: Decision;
+  /** The text to forward; null on deny. */
+  raw_text_out: string | null;
+  reasons: string[];
+  policy_id: PolicyId;
+  /** Unix seconds. */
+  ts: number;
+  budget_status?: object;
+  budget_info?: object;
+  /** Set when on_error decided. */
+  error?: { code: string; message: string };
+}
+
+/** One redacted value; `start`/`end` are Unicode scalar (char) offsets: `Array.from(text).slice(start, end)`. */
+export interface RedactMatch { type: string; start: number; end: number }
+
+/** Redact response (SPEC §2). */
+export interface RedactResponse { redacted: string; matches: RedactMatch[] }
+
+/** Evaluate (JSON mode) request (SPEC §2). */
+export interface EvaluateRequest {
+  payload: unknown;
+  agent_id: string;
+  tool?: string;
+  direction?: "ingress" | "egress";
+  scope?: string;
+  policy_config?: object;
+  corr_id?: string;
+  user_id?: string;
+}
+
+/** Evaluate (JSON mode) response (SPEC §2). */
+export interface EvaluateResponse {
+  decision: Decision;
+  reasons: string[];
+  violations: string[];
+  /** The payload with every string leaf transformed; null on deny. */
+  modified_payload: unknown;
+  pii_found: { type: string; action: string }[];
+  policy_id: PolicyId;
+  ts: number;
+  error?: { code: string; message: string };
+}
+
+/** What `handle` answers: an HTTP response to turn into a `Response`. */
+export interface HttpResult { status: number; headers: [string, string][]; body: string }
+
+/** Thrown for invalid options and requests; mirrors the HTTP error body. */
+export interface WardenError extends Error {
+  /** e.g. "invalid_options", "invalid_request", "invalid_json". */
+  code: string;
+  /** The HTTP status the same request gets from the server (400, 422...). */
+  status: number;
+  /** The offending field, when one is to blame. */
+  field?: string;
+}
+"#;
+
+/// Wall clock from JavaScript: `SystemTime` and `Instant` panic on wasm32-unknown-unknown.
+#[derive(Debug, Default)]
+struct JsClock;
+
+impl Clock for JsClock {
+    fn now_ms(&self) -> i64 {
+        // `Date.now()` is an integral number of milliseconds well inside i64.
+        #[allow(clippy::cast_possible_truncation)]
+        let ms = js_sys::Date::now() as i64;
+        ms
+    }
+
+    fn monotonic_us(&self) -> u64 {
+        u64::try_from(self.now_ms()).unwrap_or(0).saturating_mul(1000)
+    }
+}
+
+/// A JS `Error` named `WardenError` with `code`, `status` and (optionally) `field`.
+fn js_error(message: &str, code: &str, status: u16, field: Option<&str>) -> JsValue {
+    let e = JsError::new(message);
+    e.set_name("WardenError");
+    // Setting a property on a fresh Error object cannot fail; ignore the Result regardless.
+    let _ = Reflect::set(&e, &JsValue::from_str("code"), &JsValue::from_str(code));
+    let _ = Reflect::set(&e, &JsValue::from_str("status"), &JsValue::from(status));
+    if let Some(f) = field {
+        let _ = Reflect::set(&e, &JsValue::from_str("field"), &JsValue::from_str(f));
+    }
+    e.into()
+}
+
+fn api_error(op: &str, e: &ApiError) -> JsValue {
+    let message = match &e.field {
+        Some(f) => format!("Warden.{op}: {} (field `{f}`)", e.message),
+        None => format!("Warden.{op}: {}", e.message),
+    };
+    js_error(&message, e.code, e.status, e.field.as_deref())
+}
+
+/// A JS value as JSON; `undefined`, functions, symbols, BigInts and cycles are client errors.
+fn to_json(op: &str, what: &str, v: &JsValue) -> Result<Value, JsValue> {
+    let bad = |detail: String| js_error(&format!("Warden.{op}: {what} {detail}"), "invalid_request", 422, None);
+    if v.is_undefined() {
+        return Err(bad(String::from("is required")));
+    }
+    let text = JSON::stringify(v).map_err(|e| {
+        let why = e.dyn_ref::<JsError>().map(|e| String::from(e.message())).unwrap_or_default();
+        bad(format!("cannot be converted to JSON: {why}"))
+    })?;
+    let text = text.as_string().ok_or_else(|| bad(String::from("cannot be converted to JSON")))?;
+    serde_json::from_str(&text).map_err(|e| bad(format!("is not valid JSON: {e}")))
+}
+
+/// A Rust value as a plain JS object (via JSON, the HTTP wire format).
+fn to_js<T: serde::Serialize>(op: &str, v: &T) -> Result<JsValue, JsValue> {
+    let text = serde_json::to_string(v)
+        .map_err(|e| js_error(&format!("Warden.{op}: cannot encode the response: {e}"), "internal", 500, None))?;
+    JSON::parse(&text)
+}
+
+/// Warden, configured once (policy parsed, detector built) and reused for every call.
+#[wasm_bindgen]
+pub struct Warden {
+    core: Core,
+}
+
+#[wasm_bindgen]
+impl Warden {
+    /// `new Warden({ policy, piiTokenSalt, onError, ... })`; throws a `WardenError` (code
+    /// `invalid_options`) naming the bad option or policy field.
+    #[wasm_bindgen(constructor)]
+    pub fn new(#[wasm_bindgen(unchecked_param_type = "WardenOptions")] options: JsValue) -> Result<Warden, JsValue> {
+        let options = if options.is_undefined() || options.is_null() {
+            Value::Null
+        } else {
+            to_json("constructor", "options", &options)
+                .map_err(|_| js_error("new Warden: options must be a JSON-compatible object", "invalid_options", 400, None))?
+        };
+        let core = Core::new(options, Arc::new(JsClock))
+            .map_err(|m| js_error(&format!("new Warden: {m}"), "invalid_options", 400, None))?;
+        Ok(Warden { core })
+    }
+
+    /// Precheck (ingress): `POST /api/v1/precheck`.
+    #[wasm_bindgen(unchecked_return_type = "CheckResponse")]
+    pub fn precheck(&self, #[wasm_bindgen(unchecked_param_type = "CheckRequest")] request: JsValue) -> Result<JsValue, JsValue> {
+        self.check("precheck", &request, Direction::Ingress)
+    }
+
+    /// Postcheck (egress): `POST /api/v1/postcheck`.
+    #[wasm_bindgen(unchecked_return_type = "CheckResponse")]
+    pub fn postcheck(&self, #[wasm_bindgen(unchecked_param_type = "CheckRequest")] request: JsValue) -> Result<JsValue, JsValue> {
+        self.check("postcheck", &request, Direction::Egress)
+    }
+
+    fn check(&self, op: &str, request: &JsValue, direction: Direction) -> Result<JsValue, JsValue> {
+        let body = to_json(op, "request", request)?;
+        let resp = self.core.check(body, direction).map_err(|e| api_error(op, &e))?;
+        to_js(op, &resp)
+    }
+
+    /// JSON mode: `POST /api/v1/evaluate`.
+    #[wasm_bindgen(unchecked_return_type = "EvaluateResponse")]
+    pub fn evaluate(&self, #[wasm_bindgen(unchecked_param_type = "EvaluateRequest")] request: JsValue) -> Result<JsValue, JsValue> {
+        let body = to_json("evaluate", "request", request)?;
+        let resp = self.core.evaluate(body).map_err(|e| api_error("evaluate", &e))?;
+        to_js("evaluate", &resp)
+    }
+
+    /// Redaction only: `POST /api/v1/redact` with `{text}`.
+    #[wasm_bindgen(unchecked_return_type = "RedactResponse")]
+    pub fn redact(&self, #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue) -> Result<JsValue, JsValue> {
+        let Some(text) = text.as_string() else {
+            let kind = text.js_typeof().as_string().unwrap_or_default();
+            return Err(js_error(&format!("Warden.redact: text must be a string, not {kind}"), "invalid_request", 422, Some("text")));
+        };
+        to_js("redact", &self.core.redact(&text))
+    }
+
+    /// Serves one HTTP request with the router of the native server (every route of SPEC §2,
+    /// API keys, body limit, 4xx JSON errors). `headers` is an array of `[name, value]` pairs
+    /// or a plain object; `body` a string or bytes. Resolves to `{status, headers, body}`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<HttpResult>")]
+    pub fn handle(
+        &self,
+        method: String,
+        path: String,
+        #[wasm_bindgen(unchecked_param_type = "[string, string][] | Record<string, string> | undefined")] headers: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | undefined")] body: JsValue,
+    ) -> js_sys::Promise {
+        let router = self.core.router();
+        let prepared = header_pairs(&headers).and_then(|h| body_bytes(&body).map(|b| (h, b)));
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (headers, body) = prepared?;
+            let out: HttpResult = crate::core::handle(router, &method, &path, &headers, body).await;
+            to_js("handle", &out)
+        })
+    }
+}
+
+fn header_pairs(headers: &JsValue) -> Result<Vec<(String, String)>, JsValue> {
+    if headers.is_undefined() || headers.is_null() {
+        return Ok(Vec::new());
+    }
+    let bad = || {
+        js_error(
+            "Warden.handle: headers must be an array of [name, value] string pairs or an object of strings",
+            "invalid_request",
+            400,
+            Some("headers"),
+        )
+    };
+    match to_json("handle", "headers", headers).map_err(|_| bad())? {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|pair| match pair {
+                Value::Array(kv) => match <[Value; 2]>::try_from(kv) {
+                    Ok([Value::String(k), Value::String(v)]) => Ok((k, v)),
+                    _ => Err(bad()),
+                },
+                _ => Err(bad()),
+            })
+            .collect(),
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(v) => Ok((k, v)),
+                _ => Err(bad()),
+            })
+            .collect(),
+        _ => Err(bad()),
+    }
+}
+
+fn body_bytes(body: &JsValue) -> Result<Vec<u8>, JsValue> {
+    if body.is_undefined() || body.is_null() {
+        return Ok(Vec::new());
+    }
+    if let Some(s) = body.as_string() {
+        return Ok(s.into_bytes());
+    }
+    if let Some(bytes) = body.dyn_ref::<Uint8Array>() {
+        return Ok(bytes.to_vec());
+    }
+    Err(js_error("Warden.handle: body must be a string or a Uint8Array", "invalid_request", 400, Some("body")))
+}
