@@ -32,8 +32,11 @@ pub fn serve(envs: &[(&str, String)], args: &[&str]) -> Server {
         .env("WARDEN_DATA_DIR", &data)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if !envs.iter().any(|(k, _)| *k == "WARDEN_AUDIT") {
-        cmd.env("WARDEN_AUDIT", "off");
+    // Tests poll the server; only the rate-limit test wants a limit.
+    for (k, v) in [("WARDEN_AUDIT", "off"), ("RATE_LIMIT_PER_MINUTE", "0")] {
+        if !envs.iter().any(|(e, _)| *e == k) {
+            cmd.env(k, v);
+        }
     }
     for (k, v) in envs {
         cmd.env(k, v);
