@@ -304,3 +304,29 @@ fn audit_lines_one_per_request_without_raw_pii() {
     assert!(metrics.contains("precheck_requests_total{"), "{metrics}");
     assert!(metrics.contains("pii_detections_total{"), "{metrics}");
 }
+
+#[test]
+fn ready_is_503_when_a_store_is_down() {
+    let Some(mut redis) = start_redis() else { return };
+    let server = serve(&[("REDIS_URL", format!("redis://127.0.0.1:{}", redis.1))], &[]);
+    let client = reqwest::blocking::Client::new();
+    let ready = || client.get(format!("{}/api/v1/ready", server.base)).send().unwrap();
+    assert_eq!(ready().status(), 200);
+    let _ = redis.0.kill();
+    let _ = redis.0.wait();
+    wait_for(|| ready().status() == 503);
+    let v: Value = ready().json().unwrap();
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["checks"]["stores"]["status"], "error");
+    // Decisions still answer: the budget failure follows on_error (block → deny, on-error).
+    let r: Value = client
+        .post(format!("{}/api/v1/precheck", server.base))
+        .json(&json!({"tool": "t", "raw_text": "x", "user_id": "u"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["decision"], "deny");
+    assert_eq!(r["policy_id"], "on-error");
+    assert_eq!(r["reasons"].as_array().unwrap().last().unwrap(), "error:budget_unavailable");
+}
