@@ -201,7 +201,8 @@ fn eval_runs_one_request() {
 #[test]
 fn shipped_policies_are_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-    let files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    let files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
     assert!(files.len() >= 2);
     let mut args = vec!["check"];
     args.extend(files.iter().map(String::as_str));
@@ -212,7 +213,8 @@ fn shipped_policies_are_valid() {
 #[test]
 fn json_policy_with_custom_types_applies() {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/policy.finance.json");
-    let req = r#"{"tool":"payments.send","raw_text":"pay ACCT-12345678 from DE89 3704 0044 0532 0130 00, ssn 123-45-6789"}"#;
+    let req =
+        r#"{"tool":"payments.send","raw_text":"pay ACCT-12345678 from DE89 3704 0044 0532 0130 00, ssn 123-45-6789"}"#;
     let (code, out, _) = run(&["eval", "--policy", policy.to_str().unwrap()], req);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -220,6 +222,11 @@ fn json_policy_with_custom_types_applies() {
     assert_eq!(v["raw_text_out"], "pay ACCT-12345678 from DE89 3704 0044 0532 0130 00, ssn <USER_SSN>");
     assert_eq!(
         v["reasons"],
-        serde_json::json!(["tool_access.confirm", "pii.allowed:PII:account_number", "pii.allowed:PII:iban_code", "pii.redacted:PII:us_ssn"])
+        serde_json::json!([
+            "tool_access.confirm",
+            "pii.allowed:PII:account_number",
+            "pii.allowed:PII:iban_code",
+            "pii.redacted:PII:us_ssn"
+        ])
     );
 }

@@ -41,8 +41,13 @@ async fn fire_budget(server: &Server) {
     assert_eq!((allowed, confirm), (89, 111));
     assert!(max_spend <= 1.0, "overspent: {max_spend}");
     // The stored total is exactly the 89 recorded spends.
-    let v: Value = client
-        .post(&url)
+    assert_spend(&server.base, 0.89267).await;
+}
+
+/// Asks the server for the buyer's current spend (a request that costs nothing).
+async fn assert_spend(base: &str, want: f64) {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/precheck"))
         .json(&json!({"tool": "shop.buy", "raw_text": "", "user_id": "buyer"}))
         .send()
         .await
@@ -50,7 +55,7 @@ async fn fire_budget(server: &Server) {
         .json()
         .await
         .unwrap();
-    assert!((v["budget_status"]["currentSpend"].as_f64().unwrap() - 0.89267).abs() < 1e-9, "{v}");
+    assert!((v["budget_status"]["currentSpend"].as_f64().unwrap() - want).abs() < 1e-9, "{v}");
 }
 
 fn budget_env() -> Vec<(&'static str, String)> {
@@ -100,16 +105,7 @@ async fn budgets_never_overspend_redis_across_two_instances() {
     fire_budget(&server).await;
     // A second instance sees the same spend: the store is shared.
     let other = serve(&env, &[]);
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/precheck", other.base))
-        .json(&json!({"tool": "shop.buy", "raw_text": "", "user_id": "buyer"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!((v["budget_status"]["currentSpend"].as_f64().unwrap() - 0.89267).abs() < 1e-9, "{v}");
+    assert_spend(&other.base, 0.89267).await;
 }
 
 #[test]

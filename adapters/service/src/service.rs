@@ -350,17 +350,7 @@ impl Service {
                 .budget(user, chars, req.tool_config.as_ref(), &req.tool, req.corr_id.clone(), resp.decision, now_ms)
                 .await
             {
-                self.join_budget(
-                    join,
-                    &mut resp.decision,
-                    &mut resp.reasons,
-                    &mut resp.policy_id,
-                    &mut resp.budget_status,
-                    &mut resp.budget_info,
-                );
-                if resp.decision == Decision::Deny {
-                    resp.raw_text_out = None;
-                }
+                join_budget(join, &mut resp);
             }
         }
         let op = if direction == Direction::Ingress { "precheck" } else { "postcheck" };
@@ -443,17 +433,7 @@ impl Service {
             let chars = string_chars(&req.payload);
             let tool = req.tool.as_deref().unwrap_or("");
             if let Some(join) = self.budget(user, chars, None, tool, req.corr_id.clone(), resp.decision, now_ms).await {
-                self.join_budget(
-                    join,
-                    &mut resp.decision,
-                    &mut resp.reasons,
-                    &mut resp.policy_id,
-                    &mut resp.budget_status,
-                    &mut resp.budget_info,
-                );
-                if resp.decision == Decision::Deny {
-                    resp.modified_payload = Value::Null;
-                }
+                join_budget(join, &mut resp);
             }
         }
         let mut pii_counts: Vec<(String, usize)> = Vec::new();
@@ -628,26 +608,6 @@ impl Service {
         })
     }
 
-    /// Joins a budget outcome into a response: deny > confirm > transform > allow, reason
-    /// appended. A store failure under `on_error: block` denies with policy id `on-error`.
-    fn join_budget(
-        &self,
-        join: BudgetJoin,
-        decision: &mut Decision,
-        reasons: &mut Vec<String>,
-        policy_id: &mut PolicyId,
-        status: &mut Option<Value>,
-        info: &mut Option<Value>,
-    ) {
-        if join.failed && join.decision == Decision::Deny {
-            *policy_id = PolicyId::OnError;
-        }
-        *decision = (*decision).max(join.decision);
-        reasons.push(join.reason);
-        *status = join.status;
-        *info = join.info;
-    }
-
     fn report_error(&self, code: &str, message: &str) {
         for o in &self.observers {
             o.error(code, message);
@@ -673,6 +633,50 @@ impl Service {
         for o in &self.observers {
             o.observe(&record);
         }
+    }
+}
+
+/// A response a budget outcome joins into.
+trait BudgetTarget {
+    /// Decision, reasons, policy id, `budget_status` and `budget_info`.
+    fn parts(&mut self) -> (&mut Decision, &mut Vec<String>, &mut PolicyId, &mut Option<Value>, &mut Option<Value>);
+    /// Drops the output (denied text is never echoed).
+    fn withhold(&mut self);
+}
+
+impl BudgetTarget for CheckResponse {
+    fn parts(&mut self) -> (&mut Decision, &mut Vec<String>, &mut PolicyId, &mut Option<Value>, &mut Option<Value>) {
+        (&mut self.decision, &mut self.reasons, &mut self.policy_id, &mut self.budget_status, &mut self.budget_info)
+    }
+
+    fn withhold(&mut self) {
+        self.raw_text_out = None;
+    }
+}
+
+impl BudgetTarget for warden_engine::api::EvaluateResponse {
+    fn parts(&mut self) -> (&mut Decision, &mut Vec<String>, &mut PolicyId, &mut Option<Value>, &mut Option<Value>) {
+        (&mut self.decision, &mut self.reasons, &mut self.policy_id, &mut self.budget_status, &mut self.budget_info)
+    }
+
+    fn withhold(&mut self) {
+        self.modified_payload = Value::Null;
+    }
+}
+
+/// Joins a budget outcome into a response: deny > confirm > transform > allow, reason
+/// appended. A store failure under `on_error: block` denies with policy id `on-error`.
+fn join_budget(join: BudgetJoin, target: &mut impl BudgetTarget) {
+    let (decision, reasons, policy_id, status, info) = target.parts();
+    if join.failed && join.decision == Decision::Deny {
+        *policy_id = PolicyId::OnError;
+    }
+    *decision = (*decision).max(join.decision);
+    reasons.push(join.reason);
+    *status = join.status;
+    *info = join.info;
+    if *decision == Decision::Deny {
+        target.withhold();
     }
 }
 
