@@ -11,7 +11,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind, PatternID};
 pub(super) enum KeyKind {
     /// `sk-`, `sk-proj-`, `sk-ant-` (OpenAI, Anthropic).
     OpenAi,
-    /// `sk_live_`, `sk_test_`, `rk_live_`, `pk_live_`.
+    /// `sk_live_`, `sk_test_`, `rk_live_`, `rk_test_`, `pk_live_`.
     Stripe,
     /// `AKIA`/`ASIA` access key ids.
     Aws,
@@ -23,6 +23,14 @@ pub(super) enum KeyKind {
     Slack,
     /// `AIza` Google API keys.
     Google,
+    /// `glpat-` GitLab personal access tokens.
+    GitLab,
+    /// `npm_` npm access tokens.
+    Npm,
+    /// `hf_` Hugging Face access tokens.
+    HuggingFace,
+    /// `SG.` SendGrid API keys (`SG.<22>.<43>`).
+    SendGrid,
 }
 
 /// What an automaton hit starts.
@@ -39,12 +47,13 @@ pub(super) enum Trigger {
 }
 
 /// Every trigger string. Keys and `eyJ` must match exactly; the rest ignore ASCII case.
-const PATTERNS: [(&str, Trigger); 27] = [
+const PATTERNS: [(&str, Trigger); 32] = [
     ("eyJ", Trigger::Jwt),
     ("sk-", Trigger::Key(KeyKind::OpenAi)),
     ("sk_live_", Trigger::Key(KeyKind::Stripe)),
     ("sk_test_", Trigger::Key(KeyKind::Stripe)),
     ("rk_live_", Trigger::Key(KeyKind::Stripe)),
+    ("rk_test_", Trigger::Key(KeyKind::Stripe)),
     ("pk_live_", Trigger::Key(KeyKind::Stripe)),
     ("AKIA", Trigger::Key(KeyKind::Aws)),
     ("ASIA", Trigger::Key(KeyKind::Aws)),
@@ -60,6 +69,10 @@ const PATTERNS: [(&str, Trigger); 27] = [
     ("xoxr-", Trigger::Key(KeyKind::Slack)),
     ("xoxs-", Trigger::Key(KeyKind::Slack)),
     ("AIza", Trigger::Key(KeyKind::Google)),
+    ("glpat-", Trigger::Key(KeyKind::GitLab)),
+    ("npm_", Trigger::Key(KeyKind::Npm)),
+    ("hf_", Trigger::Key(KeyKind::HuggingFace)),
+    ("SG.", Trigger::Key(KeyKind::SendGrid)),
     ("password", Trigger::Password),
     ("passwd", Trigger::Password),
     ("pwd", Trigger::Password),
@@ -134,6 +147,23 @@ pub(super) fn api_key(b: &[u8], start: usize, end: usize, kind: KeyKind) -> Opti
         KeyKind::Google => {
             let e = run_end(b, end, 36, is_token_char);
             (e, e - end == 35)
+        }
+        KeyKind::GitLab => {
+            let e = run_end(b, end, usize::MAX, is_token_char);
+            (e, e - end >= 20)
+        }
+        KeyKind::Npm => {
+            let e = run_end(b, end, 37, alnum);
+            (e, e - end == 36)
+        }
+        KeyKind::HuggingFace => {
+            let e = run_end(b, end, 35, alnum);
+            (e, e - end == 34)
+        }
+        KeyKind::SendGrid => {
+            let id_end = run_end(b, end, 23, is_token_char);
+            let e = run_end(b, id_end + 1, 44, is_token_char);
+            (e, id_end - end == 22 && at(b, id_end) == b'.' && e - id_end == 44)
         }
     };
     ok.then_some(e)
@@ -264,10 +294,15 @@ pub(super) fn password_value(b: &[u8], start: usize, end: usize) -> Option<(usiz
     {
         return None;
     }
+    if before == b'<' && after == b'>' {
+        return xml_value(b, end + 1);
+    }
     // The closing quote of a quoted key (`"password": ...`).
     let key_end = if matches!(after, b'"' | b'\'') { end + 1 } else { end };
     let mut j = skip_blanks(b, key_end);
     let mut prose = false;
+    // A command-line flag takes its value after a blank: `docker login --password s3cret`.
+    let flag = before == b'-' && prev(b, start - 1) == b'-' && j > key_end;
     match at(b, j) {
         b':' | b'=' => {
             j += 1;
@@ -281,6 +316,7 @@ pub(super) fn password_value(b: &[u8], start: usize, end: usize) -> Option<(usiz
             j += 2;
             prose = true;
         }
+        c if flag && !c.is_ascii_whitespace() => {}
         _ => return None,
     }
     j = skip_blanks(b, j);
@@ -293,7 +329,7 @@ pub(super) fn password_value(b: &[u8], start: usize, end: usize) -> Option<(usiz
             match at(b, k) {
                 c if c == q => {
                     let value = b.get(vs..k).unwrap_or_default();
-                    return (!value.is_empty() && !is_placeholder(value)).then_some((vs, k));
+                    return (!value.is_empty() && !is_placeholder(value) && !is_stand_in(value)).then_some((vs, k));
                 }
                 b'\n' | b'\r' => return None,
                 b'\\' => k += 2,
@@ -312,7 +348,36 @@ pub(super) fn password_value(b: &[u8], start: usize, end: usize) -> Option<(usiz
     let literal =
         ["null", "true", "false", "none", "undefined"].iter().any(|w| w.as_bytes().eq_ignore_ascii_case(value));
     let stop_word = prose && NOT_PASSWORDS.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(value));
-    (!value.is_empty() && !placeholder && !literal && !stop_word).then_some((j, k))
+    // After a flag, a plain word is prose about the flag (`use --password to set it`).
+    let word = flag && value.iter().all(u8::is_ascii_alphabetic);
+    (!value.is_empty() && !placeholder && !literal && !stop_word && !word && !is_stand_in(value)).then_some((j, k))
+}
+
+/// The text of an XML element whose start tag ends at `vs` (`<password>s3cret</password>`):
+/// up to the next `<`, which must open an end tag; bounded like a quoted value.
+fn xml_value(b: &[u8], vs: usize) -> Option<(usize, usize)> {
+    let len = b.get(vs..)?.iter().take(257).position(|&c| matches!(c, b'<' | b'\n' | b'\r'))?;
+    let value = b.get(vs..vs + len)?;
+    let closed = at(b, vs + len) == b'<' && at(b, vs + len + 1) == b'/';
+    (closed && !value.is_empty() && !is_stand_in(value)).then_some((vs, vs + len))
+}
+
+/// True for values that stand in for a password rather than being one: a mask (`********`,
+/// `xxxxxx`, `•••`) or a reference to one held elsewhere (`${DB_PASSWORD}`, `{{ db_pass }}`,
+/// `$(cat secret)`, `$DB_PASSWORD`).
+fn is_stand_in(v: &[u8]) -> bool {
+    let masked = |c: u8| v.iter().all(|&x| x == c);
+    // Prefixes only: the unquoted value has lost its closing bracket to the punctuation trim.
+    let reference = match v {
+        [b'$', b'{' | b'(', ..] | [b'{', b'{', ..] => true,
+        [b'$', rest @ ..] => {
+            !rest.is_empty() && rest.iter().all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+        }
+        _ => false,
+    };
+    // `•` is E2 80 A2 in UTF-8.
+    let bullets = !v.is_empty() && v.chunks(3).all(|c| c == "\u{2022}".as_bytes());
+    reference || bullets || masked(b'*') || (v.len() >= 3 && (masked(b'x') || masked(b'X')))
 }
 
 /// True for an already-redacted value such as `<PASSWORD>`, so redacted text stays stable.

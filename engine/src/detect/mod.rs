@@ -193,8 +193,10 @@ impl Scan<'_> {
     /// alphanumeric run, where no value can start (they all need a token boundary).
     fn on_digit(&mut self, i: usize) -> usize {
         let b = self.b;
-        if let Some(s) = numbers::iban(b, i, self.floor) {
-            return self.emit(PiiKind::IbanCode, s.0, s.1);
+        match numbers::iban(b, i, self.floor) {
+            Some(numbers::Iban::Valid(s, e)) => return self.emit(PiiKind::IbanCode, s, e),
+            Some(numbers::Iban::Invalid(e)) => return e,
+            None => {}
         }
         if numbers::starts_token(b, i) {
             let found = numbers::card(b, i)

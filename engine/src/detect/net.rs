@@ -7,13 +7,24 @@ fn is_local(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-')
 }
 
+/// True when the byte before `s` extends a local part that starts at `s`: a local-part character,
+/// or an apostrophe between two alphanumerics (`o'brien@example.com`). A quote next to a
+/// non-alphanumeric is punctuation, so `'alice@example.com'` keeps its quotes out.
+fn extends_local(b: &[u8], s: usize) -> bool {
+    let c = prev(b, s);
+    is_local(c)
+        || (c == b'\''
+            && at(b, s).is_ascii_alphanumeric()
+            && s.checked_sub(2).is_some_and(|k| at(b, k).is_ascii_alphanumeric()))
+}
+
 /// E-mail around the `@` at `at_pos`: a local part of at most 64 characters reaching back no
 /// further than `floor`, and a domain of at most 255 characters with at least two labels and a
 /// letters-only top-level label of two or more letters. Trailing dots/hyphens are not part of it.
 /// Returns the span.
 pub(super) fn email(b: &[u8], at_pos: usize, floor: usize) -> Option<(usize, usize)> {
     let mut s = at_pos;
-    while s > floor && at_pos - s <= 64 && is_local(prev(b, s)) {
+    while s > floor && at_pos - s <= 64 && extends_local(b, s) {
         s -= 1;
     }
     if at_pos - s > 64 {
@@ -44,7 +55,11 @@ pub(super) fn email(b: &[u8], at_pos: usize, floor: usize) -> Option<(usize, usi
         labels += 1;
         last = label;
     }
-    let tld_ok = last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic);
+    // Image names such as `logo@2x.png` end in a file extension that is no top-level domain.
+    let file_ext = ["png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "bmp", "tif", "tiff", "heic"]
+        .iter()
+        .any(|x| x.as_bytes().eq_ignore_ascii_case(last));
+    let tld_ok = last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic) && !file_ext;
     (labels >= 2 && tld_ok).then_some((s, e))
 }
 
@@ -70,11 +85,27 @@ fn dotted_quad(b: &[u8], i: usize) -> Option<usize> {
 /// IPv4 address at `i` (the caller checked the start boundary). Rejects longer dotted runs such
 /// as `1.2.3.4.5`; a `-` may follow, as in the range `10.0.0.1-10.0.0.9`. Returns the end.
 pub(super) fn ipv4(b: &[u8], i: usize) -> Option<usize> {
+    if follows_version(b, i) {
+        return None;
+    }
     let end = dotted_quad(b, i)?;
     let c = at(b, end);
     let runs_on =
         c.is_ascii_alphanumeric() || matches!(c, b'_' | b'@') || (c == b'.' && at(b, end + 1).is_ascii_digit());
     (!runs_on).then_some(end)
+}
+
+/// True when the number at `i` follows the word `version` (`Version=1.0.0.0`,
+/// `AssemblyVersion("2.0.0.0")`): a four-part version, as .NET writes them, not an address.
+/// Looks back at most nine bytes.
+fn follows_version(b: &[u8], i: usize) -> bool {
+    let mut k = i;
+    for _ in 0..2 {
+        if matches!(prev(b, k), b' ' | b'=' | b':' | b'(' | b'"' | b'\'') {
+            k -= 1;
+        }
+    }
+    k.checked_sub(7).and_then(|s| b.get(s..k)).is_some_and(|w| w.eq_ignore_ascii_case(b"version"))
 }
 
 /// True when an IPv4 address may start at `i` although the digit does not start a token: the
@@ -122,7 +153,8 @@ fn ipv6(b: &[u8], i: usize) -> Option<usize> {
         if len > 4 {
             return None;
         }
-        if at(b, j + len) == b'.' {
+        let group = b.get(j..j + len).unwrap_or_default();
+        if at(b, j + len) == b'.' && at(b, j + len + 1).is_ascii_digit() && group.iter().all(u8::is_ascii_digit) {
             // Embedded IPv4 fills the last two groups.
             if groups > 6 {
                 return None;
@@ -132,7 +164,8 @@ fn ipv6(b: &[u8], i: usize) -> Option<usize> {
             has_digit = true;
             break;
         }
-        has_digit |= b.get(j..j + len).unwrap_or_default().iter().any(u8::is_ascii_digit);
+        // A dot after a hex group is punctuation (`server fe80::1.`), checked by `runs_on` below.
+        has_digit |= group.iter().any(u8::is_ascii_digit);
         groups += 1;
         j += len;
         if groups > 8 || at(b, j) != b':' {

@@ -43,6 +43,7 @@ pub(super) fn card(b: &[u8], i: usize) -> Option<usize> {
         4 if matches!(at(b, i + 4), b' ' | b'-') => at(b, i + 4),
         _ => return None,
     };
+
     let mut digits = [0u8; 19];
     let mut n = 0;
     let mut lens = [0usize; 6];
@@ -85,7 +86,8 @@ fn layout_ok(lens: &[usize]) -> bool {
     }
 }
 
-/// Known issuer prefix with a length that issuer uses.
+/// Known issuer prefix with a length that issuer uses (Visa, Mastercard 51–55 and 2221–2720,
+/// Amex, Discover, JCB, Diners, UnionPay, Maestro).
 fn issuer_ok(d: &[u8]) -> bool {
     let p = |k: usize| d.iter().take(k).fold(0u32, |a, &x| a * 10 + u32::from(x));
     let (p1, p2, p3, p4) = (p(1), p(2), p(3), p(4));
@@ -98,6 +100,7 @@ fn issuer_ok(d: &[u8]) -> bool {
         || ((3528..=3589).contains(&p4) && long)
         || (((300..=305).contains(&p3) || p2 == 36 || p2 == 38) && (14..=19).contains(&n))
         || (p2 == 62 && long)
+        || (matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) && long)
 }
 
 /// Luhn checksum over decimal digit values.
@@ -204,7 +207,9 @@ pub(super) fn paren_phone(b: &[u8], i: usize) -> Option<usize> {
 
 /// International phone starting at the `+` at `i`. `+1` must be followed by a NANP number;
 /// other country codes take digit groups split by single spaces, dashes or dots, 8–15 digits
-/// in all (E.164), stopping before a group that would exceed 15. Returns the end.
+/// in all (E.164), stopping before a group that would exceed 15. The national trunk prefix may
+/// follow the country code in brackets, as European numbers are often written
+/// (`+44 (0)20 7946 0958`); it is not one of the E.164 digits. Returns the end.
 pub(super) fn plus_phone(b: &[u8], i: usize) -> Option<usize> {
     if prev(b, i).is_ascii_alphanumeric() {
         return None;
@@ -233,6 +238,12 @@ pub(super) fn plus_phone(b: &[u8], i: usize) -> Option<usize> {
         total += len;
         j += len;
         end = Some(j);
+        if total == len && len <= 3 {
+            if let Some(k) = trunk_prefix(b, j) {
+                j = k;
+                continue;
+            }
+        }
         if is_group_sep(at(b, j)) && at(b, j + 1).is_ascii_digit() {
             j += 1;
         } else {
@@ -242,10 +253,31 @@ pub(super) fn plus_phone(b: &[u8], i: usize) -> Option<usize> {
     end.filter(|_| total >= 8)
 }
 
+/// `(0)` after a country code at `j`, optionally with a space on either side and followed by
+/// a digit: returns the index of that digit.
+fn trunk_prefix(b: &[u8], j: usize) -> Option<usize> {
+    let k = if at(b, j) == b' ' { j + 1 } else { j };
+    if at(b, k) != b'(' || at(b, k + 1) != b'0' || at(b, k + 2) != b')' {
+        return None;
+    }
+    let d = if at(b, k + 3) == b' ' { k + 4 } else { k + 3 };
+    at(b, d).is_ascii_digit().then_some(d)
+}
+
+/// What [`iban`] found.
+pub(super) enum Iban {
+    /// A valid IBAN: its span.
+    Valid(usize, usize),
+    /// IBAN-shaped (country, check digits, registered length) but failing mod-97: its end. No
+    /// value starts inside it, so the digit groups of a mistyped IBAN
+    /// (`DE08 4140 7335 5610 5830 14`) are not taken for a card.
+    Invalid(usize),
+}
+
 /// IBAN whose first check digit is at `i` (the country letters are the two bytes before it, at
 /// or after `floor`): compact or in space-separated groups of four, the length registered for
-/// the country (15–34 for countries not in the table), and mod-97 remainder 1. Returns the span.
-pub(super) fn iban(b: &[u8], i: usize, floor: usize) -> Option<(usize, usize)> {
+/// the country (15–34 for countries not in the table), and mod-97 remainder 1.
+pub(super) fn iban(b: &[u8], i: usize, floor: usize) -> Option<Iban> {
     let start = i.checked_sub(2).filter(|&s| s >= floor)?;
     let (c0, c1) = (at(b, start), at(b, start + 1));
     if !c0.is_ascii_uppercase()
@@ -281,11 +313,11 @@ pub(super) fn iban(b: &[u8], i: usize, floor: usize) -> Option<(usize, usize)> {
     let len_ok = want.map_or((15..=34).contains(&n), |w| n == w);
     let check = number(b, i, 2);
     let tail = at(b, j);
-    let ok = len_ok
-        && (2..=98).contains(&check)
-        && !(tail.is_ascii_alphanumeric() || matches!(tail, b'_' | b'@'))
-        && mod97_is_one(buf.get(..n)?);
-    ok.then_some((start, j))
+    let shaped = len_ok && (2..=98).contains(&check) && !(tail.is_ascii_alphanumeric() || matches!(tail, b'_' | b'@'));
+    if !shaped {
+        return None;
+    }
+    Some(if mod97_is_one(buf.get(..n)?) { Iban::Valid(start, j) } else { Iban::Invalid(j) })
 }
 
 /// ISO 13616 check: move the first four characters to the end, read letters as 10–35, and the

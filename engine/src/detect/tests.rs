@@ -87,12 +87,18 @@ fn emails() {
     assert_one("(x.y%z@a-b.io)", EmailAddress, "x.y%z@a-b.io");
     assert_one("id 42@example.com", EmailAddress, "42@example.com");
     assert_one("from:.dot@example.com", EmailAddress, "dot@example.com");
+    assert_one("mail mary.o'brien@example.ie now", EmailAddress, "mary.o'brien@example.ie");
+    // Quotes around an address are punctuation, not part of the local part.
+    assert_one("sent to 'alice@example.com' at noon", EmailAddress, "alice@example.com");
+    assert_one("sent to 'carl.o'hara@example.com'", EmailAddress, "carl.o'hara@example.com");
 }
 
 #[test]
 fn email_negatives() {
     for t in [
         "user@localhost",
+        "<img src=\"logo@2x.png\">",
+        "icon@3x.WEBP",
         "a@b.c",
         "@example.com",
         "foo@bar.123",
@@ -172,6 +178,10 @@ fn international_phones() {
     assert_one("+49-151-1234-5678", PhoneNumber, "+49-151-1234-5678");
     // A following number that would exceed 15 digits is not absorbed.
     assert_one("+44 20 7946 0958 2024", PhoneNumber, "+44 20 7946 0958");
+    // The bracketed national trunk prefix after the country code.
+    assert_one("UK office +44 (0)20 7946 0958.", PhoneNumber, "+44 (0)20 7946 0958");
+    assert_one("+49 (0) 30 1234567", PhoneNumber, "+49 (0) 30 1234567");
+    assert_one("+33(0)1 42 68 53 00", PhoneNumber, "+33(0)1 42 68 53 00");
 }
 
 #[test]
@@ -203,6 +213,9 @@ fn phone_negatives() {
         "a+44 20 7946 0958",
         "4111 1111 1111 1112",
         "+0 123 456 789",
+        "+44 (0)20",
+        "+44 (1)20 7946 0958",
+        "+4420 (0)7946 0958",
     ] {
         assert_none(t);
     }
@@ -248,6 +261,8 @@ fn credit_card_negatives() {
     for t in [
         "4111 1111 1111 1112",
         "4111-1111-1111-1112",
+        // The tail of an IBAN that failed its checksum; 4140 7335 5610 5830 alone passes Luhn.
+        "IBAN: DE08 4140 7335 5610 5830 14",
         "4111111111111112",
         // Luhn-valid but no known issuer prefix.
         "1234567812345670",
@@ -284,6 +299,11 @@ fn api_keys() {
         "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
         "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
         "rk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        "rk_test_4eC39HqLyjWDarjtT1zdp7dc",
+        "glpat-Brd7xEGu0HMTNK1oVPm7",
+        "npm_GFoSFc6jGm8rKhzg3OCDQG1BQO6tPzuYtbPS",
+        "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",
+        "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",
         "pk_live_4eC39HqLyjWDarjtT1zdp7dc",
         "AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI",
     ] {
@@ -315,6 +335,12 @@ fn api_key_negatives() {
         "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=",
         "Bearer abcdefghijklmnopqrstuvwxyz0123456789",
+        "glpat-tooShort",
+        "npm_install_the_package_first",
+        "hf_short",
+        "msg.SG.abc",
+        "SG.tooshort.tooshort",
+        "the hf_ prefix and the npm_ prefix",
     ] {
         assert_none(t);
     }
@@ -385,6 +411,10 @@ fn ipv6s() {
         assert_one(&format!("addr {ip} ok"), IpAddress, ip);
     }
     assert_one("[2001:db8::1]:443", IpAddress, "2001:db8::1");
+    // A sentence's full stop after the last group is punctuation.
+    assert_one("The server is 2001:db8:9a9a:bebd:0:4365:0:b614.", IpAddress, "2001:db8:9a9a:bebd:0:4365:0:b614");
+    assert_one("on fe80::4d5d:b3a1:225d:d394. Next", IpAddress, "fe80::4d5d:b3a1:225d:d394");
+    assert_one("mapped ::ffff:192.0.2.1.", IpAddress, "::ffff:192.0.2.1");
     assert_one("peer ::1: refused", IpAddress, "::1");
 }
 
@@ -412,6 +442,11 @@ fn ip_negatives() {
         "2001:db8::1g",
         "dead::beef",
         "John 3:16",
+        "2001:db8::1.5",
+        "Version=1.0.0.0",
+        "System.Runtime, Version=4.2.0.0, Culture=neutral",
+        "[assembly: AssemblyVersion(\"2.0.0.0\")]",
+        "version 10.0.0.1",
     ] {
         assert_none(t);
     }
@@ -473,6 +508,11 @@ fn passwords() {
     assert_one("My password is hunter2.", Password, "hunter2");
     assert_one("Password  =  p4ss, user=bob", Password, "p4ss");
     assert_one("db.password=s3cret", Password, "s3cret");
+    assert_one("<password>s3cr3t!</password>", Password, "s3cr3t!");
+    assert_one("<user>bob</user><password>a b&amp;c</password>", Password, "a b&amp;c");
+    assert_one("password: $ecret1", Password, "$ecret1");
+    assert_one("docker login -u bob --password s3cr3t! registry.example.com", Password, "s3cr3t!");
+    assert_one("mysql --password 'a b' -h db", Password, "a b");
 }
 
 #[test]
@@ -493,6 +533,19 @@ fn password_negatives() {
         "cat /etc/passwd: root:x:0:0",
         "password: null",
         "{\"password\": true}",
+        "password: ********",
+        "\"password\": \"••••••\"",
+        "password=xxxxxxxx",
+        "password: ${DB_PASSWORD}",
+        "PGPASSWORD=$DB_PASSWORD psql",
+        "password: \"{{ vault_db_password }}\"",
+        "password=$(cat /run/secrets/db)",
+        "<password></password>",
+        "<password>unclosed",
+        "<password>${DB_PASSWORD}</password>",
+        "--password\n",
+        "--password-file /run/secrets/pw",
+        "use --password to set it",
     ] {
         assert_none(t);
     }
