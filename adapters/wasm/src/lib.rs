@@ -1,7 +1,7 @@
 //! Warden as a WebAssembly package for JavaScript runtimes (Vercel Edge, Next.js middleware,
 //! Node, Deno): `new Warden({policy, piiTokenSalt})`, then `precheck`, `postcheck`,
 //! `evaluate` and `redact` return plain objects shaped exactly like the HTTP responses of
-//! SPEC §2, and `handle` serves every HTTP route with the native server's router.
+//! SPEC §2 (Warden's HTTP API), and `handle` serves every HTTP route with the native server's router.
 //!
 //! Values cross the JS boundary as JSON text (`JSON.stringify` / `JSON.parse`): exactly the
 //! HTTP wire format, with no second serialisation scheme to keep in step. Nothing here may
@@ -9,16 +9,16 @@
 //! whose `code`, `status` and `field` properties mirror the HTTP error body.
 #![forbid(unsafe_code)]
 
-pub mod core;
+pub mod api;
 
-use crate::core::{Core, HttpResult};
+use crate::api::{Core, HttpResult};
 use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};
 use serde_json::Value;
 use std::sync::Arc;
-use wasm_bindgen::prelude::*;
 use warden_engine::Direction;
 use warden_service::clock::Clock;
 use warden_service::error::ApiError;
+use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -47,7 +47,7 @@ export interface WardenOptions {
 export type Decision = "allow" | "deny" | "transform" | "confirm";
 export type PolicyId = "deny-exec" | "tool-access" | "defaults" | "net-redact-regex" | "strict-fallback" | "on-error";
 
-/** Precheck / postcheck request (SPEC §2). */
+/** Precheck / postcheck request, as in the Warden HTTP API. */
 export interface CheckRequest {
   tool: string;
   raw_text: string;
@@ -59,7 +59,7 @@ export interface CheckRequest {
   tool_config?: object;
 }
 
-/** Precheck / postcheck response (SPEC §2). */
+/** Precheck / postcheck response, as in the Warden HTTP API. */
 export interface CheckResponse {
   decision: Decision;
   /** The text to forward; null on deny. */
@@ -77,10 +77,10 @@ export interface CheckResponse {
 /** One redacted value; `start`/`end` are Unicode scalar (char) offsets: `Array.from(text).slice(start, end)`. */
 export interface RedactMatch { type: string; start: number; end: number }
 
-/** Redact response (SPEC §2). */
+/** Redact response, as in the Warden HTTP API. */
 export interface RedactResponse { redacted: string; matches: RedactMatch[] }
 
-/** Evaluate (JSON mode) request (SPEC §2). */
+/** Evaluate (JSON mode) request, as in the Warden HTTP API. */
 export interface EvaluateRequest {
   payload: unknown;
   agent_id: string;
@@ -92,7 +92,7 @@ export interface EvaluateRequest {
   user_id?: string;
 }
 
-/** Evaluate (JSON mode) response (SPEC §2). */
+/** Evaluate (JSON mode) response, as in the Warden HTTP API. */
 export interface EvaluateResponse {
   decision: Decision;
   reasons: string[];
@@ -189,27 +189,35 @@ impl Warden {
     /// `new Warden({ policy, piiTokenSalt, onError, ... })`; throws a `WardenError` (code
     /// `invalid_options`) naming the bad option or policy field.
     #[wasm_bindgen(constructor)]
-    pub fn new(#[wasm_bindgen(unchecked_param_type = "WardenOptions")] options: JsValue) -> Result<Warden, JsValue> {
-        let options = if options.is_undefined() || options.is_null() {
-            Value::Null
-        } else {
-            to_json("constructor", "options", &options)
-                .map_err(|_| js_error("new Warden: options must be a JSON-compatible object", "invalid_options", 400, None))?
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "WardenOptions")] options: Option<JsValue>,
+    ) -> Result<Warden, JsValue> {
+        let options = match options.filter(|o| !o.is_undefined() && !o.is_null()) {
+            None => Value::Null,
+            Some(options) => to_json("constructor", "options", &options).map_err(|_| {
+                js_error("new Warden: options must be a JSON-compatible object", "invalid_options", 400, None)
+            })?,
         };
         let core = Core::new(options, Arc::new(JsClock))
             .map_err(|m| js_error(&format!("new Warden: {m}"), "invalid_options", 400, None))?;
         Ok(Warden { core })
     }
 
-    /// Precheck (ingress): `POST /api/v1/precheck`.
+    /// Precheck (ingress): the response of `POST /api/v1/precheck`.
     #[wasm_bindgen(unchecked_return_type = "CheckResponse")]
-    pub fn precheck(&self, #[wasm_bindgen(unchecked_param_type = "CheckRequest")] request: JsValue) -> Result<JsValue, JsValue> {
+    pub fn precheck(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CheckRequest")] request: JsValue,
+    ) -> Result<JsValue, JsValue> {
         self.check("precheck", &request, Direction::Ingress)
     }
 
-    /// Postcheck (egress): `POST /api/v1/postcheck`.
+    /// Postcheck (egress): the response of `POST /api/v1/postcheck`.
     #[wasm_bindgen(unchecked_return_type = "CheckResponse")]
-    pub fn postcheck(&self, #[wasm_bindgen(unchecked_param_type = "CheckRequest")] request: JsValue) -> Result<JsValue, JsValue> {
+    pub fn postcheck(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CheckRequest")] request: JsValue,
+    ) -> Result<JsValue, JsValue> {
         self.check("postcheck", &request, Direction::Egress)
     }
 
@@ -219,40 +227,49 @@ impl Warden {
         to_js(op, &resp)
     }
 
-    /// JSON mode: `POST /api/v1/evaluate`.
+    /// JSON mode (every string leaf of `payload` governed): the response of `POST /api/v1/evaluate`.
     #[wasm_bindgen(unchecked_return_type = "EvaluateResponse")]
-    pub fn evaluate(&self, #[wasm_bindgen(unchecked_param_type = "EvaluateRequest")] request: JsValue) -> Result<JsValue, JsValue> {
-        let body = to_json("evaluate", "request", request)?;
+    pub fn evaluate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "EvaluateRequest")] request: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let body = to_json("evaluate", "request", &request)?;
         let resp = self.core.evaluate(body).map_err(|e| api_error("evaluate", &e))?;
         to_js("evaluate", &resp)
     }
 
-    /// Redaction only: `POST /api/v1/redact` with `{text}`.
+    /// Redaction only: the response of `POST /api/v1/redact` for `{text}`.
     #[wasm_bindgen(unchecked_return_type = "RedactResponse")]
     pub fn redact(&self, #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue) -> Result<JsValue, JsValue> {
         let Some(text) = text.as_string() else {
             let kind = text.js_typeof().as_string().unwrap_or_default();
-            return Err(js_error(&format!("Warden.redact: text must be a string, not {kind}"), "invalid_request", 422, Some("text")));
+            return Err(js_error(
+                &format!("Warden.redact: text must be a string, not {kind}"),
+                "invalid_request",
+                422,
+                Some("text"),
+            ));
         };
         to_js("redact", &self.core.redact(&text))
     }
 
-    /// Serves one HTTP request with the router of the native server (every route of SPEC §2,
-    /// API keys, body limit, 4xx JSON errors). `headers` is an array of `[name, value]` pairs
+    /// Serves one HTTP request with the router of the native server (every route of the HTTP
+    /// API, API keys, body limit, 4xx JSON errors). `headers` is an array of `[name, value]` pairs
     /// or a plain object; `body` a string or bytes. Resolves to `{status, headers, body}`.
     #[wasm_bindgen(unchecked_return_type = "Promise<HttpResult>")]
     pub fn handle(
         &self,
         method: String,
         path: String,
-        #[wasm_bindgen(unchecked_param_type = "[string, string][] | Record<string, string> | undefined")] headers: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "[string, string][] | Record<string, string> | undefined")]
+        headers: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | undefined")] body: JsValue,
     ) -> js_sys::Promise {
         let router = self.core.router();
         let prepared = header_pairs(&headers).and_then(|h| body_bytes(&body).map(|b| (h, b)));
         wasm_bindgen_futures::future_to_promise(async move {
             let (headers, body) = prepared?;
-            let out: HttpResult = crate::core::handle(router, &method, &path, &headers, body).await;
+            let out: HttpResult = crate::api::handle(router, &method, &path, &headers, body).await;
             to_js("handle", &out)
         })
     }

@@ -102,9 +102,8 @@ impl Core {
         let (policy, origin) = load_policy(options.policy, options.policy_name)?;
         let on_error = match options.on_error.as_deref().map(str::trim) {
             None | Some("") => OnError::Block,
-            Some(name) => OnError::from_name(name).ok_or_else(|| {
-                format!("invalid option `onError`: `{name}` is not one of block, pass, best_effort")
-            })?,
+            Some(name) => OnError::from_name(name)
+                .ok_or_else(|| format!("invalid option `onError`: `{name}` is not one of block, pass, best_effort"))?,
         };
         // An empty salt means "not configured", as for the server's PII_TOKEN_SALT: an unset
         // environment variable often arrives as "" rather than undefined.
@@ -119,10 +118,13 @@ impl Core {
             org_id: options.org_id.filter(|s| !s.is_empty()),
             default_salt: salt.is_none(),
             environment: options.environment.unwrap_or_else(|| String::from("production")),
+            // Settings this package has no use for (e.g. event delivery) keep their defaults.
+            ..ServiceConfig::default()
         };
         let key = TokenKey::new(salt.as_deref().unwrap_or(DEFAULT_SALT));
         let service = Arc::new(Service::new(Arc::new(PolicySource::new(policy, origin)), key, config, clock));
-        let router = router(AppState { service: Arc::clone(&service), api_keys: api_keys.map(Arc::new), metrics: None });
+        let router =
+            router(AppState { service: Arc::clone(&service), api_keys: api_keys.map(Arc::new), metrics: None });
         Ok(Core { service, router })
     }
 
@@ -164,7 +166,13 @@ impl Core {
 
 /// Runs one HTTP request through `router`. Never fails: a request that cannot even be built
 /// (bad method or path) is answered like any other client error, with a 400 JSON body.
-pub async fn handle(router: Router, method: &str, path: &str, headers: &[(String, String)], body: Vec<u8>) -> HttpResult {
+pub async fn handle(
+    router: Router,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> HttpResult {
     let request = match build_request(method, path, headers, body) {
         Ok(r) => r,
         Err(e) => return error_result(&e),
@@ -295,9 +303,8 @@ mod tests {
     #[test]
     fn defaults_use_the_bundled_policy() {
         let w = core(Value::Null).unwrap();
-        let r = w
-            .check(json!({"tool": "verify_identity", "raw_text": "SSN: 123-45-6789"}), Direction::Ingress)
-            .unwrap();
+        let r =
+            w.check(json!({"tool": "verify_identity", "raw_text": "SSN: 123-45-6789"}), Direction::Ingress).unwrap();
         assert_eq!(r.policy_id.name(), "tool-access");
         assert_eq!(r.ts, 1_700_000_000);
     }

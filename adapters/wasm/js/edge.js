@@ -1,0 +1,10 @@
+// Vercel Edge Functions, Next.js middleware and route handlers on the edge runtime, and
+// Cloudflare Workers: these platforms forbid compiling WebAssembly from bytes at run time and
+// instead hand a precompiled WebAssembly.Module to an import with the `?module` suffix.
+import wasmModule from './warden_wasm_bg.wasm?module';
+import { initSync } from './warden_wasm.js';
+
+initSync({ module: wasmModule });
+
+export { Warden } from './warden_wasm.js';
+export { handleRequest } from './http.js';

@@ -1,0 +1,107 @@
+// The Vercel app (vercel/) built with `next build` and served by `next start` on loopback:
+// Next.js itself routing to the middleware and the edge route handlers, with the wasm
+// package bundled through its `edge-light` entry (`?module` import), as `vercel deploy`
+// builds it. Every conformance case (route and envelope), malformed input, the middleware's
+// decisions and ON_ERROR. scripts/test-edge installs vercel/'s dependencies and builds first.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BROKEN_ENV,
+  MIDDLEWARE_CHECKS,
+  MIDDLEWARE_ENV,
+  ROOT,
+  assertCasesOverHttp,
+  assertFailsClosed,
+  assertMalformed,
+  assertOtherRoutes,
+  assertPassesOnError,
+  deployments,
+  freePort,
+} from './common.mjs';
+
+const APP = join(ROOT, 'vercel');
+const NEXT = join(APP, 'node_modules', '.bin', 'next');
+const DEPLOYMENTS = deployments();
+const started = [];
+
+// Only what a deployment sets: nothing of Warden's configuration leaks in from this process.
+const BASE_ENV = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => !/^(PII_TOKEN_SALT|ON_ERROR|WARDEN_|WEBHOOK_)/.test(k)),
+);
+
+/** `next start` with `env` as the project's environment variables. */
+async function start(env) {
+  const port = await freePort();
+  const child = spawn(NEXT, ['start', '-H', '127.0.0.1', '-p', String(port)], {
+    cwd: APP,
+    env: { ...BASE_ENV, NEXT_TELEMETRY_DISABLED: '1', ...env },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (process.env.WARDEN_EDGE_PIDS) appendFileSync(process.env.WARDEN_EDGE_PIDS, `${child.pid}\n`);
+  let log = '';
+  child.stdout.on('data', (d) => (log += d));
+  child.stderr.on('data', (d) => (log += d));
+  started.push(child);
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`next start exited ${child.exitCode}:\n${log}`);
+    try {
+      await fetch(`${base}/api/v1/health`);
+      return base;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`next start not answering:\n${log}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+before(() => {
+  assert.ok(existsSync(join(APP, '.next', 'BUILD_ID')), 'vercel/ is built (scripts/test-edge runs `next build`)');
+});
+
+after(() => {
+  for (const child of started) {
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // Already gone.
+    }
+  }
+});
+
+DEPLOYMENTS.forEach((d, i) => {
+  describe(`next start, conformance ${JSON.stringify(d.env)}`, () => {
+    let base;
+    before(async () => {
+      base = await start({ PII_TOKEN_SALT: d.salt, ON_ERROR: d.onError ?? '', WARDEN_POLICY: d.policyText });
+    });
+    for (const [file, c] of d.cases) {
+      test(`[${file}] ${c.name} (route and envelope)`, () => assertCasesOverHttp(base, { cases: [[file, c]] }, 'next'));
+    }
+    if (i === 0) {
+      test('the other routes answer as documented', () => assertOtherRoutes(base));
+      test('malformed input is 4xx JSON and the app keeps answering', () => assertMalformed(base));
+    }
+  });
+});
+
+describe('next start, middleware on /api/ai/*', () => {
+  let base;
+  before(async () => {
+    base = await start(MIDDLEWARE_ENV);
+  });
+  for (const [name, check] of MIDDLEWARE_CHECKS) test(name, () => check(base));
+});
+
+test('next start: an invalid WARDEN_POLICY fails closed (503)', async () => {
+  await assertFailsClosed(await start(BROKEN_ENV));
+});
+
+test('next start: ON_ERROR=pass lets requests through when Warden cannot govern them', async () => {
+  await assertPassesOnError(await start({ ...BROKEN_ENV, ON_ERROR: 'pass' }));
+});

@@ -1,0 +1,199 @@
+// The wasm package (dist/warden-wasm, imported as `warden-wasm` like a user would) under
+// Node.js: every conformance case through the JS API, the same through its HTTP handler
+// served by a node:http server on loopback, and malformed options / requests, which must
+// throw WardenError (never trap the module).
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Warden, handleRequest } from 'warden-wasm';
+import { CORPUS, ROOT, assertCase, assertCasesOverHttp, assertMalformed, assertOtherRoutes, deployments, post } from './common.mjs';
+
+const DEPLOYMENTS = deployments();
+
+function wardenFor(d, extra = {}) {
+  return new Warden({ policy: d.policyText, policyName: d.policyFile, piiTokenSalt: d.salt, onError: d.onError, ...extra });
+}
+
+for (const d of DEPLOYMENTS) {
+  describe(`JS API, conformance ${JSON.stringify(d.env)}`, () => {
+    const w = wardenFor(d);
+    for (const [file, c] of d.cases) {
+      test(`[${file}] ${c.name}`, () => {
+        const got = c.endpoint === 'postcheck' ? w.postcheck(c.request) : w.precheck(c.request);
+        assertCase(c, got, `[${file}] node api`);
+        assert.equal(typeof got.ts, 'number');
+      });
+    }
+  });
+}
+
+test('policy as an object gives the same answers as its YAML text', () => {
+  const d = DEPLOYMENTS[0];
+  // The corpus policy, as JSON: parsed by the package's own YAML reader via a JSON round trip.
+  const yamlWarden = wardenFor(d);
+  const objectPolicy = JSON.parse(JSON.stringify({ version: 'v1', deny_tools: ['rm.rf'], tool_access: { t: { action: 'tokenize' } } }));
+  const objectWarden = new Warden({ policy: objectPolicy, piiTokenSalt: d.salt });
+  assert.deepEqual(objectWarden.precheck({ tool: 'rm.rf', raw_text: 'x' }).reasons, ['blocked tool: rm.rf']);
+  assert.equal(objectWarden.precheck({ tool: 't', raw_text: '123-45-6789' }).raw_text_out, 'pii_cd6e3b04');
+  assert.equal(yamlWarden.precheck({ tool: 'python.exec', raw_text: 'x' }).decision, 'deny');
+});
+
+let server;
+let base;
+let httpWarden;
+
+before(async () => {
+  // One HTTP deployment per distinct env: here the first, the ON_ERROR ones are checked via the API.
+  httpWarden = wardenFor(DEPLOYMENTS[0]);
+  server = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    const body = Buffer.concat(chunks);
+    const request = new Request(`http://127.0.0.1${req.url}`, {
+      method: req.method,
+      headers: Object.entries(req.headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, x]) : [[k, v]])),
+      body: req.method === 'GET' || req.method === 'HEAD' ? undefined : body,
+    });
+    const response = await handleRequest(httpWarden, request);
+    res.writeHead(response.status, Object.fromEntries(response.headers));
+    res.end(Buffer.from(await response.arrayBuffer()));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${server.address().port}`;
+});
+
+after(() => new Promise((r) => server.close(r)));
+
+for (const d of DEPLOYMENTS) {
+  describe(`HTTP (node:http + handleRequest), conformance ${JSON.stringify(d.env)}`, () => {
+    before(() => {
+      httpWarden = wardenFor(d);
+    });
+    after(() => {
+      httpWarden = wardenFor(DEPLOYMENTS[0]);
+    });
+    for (const [file, c] of d.cases) {
+      test(`[${file}] ${c.name} (route and envelope)`, async () => {
+        await assertCasesOverHttp(base, { cases: [[file, c]] }, 'node http');
+      });
+    }
+  });
+}
+
+test('the other routes over HTTP', async () => {
+  await assertOtherRoutes(base);
+});
+
+test('malformed HTTP input is 4xx JSON and the module keeps working', async () => {
+  await assertMalformed(base);
+});
+
+test('API keys guard the HTTP routes but not health', async () => {
+  httpWarden = new Warden({ piiTokenSalt: 's', apiKeys: ['k1'] });
+  try {
+    assert.equal((await post(`${base}/api/v1/redact`, { text: 'x' })).status, 401);
+    assert.equal((await post(`${base}/api/v1/redact`, { text: 'x' }, { 'x-governs-key': 'nope' })).status, 401);
+    assert.equal((await post(`${base}/api/v1/redact`, { text: 'x' }, { 'x-governs-key': 'k1' })).status, 200);
+    assert.equal((await fetch(`${base}/api/v1/health`)).status, 200);
+  } finally {
+    httpWarden = wardenFor(DEPLOYMENTS[0]);
+  }
+});
+
+test('the JS API answers exactly what the HTTP API answers', async () => {
+  const w = wardenFor(DEPLOYMENTS[0]);
+  const req = { tool: 'verify_identity', scope: 'net.external', raw_text: 'User email: alice@example.com, SSN: 123-45-6789' };
+  const api = w.precheck(req);
+  const http = JSON.parse((await w.handle('POST', '/api/v1/precheck', [], JSON.stringify(req))).body);
+  delete api.ts;
+  delete http.ts;
+  assert.deepEqual(api, http);
+  const payload = { agent_id: 'a', payload: { e: 'bob@corp.io', n: [1, 'card 4111 1111 1111 1111'] } };
+  const apiEval = w.evaluate(payload);
+  const httpEval = JSON.parse((await w.handle('POST', '/api/v1/evaluate', [['content-type', 'application/json']], JSON.stringify(payload))).body);
+  delete apiEval.ts;
+  delete httpEval.ts;
+  assert.deepEqual(apiEval, httpEval);
+  const text = 'call +44 20 7946 0958 or mail bob@corp.io';
+  assert.deepEqual(w.redact(text), JSON.parse((await w.handle('POST', '/api/v1/redact', { 'content-type': 'application/json' }, JSON.stringify({ text }))).body));
+});
+
+test('offsets are char indices JavaScript can slice with', () => {
+  const w = new Warden({ piiTokenSalt: 's' });
+  const text = 'héllo 👋 mail bob@corp.io';
+  const { matches } = w.redact(text);
+  assert.equal(Array.from(text).slice(matches[0].start, matches[0].end).join(''), 'bob@corp.io');
+});
+
+function throwsWarden(fn, code, pattern) {
+  assert.throws(fn, (e) => {
+    assert.ok(e instanceof Error, 'an Error');
+    assert.equal(e.name, 'WardenError');
+    assert.equal(e.code, code, e.message);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+test('invalid options throw a clear WardenError', () => {
+  throwsWarden(() => new Warden(5), 'invalid_options', /options must be an object/);
+  throwsWarden(() => new Warden('salt'), 'invalid_options');
+  throwsWarden(() => new Warden({ piiTokensalt: 'x' }), 'invalid_options', /unknown field `piiTokensalt`/);
+  throwsWarden(() => new Warden({ piiTokenSalt: 5 }), 'invalid_options', /piiTokenSalt/);
+  throwsWarden(() => new Warden({ onError: 'explode' }), 'invalid_options', /onError/);
+  throwsWarden(() => new Warden({ policy: 42 }), 'invalid_options', /policy/);
+  throwsWarden(() => new Warden({ policy: 'version: v1\ndeny_tools: 3\n', policyName: 'p.yaml' }), 'invalid_options', /p\.yaml:2:/);
+  throwsWarden(() => new Warden({ policy: { tool_access: { t: { action: 'explode' } } } }), 'invalid_options', /tool_access\.t\.action/);
+  throwsWarden(() => new Warden({ policy: { custom_pii: [{ type: 'x', pattern: '(' }] } }), 'invalid_options', /custom_pii/);
+  throwsWarden(() => new Warden({ apiKeys: [5] }), 'invalid_options', /apiKeys/);
+  throwsWarden(() => new Warden({ bodyLimit: 0 }), 'invalid_options', /bodyLimit/);
+  const cyclic = {};
+  cyclic.self = cyclic;
+  throwsWarden(() => new Warden(cyclic), 'invalid_options');
+  // Defaults: no options at all.
+  assert.equal(new Warden().precheck({ tool: 'python.exec', raw_text: 'x' }).decision, 'deny');
+  assert.equal(new Warden(undefined).redact('a@b.io').redacted, '<USER_EMAIL>');
+});
+
+test('invalid requests throw a WardenError mirroring the HTTP error', () => {
+  const w = new Warden({ piiTokenSalt: 's' });
+  throwsWarden(() => w.precheck(), 'invalid_request', /required/);
+  throwsWarden(() => w.precheck(null), 'invalid_request', /JSON object/);
+  throwsWarden(() => w.precheck('text'), 'invalid_request');
+  throwsWarden(() => w.postcheck({ tool: 't' }), 'invalid_request', /raw_text/);
+  throwsWarden(() => w.precheck({ tool: 1, raw_text: 'x' }), 'invalid_request', /tool/);
+  throwsWarden(() => w.precheck({ tool: 't', raw_text: 'x', n: 1n }), 'invalid_request', /BigInt/);
+  throwsWarden(() => w.evaluate({ payload: {} }), 'invalid_request', /agent_id/);
+  throwsWarden(() => w.redact(5), 'invalid_request', /string/);
+  throwsWarden(() => w.redact({ text: 'a' }), 'invalid_request', /string/);
+  try {
+    w.precheck({ tool: 't' });
+  } catch (e) {
+    assert.equal(e.status, 422);
+    assert.equal(e.field, 'raw_text');
+  }
+  const deep = JSON.parse('['.repeat(5000) + ']'.repeat(5000));
+  throwsWarden(() => w.evaluate({ agent_id: 'a', payload: deep }), 'invalid_request');
+  // Still alive and correct after all of that.
+  assert.equal(w.redact('ssn 123-45-6789').redacted, 'ssn <USER_SSN>');
+});
+
+test('large and unusual text is handled, never trapping', () => {
+  const w = new Warden({ piiTokenSalt: 's' });
+  const big = 'x'.repeat(2_000_000) + ' bob@corp.io';
+  assert.equal(w.redact(big).matches.length, 1);
+  const odd = '\u0000\uFFFF\uD83D\uDE00 lone \uD800 surrogate a@b.io';
+  assert.equal(w.redact(odd).matches[0].type, 'email_address');
+  assert.equal(w.precheck({ tool: 't', raw_text: '' }).decision, 'allow');
+});
+
+test('the package.json exports map the node condition to the auto-initialising entry', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'dist', 'warden-wasm', 'package.json'), 'utf8'));
+  assert.equal(pkg.exports['.'].node, './node.js');
+  assert.equal(pkg.exports['.']['edge-light'], './edge.js');
+  assert.equal(pkg.type, 'module');
+  assert.ok(readFileSync(join(ROOT, 'dist', 'warden-wasm', 'warden_wasm.d.ts'), 'utf8').includes('export interface CheckResponse'));
+  assert.ok(CORPUS);
+});

@@ -1,0 +1,24 @@
+// Compile-time check of the package's TypeScript types (tsc -p tests/edge); never executed.
+import { Warden, handleRequest } from 'warden-wasm';
+import type { CheckResponse, EvaluateResponse, RedactResponse, WardenError, WardenOptions } from 'warden-wasm';
+
+const options: WardenOptions = { policy: 'version: v1', piiTokenSalt: 's', onError: 'best_effort', apiKeys: ['k'] };
+const w = new Warden(options);
+const bare = new Warden();
+const check: CheckResponse = w.precheck({ tool: 't', raw_text: 'x', tags: ['a'], policy_config: { version: 'v1' } });
+const out: string | null = check.raw_text_out;
+const decision: 'allow' | 'deny' | 'transform' | 'confirm' = bare.postcheck({ tool: 't', raw_text: 'x' }).decision;
+const evaluated: EvaluateResponse = w.evaluate({ agent_id: 'a', payload: { any: ['json'] }, direction: 'egress' });
+const redacted: RedactResponse = w.redact('mail a@b.io');
+const start: number = redacted.matches[0].start;
+const served: Promise<Response> = handleRequest(w, new Request('http://x/api/v1/health'));
+const raw = w.handle('GET', '/api/v1/health');
+function onError(e: unknown): string {
+  const err = e as WardenError;
+  return `${err.code} ${err.status} ${err.field ?? ''}`;
+}
+// @ts-expect-error onError takes only the three documented values
+new Warden({ onError: 'explode' });
+// @ts-expect-error precheck needs raw_text
+w.precheck({ tool: 't' });
+export { out, decision, evaluated, start, served, raw, onError };
