@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { test, describe, before } from 'node:test';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CORPUS = join(ROOT, 'tests', 'conformance');
@@ -313,4 +314,22 @@ export async function assertPassesOnError(base) {
   const res = await post(`${base}/api/ai/chat`, { text: 'hello' });
   assert.equal(res.status, 200, res.text);
   assert.deepEqual(res.json.received, { text: 'hello' });
+}
+
+// The middleware checks, fail-closed and ON_ERROR=pass tests against an app started by
+// `launch(env) -> base URL` (edge-runtime and `next start` share them).
+export function middlewareSuite(label, launch) {
+  describe(`${label}middleware on /api/ai/*`, () => {
+    let base;
+    before(async () => {
+      base = await launch(MIDDLEWARE_ENV);
+    });
+    for (const [name, check] of MIDDLEWARE_CHECKS) test(name, () => check(base));
+  });
+  test(`${label}an invalid WARDEN_POLICY fails closed (503)`, async () => {
+    await assertFailsClosed(await launch(BROKEN_ENV));
+  });
+  test(`${label}ON_ERROR=pass lets requests through when Warden cannot govern them`, async () => {
+    await assertPassesOnError(await launch({ ...BROKEN_ENV, ON_ERROR: 'pass' }));
+  });
 }

@@ -14,16 +14,12 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { EdgeRuntime, runServer } from 'edge-runtime';
 import {
-  BROKEN_ENV,
-  MIDDLEWARE_CHECKS,
-  MIDDLEWARE_ENV,
   ROOT,
   assertCasesOverHttp,
-  assertFailsClosed,
   assertMalformed,
   assertOtherRoutes,
-  assertPassesOnError,
   deployments,
+  middlewareSuite,
   post,
 } from './common.mjs';
 
@@ -129,18 +125,4 @@ test('route handler: API keys from WARDEN_API_KEYS', async () => {
   assert.equal((await fetch(`${base}/api/v1/health`)).status, 200);
 });
 
-describe('middleware on /api/ai/*', () => {
-  let base;
-  before(async () => {
-    base = await deploy(MIDDLEWARE_ENV);
-  });
-  for (const [name, check] of MIDDLEWARE_CHECKS) test(name, () => check(base));
-});
-
-test('errors fail closed by default: an invalid WARDEN_POLICY makes /api/ai and the API answer 503', async () => {
-  await assertFailsClosed(await deploy(BROKEN_ENV));
-});
-
-test('ON_ERROR=pass lets requests through when Warden cannot govern them', async () => {
-  await assertPassesOnError(await deploy({ ...BROKEN_ENV, ON_ERROR: 'pass' }));
-});
+middlewareSuite('', deploy);

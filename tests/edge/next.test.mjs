@@ -9,17 +9,13 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BROKEN_ENV,
-  MIDDLEWARE_CHECKS,
-  MIDDLEWARE_ENV,
   ROOT,
   assertCasesOverHttp,
-  assertFailsClosed,
   assertMalformed,
   assertOtherRoutes,
-  assertPassesOnError,
   deployments,
   freePort,
+  middlewareSuite,
 } from './common.mjs';
 
 const APP = join(ROOT, 'vercel');
@@ -90,18 +86,4 @@ DEPLOYMENTS.forEach((d, i) => {
   });
 });
 
-describe('next start, middleware on /api/ai/*', () => {
-  let base;
-  before(async () => {
-    base = await start(MIDDLEWARE_ENV);
-  });
-  for (const [name, check] of MIDDLEWARE_CHECKS) test(name, () => check(base));
-});
-
-test('next start: an invalid WARDEN_POLICY fails closed (503)', async () => {
-  await assertFailsClosed(await start(BROKEN_ENV));
-});
-
-test('next start: ON_ERROR=pass lets requests through when Warden cannot govern them', async () => {
-  await assertPassesOnError(await start({ ...BROKEN_ENV, ON_ERROR: 'pass' }));
-});
+middlewareSuite('next start: ', start);
