@@ -35,17 +35,7 @@ import sys
 import threading
 import time
 
-TYPES = [
-    "email_address",
-    "us_ssn",
-    "phone_number",
-    "credit_card",
-    "api_key",
-    "jwt_token",
-    "ip_address",
-    "iban_code",
-    "password",
-]
+from generate import TYPES  # one list of Warden's types, shared with the corpus generator
 
 PEER_TYPES = {
     "warden": {t: t for t in TYPES},
