@@ -44,17 +44,16 @@ async fn fire_budget(server: &Server) {
     assert_spend(&server.base, 0.89267).await;
 }
 
+/// POSTs `body` to `base` + `path` and returns the JSON answer (status 200 required).
+async fn post_json(base: &str, path: &str, body: &Value) -> Value {
+    let resp = reqwest::Client::new().post(format!("{base}{path}")).json(body).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.json().await.unwrap()
+}
+
 /// Asks the server for the buyer's current spend (a request that costs nothing).
 async fn assert_spend(base: &str, want: f64) {
-    let v: Value = reqwest::Client::new()
-        .post(format!("{base}/api/v1/precheck"))
-        .json(&json!({"tool": "shop.buy", "raw_text": "", "user_id": "buyer"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(base, "/api/v1/precheck", &json!({"tool": "shop.buy", "raw_text": "", "user_id": "buyer"})).await;
     assert!((v["budget_status"]["currentSpend"].as_f64().unwrap() - want).abs() < 1e-9, "{v}");
 }
 
@@ -202,15 +201,8 @@ async fn signed_events_reach_the_webhook_without_raw_pii() {
         &[("WEBHOOK_URL", rx.url.clone()), ("WEBHOOK_SECRET", "s3cret".into()), ("WARDEN_ORG_ID", "acme".into())],
         &[],
     );
-    let resp: Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/precheck", server.base))
-        .json(&json!({"tool": "verify_identity", "raw_text": "SSN: 123-45-6789", "corr_id": "ev-1", "user_id": "u9", "tags": ["t1"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"tool": "verify_identity", "raw_text": "SSN: 123-45-6789", "corr_id": "ev-1", "user_id": "u9", "tags": ["t1"]});
+    let resp = post_json(&server.base, "/api/v1/precheck", &body).await;
     assert_eq!(resp["decision"], "transform");
     let got = Arc::clone(&rx.got);
     tokio::task::spawn_blocking(move || wait_for(|| !got.lock().unwrap().is_empty())).await.unwrap();
