@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use warden_engine::api::Context;
 use warden_engine::policy_file::parse_policy;
-use warden_engine::{CheckRequest, CheckResponse, Detector, Direction, OnError, TokenKey};
-use warden_service::native::{base_service, Env, Settings};
+use warden_engine::{CheckRequest, CheckResponse, Detector, Direction, Gate, OnError, TokenKey};
+use warden_service::clock::SystemClock;
+use warden_service::native::load_policy;
 use warden_service::router::{router, AppState};
+use warden_service::service::ServiceBuilder;
+use warden_service::settings::Settings;
 use warden_tests::{compare, corpus_dir, load_all, shared_dir, Case};
 
 #[test]
@@ -55,9 +57,9 @@ fn engine_passes_every_case() {
         let policy = parse_policy(&policy_file.display().to_string(), &text).unwrap();
         let key = TokenKey::new(case.env.get("PII_TOKEN_SALT").map_or("", String::as_str));
         let on_error = case.env.get("ON_ERROR").and_then(|v| OnError::from_name(v)).unwrap_or_default();
-        let ctx = Context { policy: &policy, key: &key, detector: &detector, on_error };
+        let gate = Gate::new(&policy, &key, &detector).with_on_error(on_error);
         let req: CheckRequest = serde_json::from_value(case.request.clone()).unwrap();
-        let resp = CheckResponse::from_verdict(ctx.check(&req, direction(&case.endpoint)), 0);
+        let resp = CheckResponse::from_verdict(gate.check(&req, direction(&case.endpoint)), 0);
         if let Err(e) = compare(&case, &serde_json::to_value(resp).unwrap()) {
             failures.push(format!("[{file}] {e}"));
         }
@@ -72,8 +74,11 @@ async fn start(env: &BTreeMap<String, String>) -> String {
         env.insert("POLICY_FILE".into(), corpus_dir().join(p).display().to_string());
     }
     let lookup = move |k: &str| env.get(k).cloned();
-    let settings = Settings::from_env(&Env(&lookup), None).unwrap();
-    let service = Arc::new(base_service(&settings).unwrap());
+    let settings = Settings::from_lookup(lookup).unwrap();
+    let source = load_policy(settings.policy_file.as_deref()).unwrap();
+    let service =
+        ServiceBuilder::from_settings(&settings, Arc::new(source)).clock(Arc::new(SystemClock::new())).build().unwrap();
+    let service = Arc::new(service);
     let app = router(AppState { service, api_keys: None, metrics: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -9,18 +9,18 @@ mod common;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use warden_engine::{Context, Detector, Direction, OnError, TokenKey};
+use warden_engine::{Detector, Direction, Gate, TokenKey};
 
 fn precheck_1k(c: &mut Criterion) {
     let policy = common::policy();
     let key = TokenKey::new("bench-salt");
     let detector = Detector::new();
-    let ctx = Context { policy: &policy, key: &key, detector: &detector, on_error: OnError::Block };
+    let gate = Gate::new(&policy, &key, &detector);
     let mut g = c.benchmark_group("precheck_1k");
     for (name, text) in common::requests_1k() {
         let req = common::precheck(&text);
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_function(name, |b| b.iter(|| ctx.check(black_box(&req), Direction::Ingress)));
+        g.bench_function(name, |b| b.iter(|| gate.check(black_box(&req), Direction::Ingress)));
     }
     g.finish();
 }

@@ -10,7 +10,7 @@
 mod common;
 
 use std::hint::black_box;
-use warden_engine::{Context, Detector, Direction, OnError, TokenKey};
+use warden_engine::{Detector, Direction, Gate, TokenKey};
 
 const SIZES: [usize; 2] = [64 << 10, 1 << 20];
 
@@ -31,11 +31,11 @@ fn run(name: &str, text: &str, reps: usize) {
     let policy = common::policy();
     let key = TokenKey::new("bench-salt");
     let detector = Detector::new();
-    let ctx = Context { policy: &policy, key: &key, detector: &detector, on_error: OnError::Block };
+    let gate = Gate::new(&policy, &key, &detector);
     let req = common::precheck(text);
     for _ in 0..reps {
         if name.starts_with("precheck_1k/") {
-            black_box(ctx.check(black_box(&req), Direction::Ingress));
+            black_box(gate.check(black_box(&req), Direction::Ingress));
         } else {
             black_box(detector.detect(black_box(text)));
         }

@@ -5,11 +5,31 @@
 //! Pure: the caller passes the current spend, the limit and the clock; stores live in the
 //! service crate. Money is integer micro-USD so that sums are exact and atomic store updates
 //! (SQLite, Redis) add integers; it is shown as dollars (JSON numbers) only on the wire.
+//!
+//! ```
+//! use warden_engine::budget::{assess, BudgetOutcome, BudgetStatus, Charge, Money, PriceTable};
+//!
+//! let table = PriceTable::builtin();
+//! let tool_config = serde_json::json!({"metadata": {"model": "gpt-4o", "amount": "12.50"}});
+//! let charge = Charge::estimate(4000, Some(&tool_config), &table);
+//! assert_eq!(charge.total(), Money::from_micros(12_505_000));
+//!
+//! let spent = Money::from_dollars(80.0);
+//! let limit = Money::from_dollars(100.0);
+//! let a = assess(spent, limit, charge.llm, charge.purchase);
+//! assert_eq!(a.outcome, BudgetOutcome::Warning);
+//! assert_eq!(a.outcome.reason().to_string(), "budget_warning");
+//! let status = BudgetStatus::new(a.outcome, spent, limit);
+//! assert_eq!(serde_json::to_value(&status).unwrap()["percentUsed"], 80.0);
+//! ```
 
+use crate::encode::civil_from_days;
+use crate::eval::Decision;
+use crate::reason::Reason;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// Micro-USD per USD.
@@ -95,6 +115,13 @@ impl fmt::Display for Money {
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_f64(self.as_dollars())
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    /// A JSON number of dollars, rounded to the nearest micro-USD.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
+        f64::deserialize(deserializer).map(Money::from_dollars)
     }
 }
 
@@ -298,21 +325,21 @@ pub enum BudgetOutcome {
 
 impl BudgetOutcome {
     /// The reason appended to a response's `reasons`.
-    pub const fn reason(self) -> &'static str {
+    pub const fn reason(self) -> Reason {
         match self {
-            BudgetOutcome::Allowed => "budget_check_passed",
-            BudgetOutcome::Warning => "budget_warning",
-            BudgetOutcome::Exceeded => "budget_exceeded",
+            BudgetOutcome::Allowed => Reason::BudgetCheckPassed,
+            BudgetOutcome::Warning => Reason::BudgetWarning,
+            BudgetOutcome::Exceeded => Reason::BudgetExceeded,
         }
     }
 
     /// The decision this outcome joins into the policy decision (deny > confirm > transform
     /// > allow).
-    pub const fn decision(self) -> crate::eval::Decision {
+    pub const fn decision(self) -> Decision {
         match self {
-            BudgetOutcome::Allowed => crate::eval::Decision::Allow,
-            BudgetOutcome::Warning => crate::eval::Decision::Confirm,
-            BudgetOutcome::Exceeded => crate::eval::Decision::Deny,
+            BudgetOutcome::Allowed => Decision::Allow,
+            BudgetOutcome::Warning => Decision::Confirm,
+            BudgetOutcome::Exceeded => Decision::Deny,
         }
     }
 }
@@ -355,21 +382,6 @@ pub fn assess(current: Money, limit: Money, estimated: Money, purchase: Money) -
 }
 
 const SECS_PER_DAY: i64 = 86_400;
-
-/// Days since 1970-01-01 → (year, month 1..=12, day 1..=31) in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-const fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    (year, month, day)
-}
 
 /// (year, month 1..=12, day) → days since 1970-01-01 (inverse of `civil_from_days`).
 const fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -428,7 +440,7 @@ pub fn percent_used(spend: Money, limit: Money) -> f64 {
 }
 
 /// `budget_status` of a response (GovernsAI shape, camelCase, amounts in dollars).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BudgetStatus {
     /// False only when the budget denies the request (exceeded).
@@ -441,8 +453,8 @@ pub struct BudgetStatus {
     pub remaining: Money,
     /// current spend / limit × 100, 0–100, two decimals.
     pub percent_used: f64,
-    /// `budget_check_passed`, `budget_warning` or `budget_exceeded`.
-    pub reason: String,
+    /// [`BudgetOutcome::reason`]: `budget_check_passed`, `budget_warning` or `budget_exceeded`.
+    pub reason: Reason,
 }
 
 impl BudgetStatus {
@@ -455,13 +467,13 @@ impl BudgetStatus {
             limit,
             remaining: limit.saturating_sub(current_spend).non_negative(),
             percent_used: percent_used(current_spend, limit),
-            reason: outcome.reason().to_string(),
+            reason: outcome.reason(),
         }
     }
 }
 
 /// `budget_info` of a response: how the request was priced and where the period stands.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BudgetInfo {
     /// The model whose price was used.
@@ -676,10 +688,9 @@ mod tests {
 
     #[test]
     fn outcome_reasons_and_decisions() {
-        use crate::eval::Decision;
-        assert_eq!(BudgetOutcome::Allowed.reason(), "budget_check_passed");
-        assert_eq!(BudgetOutcome::Warning.reason(), "budget_warning");
-        assert_eq!(BudgetOutcome::Exceeded.reason(), "budget_exceeded");
+        assert_eq!(BudgetOutcome::Allowed.reason().to_string(), "budget_check_passed");
+        assert_eq!(BudgetOutcome::Warning.reason().to_string(), "budget_warning");
+        assert_eq!(BudgetOutcome::Exceeded.reason().to_string(), "budget_exceeded");
         assert_eq!(BudgetOutcome::Allowed.decision(), Decision::Allow);
         assert_eq!(BudgetOutcome::Warning.decision(), Decision::Confirm);
         assert_eq!(BudgetOutcome::Exceeded.decision(), Decision::Deny);
@@ -777,5 +788,8 @@ mod tests {
                    "projectedSpend": 2.00003, "llmSpend": 0.00003, "purchaseSpend": 2.0,
                    "period": "2025-09", "resetAt": "2025-10-01T00:00:00Z"})
         );
+        // Both shapes read back into the same values (responses round-trip).
+        assert_eq!(serde_json::from_value::<BudgetInfo>(serde_json::to_value(&info).unwrap()).unwrap(), info);
+        assert_eq!(serde_json::from_value::<BudgetStatus>(serde_json::to_value(&status).unwrap()).unwrap(), status);
     }
 }

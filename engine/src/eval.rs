@@ -1,13 +1,14 @@
-//! Policy evaluation (SPEC §3): precedence, PII transforms, reasons and decisions.
+//! Policy evaluation (SPEC §3): precedence, PII transforms, reasons and decisions of one text
+//! under one policy. Request-level concerns (`policy_config`, wire types) live in `gate`.
 
-use crate::api::Direction;
 use crate::detect::Detector;
+use crate::error::ErrorCode;
 use crate::pii::{PiiKind, PiiType};
-use crate::policy::{OnError, PiiAction, Policy, RuleAction, RuleDirection};
+use crate::policy::{Direction, OnError, PiiAction, Policy, RuleAction, RuleDirection};
+use crate::reason::Reason;
 use crate::token::TokenKey;
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -98,7 +99,7 @@ pub struct Verdict {
     /// The text to use; `None` on deny (denied text is never echoed).
     pub text_out: Option<String>,
     /// Reasons, in SPEC §3 order.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     /// The level that decided.
     pub policy_id: PolicyId,
     /// Every PII value found, in text order.
@@ -108,10 +109,10 @@ pub struct Verdict {
 }
 
 /// An error handled by `on_error`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvalError {
-    /// Stable code, e.g. `policy_invalid`.
-    pub code: String,
+    /// Stable code, e.g. [`ErrorCode::PolicyInvalid`].
+    pub code: ErrorCode,
     /// What went wrong.
     pub message: String,
 }
@@ -130,47 +131,38 @@ impl Verdict {
     }
 }
 
-/// Evaluates texts against one policy with one token key. Cheap to build per request.
+/// Evaluates texts against one policy with one token key.
 #[derive(Clone, Copy, Debug)]
-pub struct Gate<'a> {
-    policy: &'a Policy,
-    key: &'a TokenKey,
-    detector: &'a Detector,
+pub(crate) struct Evaluator<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) key: &'a TokenKey,
+    pub(crate) detector: &'a Detector,
 }
 
 /// How a level treats PII: per-type overrides, then a fallback action.
 struct Plan<'a> {
     policy_id: PolicyId,
-    first_reason: Option<String>,
+    first_reason: Option<Reason>,
     base: Decision,
     allow_pii: Option<&'a BTreeMap<PiiType, PiiAction>>,
     fallback: PiiAction,
 }
 
-impl<'a> Gate<'a> {
-    /// A gate over `policy`, tokenizing with `key`, finding PII with `detector`.
-    pub fn new(policy: &'a Policy, key: &'a TokenKey, detector: &'a Detector) -> Gate<'a> {
-        Gate { policy, key, detector }
-    }
-
-    /// The policy this gate evaluates.
-    pub fn policy(&self) -> &'a Policy {
-        self.policy
-    }
-
+impl<'a> Evaluator<'a> {
     /// Every PII value in `text` (built-in and the policy's custom types), sorted by start,
     /// non-overlapping. Built-in detection wins a tie with a custom match of the same span.
-    pub fn find(&self, text: &str) -> Vec<Match> {
+    pub(crate) fn find(&self, text: &str) -> Vec<Match> {
         let builtin = self.detector.detect(text);
         let mut all: Vec<Match> =
             builtin.into_iter().map(|f| Match { ty: PiiType::Builtin(f.kind), start: f.start, end: f.end }).collect();
-        if self.policy.custom_pii.is_empty() {
+        let custom_pii = self.policy.custom_pii();
+        if custom_pii.is_empty() {
             return all;
         }
-        for c in &self.policy.custom_pii {
-            for m in c.regex.find_iter(text) {
+        for c in custom_pii {
+            for m in c.regex().find_iter(text) {
                 if m.start() < m.end() {
-                    all.push(Match { ty: PiiType::Custom(c.name.clone()), start: m.start(), end: m.end() });
+                    all.push(Match { ty: PiiType::Custom(c.name().to_owned()), start: m.start(), end: m.end() });
                 }
             }
         }
@@ -194,51 +186,45 @@ impl<'a> Gate<'a> {
     }
 
     /// Evaluates `text` for `tool` in `scope` and `direction` (SPEC §3 precedence).
-    pub fn check(&self, direction: Direction, tool: &str, scope: &str, text: &str) -> Verdict {
+    pub(crate) fn check(&self, direction: Direction, tool: &str, scope: &str, text: &str) -> Verdict {
         let p = self.policy;
-        if p.deny_tools.iter().any(|t| t == tool) {
-            let reason = if tool.ends_with(".exec") {
-                String::from("blocked tool: code/exec")
-            } else {
-                format!("blocked tool: {tool}")
-            };
+        if p.deny_tools().iter().any(|t| t == tool) {
+            let reason =
+                if tool.ends_with(".exec") { Reason::BlockedCodeExec } else { Reason::BlockedTool(tool.to_owned()) };
             return denied(PolicyId::DenyExec, reason);
         }
-        if let Some(rule) = p.tool_access.get(tool).filter(|r| applies(r.direction, direction)) {
-            let (base, first_reason, fallback) = match rule.action {
-                RuleAction::Deny => return denied(PolicyId::ToolAccess, String::from("tool_access.deny")),
-                RuleAction::Confirm => {
-                    (Decision::Confirm, Some(String::from("tool_access.confirm")), PiiAction::Redact)
-                }
+        if let Some(rule) = p.tool_access().get(tool).filter(|r| applies(r.direction(), direction)) {
+            let (base, first_reason, fallback) = match rule.action() {
+                RuleAction::Deny => return denied(PolicyId::ToolAccess, Reason::ToolAccessDeny),
+                RuleAction::Confirm => (Decision::Confirm, Some(Reason::ToolAccessConfirm), PiiAction::Redact),
                 other => (Decision::Allow, None, pii_action(other)),
             };
             let plan = Plan {
                 policy_id: PolicyId::ToolAccess,
                 first_reason,
                 base,
-                allow_pii: Some(&rule.allow_pii),
+                allow_pii: Some(rule.allow_pii()),
                 fallback,
             };
             return self.apply(text, &plan);
         }
         if let Some(d) = p.defaults_for(direction) {
-            let (base, fallback) = match d.action {
+            let (base, fallback) = match d.action() {
                 RuleAction::Deny => (Decision::Deny, PiiAction::Deny),
                 RuleAction::Confirm => (Decision::Confirm, PiiAction::Redact),
                 other => (Decision::Allow, pii_action(other)),
             };
-            let reason = format!("default.{}.{}", direction.name(), d.action.name());
             let plan = Plan {
                 policy_id: PolicyId::Defaults,
-                first_reason: Some(reason),
+                first_reason: Some(Reason::Defaults { direction, action: d.action() }),
                 base,
-                allow_pii: Some(&d.allow_pii),
+                allow_pii: Some(d.allow_pii()),
                 fallback,
             };
             return self.apply(text, &plan);
         }
-        let network = p.network_scopes.iter().any(|s| scope.starts_with(s.as_str()))
-            || p.network_tools.iter().any(|t| tool.starts_with(t.as_str()));
+        let network = p.network_scopes().iter().any(|s| scope.starts_with(s.as_str()))
+            || p.network_tools().iter().any(|t| tool.starts_with(t.as_str()));
         if network {
             let plan = Plan {
                 policy_id: PolicyId::NetRedactRegex,
@@ -253,9 +239,9 @@ impl<'a> Gate<'a> {
     }
 
     /// The verdict `on_error` gives for an error with `code` (SPEC §3).
-    pub fn on_error(&self, on_error: OnError, code: &str, message: &str, text: &str) -> Verdict {
-        let reason = format!("error:{code}");
-        let error = Some(EvalError { code: code.to_owned(), message: message.to_owned() });
+    pub(crate) fn on_error(&self, on_error: OnError, code: ErrorCode, message: &str, text: &str) -> Verdict {
+        let reason = Reason::Error(code);
+        let error = Some(EvalError { code, message: message.to_owned() });
         let mut v = match on_error {
             OnError::Block => denied(PolicyId::OnError, reason),
             OnError::Pass => Verdict {
@@ -281,8 +267,8 @@ impl<'a> Gate<'a> {
         v
     }
 
-    /// Redacts every PII value in `text` with its placeholder.
-    pub fn redact(&self, text: &str) -> (String, Vec<Match>) {
+    /// Redacts every PII value in `text` with its placeholder; matches have byte offsets.
+    pub(crate) fn redact(&self, text: &str) -> (String, Vec<Match>) {
         let matches = self.find(text);
         let mut out = String::with_capacity(text.len());
         let mut pos = 0usize;
@@ -299,17 +285,17 @@ impl<'a> Gate<'a> {
         match ty {
             PiiType::Builtin(k) => k.placeholder(),
             PiiType::Custom(name) => {
-                self.policy.custom_pii.iter().find(|c| &c.name == name).map_or("<REDACTED>", |c| c.placeholder.as_str())
+                self.policy.custom_pii().iter().find(|c| c.name() == name).map_or("<REDACTED>", |c| c.placeholder())
             }
         }
     }
 
     fn strict(&self, text: &str) -> Verdict {
         let matches = self.find(text);
-        let mut reasons: Vec<String> = Vec::new();
+        let mut reasons: Vec<Reason> = Vec::new();
         for m in &matches {
             if matches!(m.ty, PiiType::Builtin(PiiKind::UsSsn | PiiKind::Password)) {
-                let r = format!("strict_pii_blocked:PII:{}", m.ty);
+                let r = Reason::StrictPiiBlocked(m.ty.clone());
                 if !reasons.contains(&r) {
                     reasons.push(r);
                 }
@@ -320,7 +306,7 @@ impl<'a> Gate<'a> {
             Verdict {
                 decision: Decision::Allow,
                 text_out: Some(text.to_owned()),
-                reasons: alloc::vec![String::from("strict_fallback.allow")],
+                reasons: alloc::vec![Reason::StrictFallbackAllow],
                 policy_id: PolicyId::StrictFallback,
                 findings,
                 error: None,
@@ -340,7 +326,7 @@ impl<'a> Gate<'a> {
     fn apply(&self, text: &str, plan: &Plan<'_>) -> Verdict {
         let matches = self.find(text);
         let mut out = String::with_capacity(text.len() + 16 * matches.len());
-        let mut reasons: Vec<String> = plan.first_reason.iter().cloned().collect();
+        let mut reasons: Vec<Reason> = plan.first_reason.iter().cloned().collect();
         let mut seen: Vec<(PiiAction, &PiiType)> = Vec::new();
         let mut denied_any = false;
         let mut pos = 0usize;
@@ -351,7 +337,7 @@ impl<'a> Gate<'a> {
             out.push_str(text.get(pos..m.start).unwrap_or_default());
             match action {
                 PiiAction::PassThrough => out.push_str(value),
-                PiiAction::Tokenize => out.push_str(&self.key.token(&m.ty, value, self.policy.token_hex_len)),
+                PiiAction::Tokenize => out.push_str(&self.key.token(&m.ty, value, self.policy.token_hex_len())),
                 PiiAction::Redact => out.push_str(self.placeholder(&m.ty)),
                 PiiAction::Deny => denied_any = true,
             }
@@ -359,7 +345,7 @@ impl<'a> Gate<'a> {
             findings.push(Finding { found: m.clone(), action: Some(action) });
             if !seen.iter().any(|(a, t)| *a == action && *t == &m.ty) {
                 seen.push((action, &m.ty));
-                reasons.push(format!("pii.{}:PII:{}", outcome_word(action), m.ty));
+                reasons.push(Reason::Pii { outcome: action.into(), ty: m.ty.clone() });
             }
         }
         out.push_str(text.get(pos..).unwrap_or_default());
@@ -374,15 +360,6 @@ impl<'a> Gate<'a> {
         };
         let text_out = if decision == Decision::Deny { None } else { Some(out) };
         Verdict { decision, text_out, reasons, policy_id: plan.policy_id, findings, error: None }
-    }
-}
-
-fn outcome_word(a: PiiAction) -> &'static str {
-    match a {
-        PiiAction::PassThrough => "allowed",
-        PiiAction::Tokenize => "tokenized",
-        PiiAction::Redact => "redacted",
-        PiiAction::Deny => "denied",
     }
 }
 
@@ -405,7 +382,7 @@ fn pii_action(a: RuleAction) -> PiiAction {
     }
 }
 
-fn denied(policy_id: PolicyId, reason: String) -> Verdict {
+fn denied(policy_id: PolicyId, reason: Reason) -> Verdict {
     Verdict {
         decision: Decision::Deny,
         text_out: None,

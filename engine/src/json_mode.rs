@@ -1,20 +1,24 @@
 //! JSON mode (`POST /api/v1/evaluate`): every string leaf of an arbitrary payload is governed
 //! and the per-leaf verdicts are combined into one response.
 
-use crate::api::{collect_pii, ErrorDetail, EvaluateResponse};
+use crate::api::{ErrorDetail, EvaluateResponse, PiiFound};
 use crate::eval::{Decision, PolicyId, Verdict};
-use alloc::string::String;
+use crate::pii::PiiType;
+use crate::policy::PiiAction;
+use crate::reason::Reason;
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use serde_json::Value;
 
 struct Combined {
     decision: Decision,
     policy_id: Option<PolicyId>,
-    reasons: Vec<String>,
-    violations: Vec<String>,
-    pii_found: Vec<crate::api::PiiFound>,
+    reasons: Vec<Reason>,
+    violations: Vec<Reason>,
+    pii_found: Vec<PiiFound>,
     error: Option<ErrorDetail>,
     leaves: usize,
+    counts: Vec<(PiiType, usize)>,
 }
 
 impl Combined {
@@ -29,23 +33,32 @@ impl Combined {
             if !self.reasons.contains(r) {
                 self.reasons.push(r.clone());
             }
-            let transform_only =
-                r.starts_with("pii.allowed:") || r.starts_with("pii.tokenized:") || r.starts_with("pii.redacted:");
-            if blocking && !transform_only && !self.violations.contains(r) {
+            if blocking && r.is_violation() && !self.violations.contains(r) {
                 self.violations.push(r.clone());
             }
         }
         collect_pii(v, &mut self.pii_found);
+        for (ty, n) in v.pii_counts() {
+            match self.counts.iter_mut().find(|(t, _)| *t == ty) {
+                Some((_, total)) => *total += n,
+                None => self.counts.push((ty, n)),
+            }
+        }
         if self.error.is_none() {
             self.error = v.error.clone().map(ErrorDetail::from);
         }
     }
 }
 
-/// Walks `payload`, evaluating every string leaf with `check`, and combines the verdicts.
-/// A payload without string leaves is evaluated as one empty text, so tool-level rules
-/// (`deny_tools`, a denying tool rule) still apply.
-pub fn evaluate(payload: &Value, ts: i64, check: impl Fn(&str) -> Verdict) -> EvaluateResponse {
+/// Walks `payload`, evaluating every string leaf with `check`, and combines the verdicts;
+/// also returns how many values of each PII type were found over all leaves. A payload
+/// without string leaves is evaluated as one empty text, so tool-level rules (`deny_tools`,
+/// a denying tool rule) still apply.
+pub(crate) fn evaluate(
+    payload: &Value,
+    ts: i64,
+    check: impl Fn(&str) -> Verdict,
+) -> (EvaluateResponse, Vec<(PiiType, usize)>) {
     let mut acc = Combined {
         decision: Decision::Allow,
         policy_id: None,
@@ -54,13 +67,14 @@ pub fn evaluate(payload: &Value, ts: i64, check: impl Fn(&str) -> Verdict) -> Ev
         pii_found: Vec::new(),
         error: None,
         leaves: 0,
+        counts: Vec::new(),
     };
     let modified = walk(payload, &check, &mut acc);
     if acc.leaves == 0 {
         acc.add(&check(""));
     }
     let modified_payload = if acc.decision == Decision::Deny { Value::Null } else { modified };
-    EvaluateResponse {
+    let response = EvaluateResponse {
         decision: acc.decision,
         reasons: acc.reasons,
         violations: acc.violations,
@@ -71,7 +85,8 @@ pub fn evaluate(payload: &Value, ts: i64, check: impl Fn(&str) -> Verdict) -> Ev
         error: acc.error,
         budget_status: None,
         budget_info: None,
-    }
+    };
+    (response, acc.counts)
 }
 
 // Recursion depth is bounded by the JSON parser's nesting limit (128 in serde_json).
@@ -85,5 +100,21 @@ fn walk(v: &Value, check: &impl Fn(&str) -> Verdict, acc: &mut Combined) -> Valu
         Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, check, acc)).collect()),
         Value::Object(map) => Value::Object(map.iter().map(|(k, i)| (k.clone(), walk(i, check, acc))).collect()),
         other => other.clone(),
+    }
+}
+
+/// The `pii_found` action name of a finding.
+fn action_name(a: Option<PiiAction>) -> &'static str {
+    a.map_or("detected", PiiAction::name)
+}
+
+/// A verdict's distinct (type, action) pairs, appended to `out` when new.
+fn collect_pii(v: &Verdict, out: &mut Vec<PiiFound>) {
+    for f in &v.findings {
+        let ty = f.found.ty.name();
+        let action = action_name(f.action);
+        if !out.iter().any(|p| p.ty == ty && p.action == action) {
+            out.push(PiiFound { ty: ty.to_string(), action: action.to_string() });
+        }
     }
 }

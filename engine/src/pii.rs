@@ -103,6 +103,22 @@ impl PiiType {
             PiiType::Custom(n) => n,
         }
     }
+
+    /// The type a bare name denotes outside any policy (in a reason): the built-in kind of
+    /// that name, else a custom type when the name is a valid custom type name.
+    pub(crate) fn from_name(name: &str) -> Option<PiiType> {
+        match PiiKind::from_name(name) {
+            Some(k) => Some(PiiType::Builtin(k)),
+            None => valid_custom_name(name).then(|| PiiType::Custom(String::from(name))),
+        }
+    }
+}
+
+/// Whether `name` may name a custom type: 1-64 characters of `a-z`, `0-9` and `_`.
+pub(crate) fn valid_custom_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl fmt::Display for PiiType {

@@ -1,20 +1,41 @@
 //! The policy model (SPEC §3), validated once on load into types that cannot be invalid.
 //!
-//! Policies deserialize from YAML or JSON through [`PolicyDoc`] (the document as written,
+//! Policies deserialize from YAML or JSON through `PolicyDoc` (the document as written,
 //! unknown fields rejected) and are then checked into a [`Policy`]: actions, directions and
 //! PII keys are enums, custom recognizers are compiled, and cross-field references (an
-//! `allow_pii` key naming a custom type) are resolved. Evaluation needs no error paths.
+//! `allow_pii` key naming a custom type) are resolved. Fields are private, so a `Policy` is
+//! valid by construction and evaluation needs no error paths.
 
-use crate::pii::{PiiKind, PiiType};
+use crate::pii::{valid_custom_name, PiiKind, PiiType};
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use regex_automata::meta::Regex;
 use serde::{Deserialize, Serialize};
+
+/// Which side of a tool call is checked: precheck = ingress, postcheck = egress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Before the tool runs (precheck).
+    #[default]
+    Ingress,
+    /// After the tool answered (postcheck).
+    Egress,
+}
+
+impl Direction {
+    /// The wire name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
 
 /// What happens to one detected PII value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,7 +64,7 @@ impl PiiAction {
 }
 
 /// A tool rule's or a default's `action`: a PII action, or `confirm` (ask a human first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleAction {
     /// PII is kept.
@@ -59,6 +80,10 @@ pub enum RuleAction {
 }
 
 impl RuleAction {
+    /// Every action, for parsing reasons.
+    pub(crate) const ALL: [RuleAction; 5] =
+        [RuleAction::PassThrough, RuleAction::Tokenize, RuleAction::Redact, RuleAction::Deny, RuleAction::Confirm];
+
     /// The wire name.
     pub const fn name(self) -> &'static str {
         match self {
@@ -108,64 +133,92 @@ impl OnError {
     }
 }
 
-/// A validated tool rule.
+/// A validated `tool_access.<tool>` rule.
 #[derive(Clone, Debug)]
 pub struct ToolRule {
+    direction: RuleDirection,
+    action: RuleAction,
+    allow_pii: BTreeMap<PiiType, PiiAction>,
+}
+
+impl ToolRule {
     /// Which checks it applies to.
-    pub direction: RuleDirection,
+    pub fn direction(&self) -> RuleDirection {
+        self.direction
+    }
+
     /// Its action for PII without an `allow_pii` entry (or `deny`/`confirm` for the call).
-    pub action: RuleAction,
-    /// Per-type overrides.
-    pub allow_pii: BTreeMap<PiiType, PiiAction>,
+    pub fn action(&self) -> RuleAction {
+        self.action
+    }
+
+    /// Per-type overrides (`allow_pii`).
+    pub fn allow_pii(&self) -> &BTreeMap<PiiType, PiiAction> {
+        &self.allow_pii
+    }
 }
 
 /// A validated `defaults.<direction>` entry.
 #[derive(Clone, Debug)]
 pub struct DefaultRule {
+    action: RuleAction,
+    allow_pii: BTreeMap<PiiType, PiiAction>,
+}
+
+impl DefaultRule {
     /// The default action.
-    pub action: RuleAction,
-    /// Per-type overrides.
-    pub allow_pii: BTreeMap<PiiType, PiiAction>,
+    pub fn action(&self) -> RuleAction {
+        self.action
+    }
+
+    /// Per-type overrides (`allow_pii`).
+    pub fn allow_pii(&self) -> &BTreeMap<PiiType, PiiAction> {
+        &self.allow_pii
+    }
 }
 
 /// A compiled custom recognizer from `custom_pii`.
 #[derive(Clone, Debug)]
 pub struct CustomRecognizer {
-    /// The type name (`PII:<name>` in policies and reasons).
-    pub name: String,
-    /// The compiled pattern (finite automata: linear time, no backtracking blow-up).
-    pub regex: Regex,
-    /// Replacement used by `redact`.
-    pub placeholder: String,
+    name: String,
+    /// Finite automata: linear time, no backtracking blow-up.
+    regex: Regex,
+    placeholder: String,
 }
 
-/// A validated policy.
+impl CustomRecognizer {
+    /// The type name (`PII:<name>` in policies and reasons).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The replacement used when a value of this type is redacted.
+    pub fn placeholder(&self) -> &str {
+        &self.placeholder
+    }
+
+    /// The compiled pattern (kept crate-private so the regex engine is not part of the API).
+    pub(crate) fn regex(&self) -> &Regex {
+        &self.regex
+    }
+}
+
+/// A validated policy (SPEC §3). Built only by [`Policy::default`], [`Policy::from_json_value`]
+/// or `policy_file::parse_policy` (feature `yaml`), so every `Policy` is valid.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    /// Free-form version label (`v1`).
-    pub version: String,
-    /// Human-readable name (reported by readiness; not used by evaluation).
-    pub name: Option<String>,
-    /// Human-readable description (not used by evaluation).
-    pub description: Option<String>,
-    /// `defaults.ingress`.
-    pub defaults_ingress: Option<DefaultRule>,
-    /// `defaults.egress`.
-    pub defaults_egress: Option<DefaultRule>,
-    /// Rules by exact tool name.
-    pub tool_access: BTreeMap<String, ToolRule>,
-    /// Tools that are always denied.
-    pub deny_tools: Vec<String>,
-    /// Scope prefixes that make a call a network call.
-    pub network_scopes: Vec<String>,
-    /// Tool-name prefixes that make a call a network call.
-    pub network_tools: Vec<String>,
-    /// Error handling.
-    pub on_error: OnError,
-    /// Custom recognizers.
-    pub custom_pii: Vec<CustomRecognizer>,
-    /// Token length in hex characters (8..=64).
-    pub token_hex_len: usize,
+    version: String,
+    name: Option<String>,
+    description: Option<String>,
+    defaults_ingress: Option<DefaultRule>,
+    defaults_egress: Option<DefaultRule>,
+    tool_access: BTreeMap<String, ToolRule>,
+    deny_tools: Vec<String>,
+    network_scopes: Vec<String>,
+    network_tools: Vec<String>,
+    on_error: OnError,
+    custom_pii: Vec<CustomRecognizer>,
+    token_hex_len: usize,
 }
 
 impl Default for Policy {
@@ -216,7 +269,7 @@ fn default_version() -> String {
 /// caught by `warden check` instead of silently ignored.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyDoc {
+pub(crate) struct PolicyDoc {
     #[serde(default = "default_version")]
     version: String,
     #[serde(default)]
@@ -336,15 +389,65 @@ impl Policy {
     /// Parses and validates a policy from a JSON value (e.g. a request's `policy_config`).
     pub fn from_json_value(value: &serde_json::Value) -> Result<Policy, PolicyError> {
         let doc = PolicyDoc::deserialize(value).map_err(|e| PolicyError::new("", e.to_string()))?;
-        Policy::try_from(doc)
+        Policy::from_doc(doc)
     }
 
-    /// The default rule for a direction, if the policy has one.
-    pub fn defaults_for(&self, dir: crate::api::Direction) -> Option<&DefaultRule> {
-        match dir {
-            crate::api::Direction::Ingress => self.defaults_ingress.as_ref(),
-            crate::api::Direction::Egress => self.defaults_egress.as_ref(),
+    /// Free-form version label (`v1`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Human-readable name (reported by readiness; not used by evaluation).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Human-readable description (not used by evaluation).
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// The default rule for a direction (`defaults.<direction>`), if the policy has one.
+    pub fn defaults_for(&self, direction: Direction) -> Option<&DefaultRule> {
+        match direction {
+            Direction::Ingress => self.defaults_ingress.as_ref(),
+            Direction::Egress => self.defaults_egress.as_ref(),
         }
+    }
+
+    /// Rules by exact tool name.
+    pub fn tool_access(&self) -> &BTreeMap<String, ToolRule> {
+        &self.tool_access
+    }
+
+    /// Tools that are always denied.
+    pub fn deny_tools(&self) -> &[String] {
+        &self.deny_tools
+    }
+
+    /// Scope prefixes that make a call a network call.
+    pub fn network_scopes(&self) -> &[String] {
+        &self.network_scopes
+    }
+
+    /// Tool-name prefixes that make a call a network call.
+    pub fn network_tools(&self) -> &[String] {
+        &self.network_tools
+    }
+
+    /// What an invalid `policy_config` or an internal failure yields.
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
+    /// Custom recognizers (`custom_pii`), in policy order.
+    pub fn custom_pii(&self) -> &[CustomRecognizer] {
+        &self.custom_pii
+    }
+
+    /// Token length in hex characters (8..=64).
+    pub fn token_hex_len(&self) -> usize {
+        self.token_hex_len
     }
 
     /// Resolves a PII type name (without `PII:`) against built-ins and this policy's customs.
@@ -386,15 +489,9 @@ fn builtin_list() -> String {
     names.join(", ")
 }
 
-fn valid_type_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 fn compile_custom(i: usize, doc: CustomPiiDoc, seen: &[CustomRecognizer]) -> Result<CustomRecognizer, PolicyError> {
     let field = format!("custom_pii[{i}]");
-    if !valid_type_name(&doc.ty) {
+    if !valid_custom_name(&doc.ty) {
         return Err(PolicyError::new(format!("{field}.type"), "type must be 1-64 characters of a-z, 0-9 and _"));
     }
     if PiiKind::from_name(&doc.ty).is_some() || seen.iter().any(|c| c.name == doc.ty) {
@@ -425,10 +522,9 @@ fn compile_custom(i: usize, doc: CustomPiiDoc, seen: &[CustomRecognizer]) -> Res
     Ok(CustomRecognizer { name: doc.ty, regex, placeholder })
 }
 
-impl TryFrom<PolicyDoc> for Policy {
-    type Error = PolicyError;
-
-    fn try_from(doc: PolicyDoc) -> Result<Policy, PolicyError> {
+impl Policy {
+    /// Validates a parsed document.
+    pub(crate) fn from_doc(doc: PolicyDoc) -> Result<Policy, PolicyError> {
         let mut custom_pii = Vec::with_capacity(doc.custom_pii.len());
         for (i, c) in doc.custom_pii.into_iter().enumerate() {
             let rec = compile_custom(i, c, &custom_pii)?;
@@ -480,17 +576,8 @@ impl TryFrom<PolicyDoc> for Policy {
 
 /// Reads `on_error` out of an (otherwise possibly invalid) policy document, when that field
 /// itself is valid (SPEC §3).
-pub fn on_error_of(value: &serde_json::Value) -> Option<OnError> {
+pub(crate) fn on_error_of(value: &serde_json::Value) -> Option<OnError> {
     value.get("on_error").and_then(serde_json::Value::as_str).and_then(OnError::from_name)
-}
-
-/// Every built-in type as an `allow_pii` key, for error messages and docs.
-pub fn builtin_keys() -> Vec<String> {
-    let mut v = vec![];
-    for k in PiiKind::ALL {
-        v.push(format!("PII:{}", k.name()));
-    }
-    v
 }
 
 #[cfg(test)]

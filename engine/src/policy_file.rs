@@ -1,5 +1,15 @@
-//! Parsing policy documents (YAML or JSON text) with errors that name file, line and field.
-//! Reading the file is the caller's job: the engine does no I/O.
+//! Parsing policy documents (YAML or JSON text) with errors that name file, line and field
+//! (feature `yaml`). Reading the file is the caller's job: the engine does no I/O.
+//!
+//! ```
+//! use warden_engine::policy_file::parse_policy;
+//!
+//! let policy = parse_policy("policy.yaml", "version: v1\ntoken_hex_len: 12\n").unwrap();
+//! assert_eq!(policy.token_hex_len(), 12);
+//!
+//! let err = parse_policy("policy.yaml", "version: v1\ntoken_hex_len: 4\n").unwrap_err();
+//! assert_eq!(err.to_string(), "policy.yaml:2: field `token_hex_len`: must be between 8 and 64");
+//! ```
 
 use crate::policy::{Policy, PolicyDoc, PolicyError};
 use alloc::string::{String, ToString};
@@ -61,7 +71,7 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyFileError> {
             })
         })?
     };
-    Policy::try_from(doc).map_err(|mut e| {
+    Policy::from_doc(doc).map_err(|mut e| {
         if e.line.is_none() {
             e.line = locate(text, &e.field);
         }

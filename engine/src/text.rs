@@ -3,7 +3,7 @@
 /// Converts sorted byte offsets into char offsets in one pass over `text`.
 ///
 /// `offsets` must be ascending and on char boundaries; each is replaced by its char index.
-pub fn bytes_to_chars(text: &str, offsets: &mut [usize]) {
+pub(crate) fn bytes_to_chars(text: &str, offsets: &mut [usize]) {
     let mut chars = 0usize;
     let mut pos = 0usize;
     let mut iter = text.char_indices().peekable();
@@ -19,11 +19,6 @@ pub fn bytes_to_chars(text: &str, offsets: &mut [usize]) {
         }
         *off = chars;
     }
-}
-
-/// Number of Unicode scalar values in `text`.
-pub fn char_len(text: &str) -> usize {
-    text.chars().count()
 }
 
 #[cfg(test)]

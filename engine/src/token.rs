@@ -1,12 +1,13 @@
 //! Deterministic PII tokens (SPEC §5): `pii_` + hex HMAC-SHA256(salt, canonical value).
 
+use crate::encode::{hmac_sha256, push_hex};
 use crate::pii::{PiiKind, PiiType};
 use alloc::string::String;
 use alloc::vec::Vec;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
-/// The salt tokens are keyed with; comes from the environment or a secret store.
+/// The salt tokens are keyed with (SPEC §5); comes from the environment or a secret store.
+/// Tokens are `pii_` + the first `token_hex_len` hex characters of
+/// HMAC-SHA256(salt, canonical value), so equal values get equal tokens under one salt.
 #[derive(Clone)]
 pub struct TokenKey(Vec<u8>);
 
@@ -40,39 +41,10 @@ impl core::fmt::Debug for TokenKey {
     }
 }
 
-/// HMAC-SHA256 of `msg` keyed by `key`.
-pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail; fall back to the
-    // empty-key MAC rather than panic if that ever changes.
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 32],
-    };
-    mac.update(msg);
-    mac.finalize().into_bytes().into()
-}
-
-/// Appends the first `n` lowercase hex characters of `bytes` to `out`.
-pub fn push_hex(out: &mut String, bytes: &[u8], n: usize) {
-    for (i, b) in bytes.iter().enumerate() {
-        if 2 * i >= n {
-            break;
-        }
-        out.push(nibble(b >> 4));
-        if 2 * i + 1 < n {
-            out.push(nibble(b & 0x0f));
-        }
-    }
-}
-
-fn nibble(n: u8) -> char {
-    char::from_digit(u32::from(n), 16).unwrap_or('0')
-}
-
 /// The canonical form a value is tokenized in, so that format variants share a token:
 /// emails lowercased; SSNs, cards and phones as digits only (a leading `+` is dropped too);
 /// everything else as found.
-pub fn canonical(ty: &PiiType, value: &str) -> String {
+fn canonical(ty: &PiiType, value: &str) -> String {
     match ty {
         PiiType::Builtin(PiiKind::EmailAddress) => value.to_lowercase(),
         PiiType::Builtin(PiiKind::UsSsn | PiiKind::CreditCard | PiiKind::PhoneNumber) => {

@@ -4,6 +4,11 @@ use clap::{Parser, Subcommand};
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use warden_service::clock::SystemClock;
+use warden_service::native;
+use warden_service::service::{Service, ServiceBuilder};
+use warden_service::settings::Settings;
 
 mod serve;
 
@@ -98,13 +103,16 @@ fn check(files: &[PathBuf]) -> CmdResult {
     let mut failed = false;
     for f in files {
         match warden_service::native::load_policy_file(f) {
-            Ok(p) => println!(
-                "{}: ok (version {}, {} tool rules, {} custom types)",
-                f.display(),
-                p.version,
-                p.tool_access.len(),
-                p.custom_pii.len()
-            ),
+            Ok(src) => {
+                let p = src.get();
+                println!(
+                    "{}: ok (version {}, {} tool rules, {} custom types)",
+                    f.display(),
+                    p.version(),
+                    p.tool_access().len(),
+                    p.custom_pii().len()
+                );
+            }
             Err(e) => {
                 eprintln!("{e}");
                 failed = true;
@@ -114,34 +122,39 @@ fn check(files: &[PathBuf]) -> CmdResult {
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn settings(policy: Option<PathBuf>) -> Result<warden_service::native::Settings, String> {
-    let env = warden_service::native::Env::process();
-    warden_service::native::Settings::from_env(&env, policy).map_err(|e| e.to_string())
+/// Settings from the process environment; `--policy` beats `POLICY_FILE`.
+fn settings(policy: Option<PathBuf>) -> Result<Settings, String> {
+    let mut s = Settings::from_lookup(|k| std::env::var(k).ok()).map_err(|e| format!("environment variable {e}"))?;
+    if policy.is_some() {
+        s.policy_file = policy;
+    }
+    Ok(s)
 }
 
-fn loaded(
-    policy: Option<PathBuf>,
-) -> Result<(warden_engine::Policy, warden_engine::TokenKey, warden_engine::OnError), String> {
+/// The policy and key of `warden serve`, without its stores and observers.
+fn service(policy: Option<PathBuf>) -> Result<Service, String> {
     let s = settings(policy)?;
-    let src = warden_service::native::load_policy(&s)?;
-    Ok(((*src.get()).clone(), s.token_key(), s.service.on_error))
+    let source = native::load_policy(native::policy_path(&s, &native::Platform::server("warden-default")).as_deref())?;
+    ServiceBuilder::from_settings(&s, Arc::new(source))
+        .clock(Arc::new(SystemClock::new()))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn redact(policy: Option<PathBuf>) -> CmdResult {
-    let (policy, key, on_error) = loaded(policy)?;
+    let service = service(policy)?;
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read stdin: {e}"))?;
-    let detector = warden_engine::Detector::new();
-    let ctx = warden_engine::api::Context { policy: &policy, key: &key, detector: &detector, on_error };
-    let out = ctx.redact(&text);
+    let policy = service.policy_source().get();
+    let out = service.gate(&policy).redact(&text);
     std::io::stdout().write_all(out.redacted.as_bytes()).map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn detect(policy: Option<PathBuf>) -> CmdResult {
-    let (policy, key, on_error) = loaded(policy)?;
-    let detector = warden_engine::Detector::new();
-    let ctx = warden_engine::api::Context { policy: &policy, key: &key, detector: &detector, on_error };
+    let service = service(policy)?;
+    let policy = service.policy_source().get();
+    let gate = service.gate(&policy);
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     for (n, line) in stdin.lock().lines().enumerate() {
@@ -149,28 +162,27 @@ fn detect(policy: Option<PathBuf>) -> CmdResult {
         if line.trim().is_empty() {
             continue;
         }
-        let reply = detect_line(&ctx, &line, n + 1);
+        let reply = detect_line(&gate, &line, n + 1);
         writeln!(out, "{reply}").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// One JSONL line → one JSONL reply; a bad line yields `{"id", "error"}`, never an abort.
-fn detect_line(ctx: &warden_engine::api::Context<'_>, line: &str, n: usize) -> serde_json::Value {
+fn detect_line(gate: &warden_engine::Gate<'_>, line: &str, n: usize) -> serde_json::Value {
     let v: serde_json::Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return serde_json::json!({"id": null, "line": n, "error": format!("line {n}: invalid JSON: {e}")}),
     };
     let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
     match v.get("text").and_then(serde_json::Value::as_str) {
-        Some(text) => serde_json::json!({"id": id, "entities": ctx.redact(text).matches}),
+        Some(text) => serde_json::json!({"id": id, "entities": gate.redact(text).matches}),
         None => serde_json::json!({"id": id, "line": n, "error": format!("line {n}: field `text` must be a string")}),
     }
 }
 
 fn eval(op: &str, policy: Option<PathBuf>) -> CmdResult {
-    let s = settings(policy)?;
-    let service = warden_service::native::base_service(&s)?;
+    let service = service(policy)?;
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;

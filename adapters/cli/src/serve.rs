@@ -2,74 +2,26 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use warden_service::native::{self, log};
-use warden_service::router::router;
+use std::time::Duration;
+use warden_service::native::{self, log, Platform};
+
+/// How long shutdown waits for in-flight requests and queued events.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub fn serve(addr: &str, policy: Option<PathBuf>) -> Result<ExitCode, String> {
     let settings = crate::settings(policy)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    rt.block_on(run(addr, settings))
-}
-
-async fn run(addr: &str, settings: native::Settings) -> Result<ExitCode, String> {
-    let built = native::build(&settings).await?;
-    let service = Arc::clone(&built.service);
-    if let Some(path) = settings.policy_file.clone() {
-        let source = Arc::clone(service.policy_source());
-        let metrics = Arc::clone(&built.metrics);
-        tokio::spawn(native::watch_policy(source, path, settings.policy_poll, move |ok| metrics.policy_reload(ok)));
-    }
-    let metrics = Arc::clone(&built.metrics);
-    let app = router(built.state).layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
-        let guard = metrics.active_request();
-        async move {
-            let resp = next.run(req).await;
-            drop(guard);
-            resp
-        }
-    }));
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    log(
-        "info",
-        &format!(
-            "warden {} listening on http://{local} (policy: {})",
-            warden_engine::VERSION,
-            service.policy_source().origin()
-        ),
-    );
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
-    if let Some(d) = built.dispatcher {
-        // Undelivered events go to the DLQ, never lost.
-        d.shutdown(std::time::Duration::from_secs(5)).await;
-    }
-    log("info", "warden stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    rt.block_on(async {
+        let built = native::assemble(&settings, &Platform::server("warden-default")).await?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let origin = built.service.policy_source().origin().to_owned();
+        log("info", &format!("warden {} listening on http://{local} (policy: {origin})", warden_engine::VERSION));
+        native::serve(built, listener, &settings, SHUTDOWN_GRACE).await?;
+        log("info", "warden stopped");
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `warden dlq replay`: re-sends every DLQ line to the configured sink once; keeps the rest.

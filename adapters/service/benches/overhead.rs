@@ -11,14 +11,14 @@ use std::sync::Arc;
 use tower::ServiceExt;
 use warden_engine::budget::{Money, PriceTable};
 use warden_engine::policy_file::parse_policy;
-use warden_engine::{CheckRequest, Context, Detector, Direction, OnError, TokenKey};
+use warden_engine::{CheckRequest, Detector, Direction, Gate, TokenKey};
 use warden_service::budget::{MemoryBudgetStore, SqliteBudgetStore};
 use warden_service::clock::SystemClock;
 use warden_service::metrics::Metrics;
 use warden_service::policy_source::PolicySource;
 use warden_service::ratelimit::MemoryRateLimiter;
 use warden_service::router::{router, AppState};
-use warden_service::service::{Budgets, Operation, RequestMeta, Service, ServiceConfig};
+use warden_service::service::{Budgets, Operation, RequestMeta, Service, ServiceBuilder, ServiceConfig};
 
 const POLICY: &str = include_str!("../../../policies/policy.tool_access.yaml");
 
@@ -44,21 +44,21 @@ fn body(text: &str, user: Option<&str>) -> serde_json::Value {
 
 fn service(budgets: Option<Budgets>, stores: bool) -> Service {
     let policy = parse_policy("policy.yaml", POLICY).unwrap();
-    let mut s = Service::new(
+    let mut s = ServiceBuilder::new(
         Arc::new(PolicySource::new(policy, "bench")),
         TokenKey::new("bench-salt"),
         ServiceConfig::default(),
-        Arc::new(SystemClock::new()),
-    );
+    )
+    .clock(Arc::new(SystemClock::new()));
     if stores {
         s = s
-            .with_rate_limiter(Arc::new(MemoryRateLimiter::new(NonZeroU32::new(u32::MAX).unwrap())))
-            .with_observer(Arc::new(Metrics::new()));
+            .rate_limiter(Arc::new(MemoryRateLimiter::new(NonZeroU32::new(u32::MAX).unwrap())))
+            .observer(Arc::new(Metrics::new()));
     }
     if let Some(b) = budgets {
-        s = s.with_budgets(b);
+        s = s.budgets(b);
     }
-    s
+    s.build().unwrap()
 }
 
 fn overhead(c: &mut Criterion) {
@@ -69,9 +69,9 @@ fn overhead(c: &mut Criterion) {
     let policy = parse_policy("policy.yaml", POLICY).unwrap();
     let key = TokenKey::new("bench-salt");
     let detector = Detector::new();
-    let ctx = Context { policy: &policy, key: &key, detector: &detector, on_error: OnError::Block };
+    let gate = Gate::new(&policy, &key, &detector);
     let req: CheckRequest = serde_json::from_value(body(&text, None)).unwrap();
-    g.bench_function("engine", |b| b.iter(|| black_box(ctx.check(black_box(&req), Direction::Ingress))));
+    g.bench_function("engine", |b| b.iter(|| black_box(gate.check(black_box(&req), Direction::Ingress))));
 
     let bare = service(None, false);
     let meta = RequestMeta::default();

@@ -64,7 +64,7 @@ impl AuditLine {
             direction: record.direction.name(),
             decision: record.decision.name(),
             policy_id: record.policy_id.name(),
-            reasons: record.reasons.clone(),
+            reasons: record.reasons.iter().map(ToString::to_string).collect(),
             pii: record.pii_counts.clone(),
             latency_ms: record.latency_ms,
             payload_hash: payload_hash(&record.raw_text),

@@ -71,3 +71,24 @@ impl Clock for FixedClock {
         u64::try_from(self.now_ms()).unwrap_or(0).saturating_mul(1000)
     }
 }
+
+/// JavaScript's clock (`Date.now()`), for the wasm package and the Worker: `SystemTime`
+/// panics on wasm32-unknown-unknown. Workers freeze time during synchronous execution (a
+/// Spectre mitigation), so latencies read 0 unless I/O happened; that is the platform's truth.
+#[cfg(feature = "js")]
+#[derive(Debug, Default)]
+pub struct JsClock;
+
+#[cfg(feature = "js")]
+impl Clock for JsClock {
+    fn now_ms(&self) -> i64 {
+        // `Date.now()` is an integral number of milliseconds, far inside i64.
+        #[allow(clippy::cast_possible_truncation)]
+        let ms = js_sys::Date::now() as i64;
+        ms
+    }
+
+    fn monotonic_us(&self) -> u64 {
+        u64::try_from(self.now_ms()).unwrap_or(0).saturating_mul(1000)
+    }
+}

@@ -3,15 +3,14 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use warden_engine::ErrorCode;
 
-/// An error answered to the client. Never a panic, never a bare 500.
+/// An error answered to the client. Never a panic, never a bare 500. Its HTTP status and
+/// whether a platform should retry follow from its [`ErrorCode`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ApiError {
-    /// HTTP status.
-    #[serde(skip)]
-    pub status: u16,
     /// Stable machine-readable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Human-readable message naming the problem.
     pub message: String,
     /// The offending field (dotted path), when one is to blame.
@@ -23,9 +22,14 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, code and message.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), field: None, retry_after: None }
+    /// An error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into(), field: None, retry_after: None }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.code.status()
     }
 
     /// The same error blaming `field`.
@@ -37,17 +41,17 @@ impl ApiError {
 
     /// 400: the body is not JSON.
     pub fn invalid_json(message: impl Into<String>) -> ApiError {
-        ApiError::new(400, "invalid_json", message)
+        ApiError::new(ErrorCode::InvalidJson, message)
     }
 
     /// 422: well-formed JSON of the wrong shape.
     pub fn invalid_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(422, "invalid_request", message)
+        ApiError::new(ErrorCode::InvalidRequest, message)
     }
 
     /// 413: the body exceeds the limit.
     pub fn too_large(limit: usize) -> ApiError {
-        ApiError::new(413, "payload_too_large", format!("request body exceeds the limit of {limit} bytes"))
+        ApiError::new(ErrorCode::PayloadTooLarge, format!("request body exceeds the limit of {limit} bytes"))
     }
 
     /// The JSON body `{"error": {...}}`.
@@ -58,13 +62,13 @@ impl ApiError {
 
 impl core::fmt::Display for ApiError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+        write!(f, "{} ({}): {}", self.status(), self.code, self.message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::BAD_REQUEST);
         let mut resp = (status, axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
@@ -124,20 +128,20 @@ mod tests {
     #[test]
     fn malformed_json_is_400() {
         let e = parse_body::<CheckRequest>(b"{\"tool\":").err();
-        assert_eq!(e.map(|e| (e.status, e.code)), Some((400, "invalid_json")));
+        assert_eq!(e.map(|e| (e.status(), e.code)), Some((400, ErrorCode::InvalidJson)));
     }
 
     #[test]
     fn missing_field_is_422_naming_it() {
         let e = parse_body::<CheckRequest>(br#"{"tool":"x"}"#).err();
-        assert_eq!(e.map(|e| (e.status, e.field)), Some((422, Some("raw_text".into()))));
+        assert_eq!(e.map(|e| (e.status(), e.field)), Some((422, Some("raw_text".into()))));
     }
 
     #[test]
     fn wrong_type_is_422_naming_it() {
         let e = parse_body::<CheckRequest>(br#"{"tool":"x","raw_text":"y","tags":[1]}"#).err();
-        assert_eq!(e.map(|e| (e.status, e.field)), Some((422, Some("tags[0]".into()))));
+        assert_eq!(e.map(|e| (e.status(), e.field)), Some((422, Some("tags[0]".into()))));
         let e = parse_body::<CheckRequest>(b"[1]").err();
-        assert_eq!(e.map(|e| e.status), Some(422));
+        assert_eq!(e.map(|e| e.status()), Some(422));
     }
 }

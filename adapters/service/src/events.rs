@@ -27,12 +27,12 @@
 //! # }
 //! ```
 
+mod config;
+mod delivery;
 mod event;
 mod gateway;
 mod signing;
 
-#[cfg(feature = "native")]
-mod config;
 #[cfg(feature = "native")]
 mod dispatch;
 #[cfg(feature = "native")]
@@ -53,34 +53,22 @@ pub use event::{
 pub use gateway::{redact_url, GatewayUrl};
 pub use signing::{sign, verify, VerifyError, DEFAULT_TOLERANCE_SECS, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
-#[cfg(feature = "native")]
 pub use config::{
-    ConfigError, EventsConfig, DEFAULT_BACKOFF_BASE_MS, DEFAULT_CONCURRENCY, DEFAULT_DLQ_FILE, DEFAULT_MAX_RETRIES,
+    EventsConfig, DEFAULT_BACKOFF_BASE_MS, DEFAULT_CONCURRENCY, DEFAULT_DLQ_FILE, DEFAULT_MAX_RETRIES,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_TIMEOUT_S, DEFAULT_WEBHOOK_SECRET,
 };
-#[cfg(feature = "native")]
-pub use dispatch::{
-    deliver_with_retries, DeliveryOutcome, DeliveryStats, Dispatcher, DispatcherConfig, DispatcherSnapshot, Enqueued,
-    RetryPolicy,
+pub use delivery::{
+    deliver, dlq_line, BoxFuture, DeadLetter, DeliveryOutcome, DispatcherConfig, EventSink, FlushReport, Outbox,
+    RetryPolicy, SendError, Timer,
 };
+
 #[cfg(feature = "native")]
-pub use dlq::{dlq_line, dlq_status, replay, DeadLetterQueue, DlqStatus, ReplayReport};
+pub use dispatch::{deliver_with_retries, DeliveryStats, Dispatcher, DispatcherSnapshot, Enqueued, TokioTimer};
+#[cfg(feature = "native")]
+pub use dlq::{dlq_status, replay, DeadLetterQueue, DlqStatus, ReplayReport};
 #[cfg(feature = "native")]
 pub use publish::EventPublisher;
-#[cfg(feature = "native")]
-pub use sink::{EventSink, SendError};
 #[cfg(feature = "native")]
 pub use webhook::WebhookSink;
 #[cfg(feature = "native")]
 pub use ws::WebSocketSink;
-
-/// Lowercase hex of `bytes`; shared by the payload hash, idempotency keys and signatures.
-pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Nibbles are < 16, so `from_digit` always yields a digit; '0' is never reached.
-        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(b & 0x0f), 16).unwrap_or('0'));
-    }
-    out
-}

@@ -59,6 +59,7 @@ mod prometheus {
     use prometheus_client::metrics::histogram::Histogram;
     use prometheus_client::registry::Registry;
     use warden_engine::PiiKind;
+    use warden_engine::{PiiOutcome, Reason};
 
     /// `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus
     /// scrapes natively).
@@ -224,7 +225,7 @@ mod prometheus {
                 let labels = PiiLabels { r#type: type_label(kind), action: pii_action(&record.reasons, kind) };
                 self.pii.get_or_create(&labels).inc_by(u64::try_from(*count).unwrap_or(u64::MAX));
             }
-            if let Some(outcome) = record.reasons.iter().find_map(|r| budget_outcome(r)) {
+            if let Some(outcome) = record.reasons.iter().find_map(budget_outcome) {
                 self.budget_checks.get_or_create(&OutcomeLabels { outcome }).inc();
             }
         }
@@ -323,33 +324,27 @@ mod prometheus {
     /// What happened to values of `kind`, from the first PII reason naming it
     /// (`pii.<outcome>:PII:<type>` or `strict_pii_blocked:PII:<type>`); `detected` when no
     /// reason names it.
-    fn pii_action(reasons: &[String], kind: &str) -> &'static str {
+    fn pii_action(reasons: &[Reason], kind: &str) -> &'static str {
         reasons
             .iter()
-            .find_map(|reason| {
-                if let Some(kind_of) = reason.strip_prefix("strict_pii_blocked:PII:") {
-                    return (kind_of == kind).then_some("blocked");
-                }
-                let (outcome, kind_of) = reason.strip_prefix("pii.")?.split_once(":PII:")?;
-                if kind_of != kind {
-                    return None;
-                }
-                Some(match outcome {
-                    "allowed" => "allowed",
-                    "tokenized" => "tokenized",
-                    "redacted" => "redacted",
-                    "denied" => "denied",
-                    _ => OTHER,
-                })
+            .find_map(|reason| match reason {
+                Reason::StrictPiiBlocked(ty) if ty.name() == kind => Some("blocked"),
+                Reason::Pii { outcome, ty } if ty.name() == kind => Some(match outcome {
+                    PiiOutcome::Allowed => "allowed",
+                    PiiOutcome::Tokenized => "tokenized",
+                    PiiOutcome::Redacted => "redacted",
+                    PiiOutcome::Denied => "denied",
+                }),
+                _ => None,
             })
             .unwrap_or("detected")
     }
 
-    fn budget_outcome(reason: &str) -> Option<&'static str> {
+    fn budget_outcome(reason: &Reason) -> Option<&'static str> {
         match reason {
-            "budget_check_passed" => Some("passed"),
-            "budget_warning" => Some("warning"),
-            "budget_exceeded" => Some("exceeded"),
+            Reason::BudgetCheckPassed => Some("passed"),
+            Reason::BudgetWarning => Some("warning"),
+            Reason::BudgetExceeded => Some("exceeded"),
             _ => None,
         }
     }

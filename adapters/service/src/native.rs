@@ -1,368 +1,374 @@
-//! Native (tokio) wiring shared by `warden serve` and the serverless adapters: settings from
-//! the environment (SPEC §9), policy loading and hot reload, and the HTTP listener.
+//! Native (tokio) assembly shared by `warden serve` and every native cloud adapter: the
+//! policy file and its watcher, the stores named by `WARDEN_STORE`, audit, metrics, events
+//! (a background dispatcher for servers, an [`Outbox`] for functions) and graceful shutdown.
+//!
+//! An adapter says what its platform is ([`Platform`]) and gets a [`Built`] service:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), String> {
+//! use warden_service::native::{assemble, Platform};
+//! use warden_service::settings::Settings;
+//! let settings = Settings::from_lookup(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+//! let built = assemble(&settings, &Platform::server("warden-default")).await?;
+//! # let _ = built; Ok(()) }
+//! ```
 
 use crate::audit::AuditWriter;
-use crate::auth::ApiKeys;
-use crate::budget::{connect_redis, BudgetStore, RedisBudgetStore, SqliteBudgetStore, SQLITE_FILE_NAME};
+use crate::budget::{
+    connect_redis, BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqliteBudgetStore, SQLITE_FILE_NAME,
+};
 use crate::clock::SystemClock;
-use crate::events::{Dispatcher, EventBuilder, EventPublisher, EventsConfig};
+use crate::events::{Dispatcher, EventBuilder, EventPublisher, Outbox, TokioTimer};
 use crate::metrics::Metrics;
-use crate::policy_source::PolicySource;
+use crate::policy_source::{Offered, PolicySource};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
-use crate::router::AppState;
-use crate::service::{Budgets, Check, Probe, Service, ServiceConfig, DEFAULT_SALT};
-use std::num::NonZeroU32;
+use crate::router::{router, AppState};
+use crate::service::{Budgets, MemoryDedupe, MessageDedupe, Observer, Service, ServiceBuilder};
+use crate::settings::{AuditTarget, Settings, StoreKind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use warden_engine::budget::{Money, PriceTable, TokenPrice};
-use warden_engine::policy_file::parse_policy;
-use warden_engine::{OnError, Policy, TokenKey};
 
-/// The policy shipped with Warden, used when no policy file is configured or present.
-pub const BUNDLED_POLICY: &str = include_str!("../../../policies/policy.tool_access.yaml");
+pub use crate::dedupe_redis::RedisDedupe;
 
-/// The default `POLICY_FILE`.
+/// The default `POLICY_FILE`, used when it exists.
 pub const DEFAULT_POLICY_FILE: &str = "policies/policy.tool_access.yaml";
 
-/// A setting from the environment that could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingError {
-    /// The variable.
-    pub var: &'static str,
-    /// What is wrong with its value.
-    pub message: String,
+/// Message ids an in-memory dedupe store keeps.
+const MEMORY_DEDUPE_IDS: usize = 100_000;
+
+/// How decision events leave the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventMode {
+    /// A background dispatcher with a bounded queue (long-running servers).
+    Background,
+    /// An [`Outbox`] the adapter flushes before each invocation returns (functions).
+    Outbox,
 }
 
-impl core::fmt::Display for SettingError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "environment variable {}: {}", self.var, self.message)
-    }
-}
-
-impl std::error::Error for SettingError {}
-
-/// Reads environment variables; a lookup function so tests need not touch the process env.
-pub struct Env<'a>(pub &'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    /// The process environment.
-    pub fn process() -> Env<'static> {
-        Env(&|k| std::env::var(k).ok())
-    }
-
-    /// A non-empty value.
-    pub fn get(&self, var: &str) -> Option<String> {
-        (self.0)(var).filter(|v| !v.trim().is_empty())
-    }
-
-    /// A parsed value, or `default` when unset.
-    pub fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, SettingError>
-    where
-        T::Err: core::fmt::Display,
-    {
-        match self.get(var) {
-            None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|e| SettingError { var, message: format!("`{v}` is not valid: {e}") }),
-        }
-    }
-
-    /// A boolean (`true/false/1/0/yes/no/on/off`), or `default` when unset.
-    pub fn flag(&self, var: &'static str, default: bool) -> Result<bool, SettingError> {
-        match self.get(var).map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(default),
-            Some(v) => match v.as_str() {
-                "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(SettingError { var, message: format!("`{v}` is not a boolean (true/false)") }),
-            },
-        }
-    }
-}
-
-/// Settings of a native Warden (SPEC §9).
+/// What the runtime is, so the core can pick defaults that are right for it.
 #[derive(Clone, Debug)]
-pub struct Settings {
-    /// Policy file; `None` → the bundled policy.
-    pub policy_file: Option<PathBuf>,
-    /// Token salt (`PII_TOKEN_SALT`); `None` → the default salt (readiness warning).
-    pub salt: Option<String>,
-    /// Service settings.
-    pub service: ServiceConfig,
-    /// Data directory for embedded stores (`WARDEN_DATA_DIR`, default `./data`).
-    pub data_dir: PathBuf,
-    /// How often the policy file is checked for changes (`WARDEN_POLICY_POLL_MS`, default 1000).
-    pub policy_poll: Duration,
-    /// Per-user budgets on (`BUDGET_ENABLED`, default true).
-    pub budget_enabled: bool,
-    /// Monthly limit of users without one (`BUDGET_DEFAULT_LIMIT`, USD, default 10.0).
-    pub budget_default_limit: Money,
-    /// Model price overrides/extensions (`WARDEN_MODEL_PRICES="model=usd_per_1k_tokens,..."`).
-    pub prices: PriceTable,
-    /// Redis for budgets and rate limits across instances (`REDIS_URL`).
-    pub redis_url: Option<String>,
-    /// Requests per minute per user/key/address (`RATE_LIMIT_PER_MINUTE`, default 100; 0 = off).
-    pub rate_limit: Option<NonZeroU32>,
-    /// API keys (`WARDEN_API_KEYS`); disabled when unset.
-    pub api_keys: ApiKeys,
-    /// Decision events (`WEBHOOK_URL`, `WEBHOOK_*`, `PRECHECK_DLQ`, `EVENTS_INCLUDE_RAW_TEXT`).
-    pub events: EventsConfig,
-    /// Audit destination (`WARDEN_AUDIT`: `stdout` (default), `off`, or a file path).
-    pub audit: String,
+pub struct Platform {
+    /// Store when `WARDEN_STORE` is unset and no `REDIS_URL` is given: `Some(Sqlite)` for a
+    /// server with a disk; `None` for functions, whose instances share nothing (budgets are
+    /// off then, and readiness says so).
+    pub default_store: Option<StoreKind>,
+    /// `agent_id` of an `evaluate` that names none.
+    pub default_agent_id: String,
+    /// Prometheus metrics at `/api/metrics`.
+    pub metrics: bool,
+    /// How events are sent.
+    pub events: EventMode,
+    /// Looks for `policies/policy.tool_access.yaml` in the working directory when
+    /// `POLICY_FILE` is unset.
+    pub policy_in_working_dir: bool,
 }
 
-impl Settings {
-    /// Reads the settings; `policy_override` (e.g. `--policy`) beats `POLICY_FILE`.
-    pub fn from_env(env: &Env<'_>, policy_override: Option<PathBuf>) -> Result<Settings, SettingError> {
-        let on_error = match env.get("ON_ERROR") {
-            None => OnError::Block,
-            Some(v) => OnError::from_name(v.trim()).ok_or(SettingError {
-                var: "ON_ERROR",
-                message: format!("`{v}` is not one of block, pass, best_effort"),
-            })?,
-        };
-        let policy_file = policy_override.or_else(|| env.get("POLICY_FILE").map(PathBuf::from)).or_else(|| {
-            let p = PathBuf::from(DEFAULT_POLICY_FILE);
-            p.exists().then_some(p)
-        });
-        let salt = env.get("PII_TOKEN_SALT");
-        let body_limit = env.parse("WARDEN_BODY_LIMIT", 1024 * 1024usize)?;
-        let max_batch = env.parse("WARDEN_MAX_BATCH", 1000usize)?;
-        let poll_ms = env.parse("WARDEN_POLICY_POLL_MS", 1000u64)?;
-        let events = EventsConfig::from_lookup(|k| env.get(k))
-            .map_err(|e| SettingError { var: "WEBHOOK_*", message: e.to_string() })?;
-        Ok(Settings {
-            policy_file,
-            service: ServiceConfig {
-                on_error,
-                body_limit,
-                max_batch,
-                org_id: env.get("WARDEN_ORG_ID"),
-                default_salt: salt.is_none(),
-                default_webhook_secret: events.webhook_url.is_some() && events.uses_default_secret(),
-                environment: env.get("WARDEN_ENV").unwrap_or_else(|| String::from("production")),
-            },
-            salt,
-            data_dir: PathBuf::from(env.get("WARDEN_DATA_DIR").unwrap_or_else(|| String::from("./data"))),
-            policy_poll: Duration::from_millis(poll_ms.max(50)),
-            budget_enabled: env.flag("BUDGET_ENABLED", true)?,
-            budget_default_limit: dollars(env, "BUDGET_DEFAULT_LIMIT", 10.0)?,
-            prices: prices(env)?,
-            redis_url: env.get("REDIS_URL"),
-            rate_limit: NonZeroU32::new(env.parse("RATE_LIMIT_PER_MINUTE", 100u32)?),
-            events,
-            audit: env.get("WARDEN_AUDIT").unwrap_or_else(|| String::from("stdout")),
-            api_keys: match env.get("WARDEN_API_KEYS") {
-                None => ApiKeys::disabled(),
-                Some(v) => ApiKeys::from_env_value(&v)
-                    .map_err(|e| SettingError { var: "WARDEN_API_KEYS", message: e.to_string() })?,
-            },
-        })
+impl Platform {
+    /// A long-running server (`warden serve`, Cloud Run): SQLite budgets by default,
+    /// Prometheus, background event delivery.
+    pub fn server(default_agent_id: &str) -> Platform {
+        Platform {
+            default_store: Some(StoreKind::Sqlite),
+            default_agent_id: default_agent_id.to_owned(),
+            metrics: true,
+            events: EventMode::Background,
+            policy_in_working_dir: true,
+        }
     }
 
-    /// The token key.
-    pub fn token_key(&self) -> TokenKey {
-        TokenKey::new(self.salt.as_deref().unwrap_or(DEFAULT_SALT))
-    }
-}
-
-fn dollars(env: &Env<'_>, var: &'static str, default: f64) -> Result<Money, SettingError> {
-    let v: f64 = env.parse(var, default)?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(SettingError { var, message: format!("`{v}` must be a non-negative amount of USD") });
-    }
-    Ok(Money::from_dollars(v))
-}
-
-fn prices(env: &Env<'_>) -> Result<PriceTable, SettingError> {
-    const VAR: &str = "WARDEN_MODEL_PRICES";
-    let mut table = PriceTable::builtin();
-    for entry in env.get(VAR).unwrap_or_default().split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let bad = || SettingError { var: VAR, message: format!("`{entry}` is not `model=usd_per_1k_tokens`") };
-        let (model, price) = entry.split_once('=').ok_or_else(bad)?;
-        let price = price.trim().parse::<f64>().ok().and_then(TokenPrice::from_usd_per_1k).ok_or_else(bad)?;
-        table = table.with_override(model.trim(), price);
-    }
-    Ok(table)
-}
-
-/// Reads and validates a policy file; errors read `file:line:col: field `x`: message`.
-pub fn load_policy_file(path: &Path) -> Result<Policy, String> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read policy file: {e}"))?;
-    parse_policy(&name, &text).map_err(|e| e.to_string())
-}
-
-/// Loads the configured policy, or the bundled one.
-pub fn load_policy(settings: &Settings) -> Result<PolicySource, String> {
-    match &settings.policy_file {
-        Some(path) => Ok(PolicySource::new(load_policy_file(path)?, path.display().to_string())),
-        None => {
-            let p = parse_policy("embedded:policy.tool_access.yaml", BUNDLED_POLICY).map_err(|e| e.to_string())?;
-            Ok(PolicySource::new(p, "embedded:policy.tool_access.yaml"))
+    /// A function (Lambda, Azure Functions): no default store, events through an outbox.
+    pub fn function(default_agent_id: &str) -> Platform {
+        Platform {
+            default_store: None,
+            default_agent_id: default_agent_id.to_owned(),
+            metrics: false,
+            events: EventMode::Outbox,
+            policy_in_working_dir: false,
         }
     }
 }
 
-/// Budget store and rate limiter per the settings: Redis when `REDIS_URL` is set, else the
-/// embedded SQLite file (budgets) and memory (rate limits).
-pub async fn stores(settings: &Settings) -> Result<(Option<Budgets>, Option<Arc<dyn RateLimiter>>), String> {
-    let redis = match &settings.redis_url {
-        Some(url) => Some(connect_redis(url).await.map_err(|e| format!("REDIS_URL: {e}"))?),
-        None => None,
-    };
-    let budgets = if settings.budget_enabled {
-        let store: Arc<dyn BudgetStore> = match &redis {
-            Some(conn) => Arc::new(RedisBudgetStore::new(conn.clone(), settings.budget_default_limit)),
-            None => {
-                let path = settings.data_dir.join(SQLITE_FILE_NAME);
-                let limit = settings.budget_default_limit;
-                let store = tokio::task::spawn_blocking(move || SqliteBudgetStore::open(path, limit))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("budget store: {e}"))?;
-                Arc::new(store)
-            }
-        };
-        Some(Budgets { store, prices: settings.prices.clone() })
-    } else {
-        None
-    };
-    let limiter: Option<Arc<dyn RateLimiter>> = match (settings.rate_limit, &redis) {
-        (None, _) => None,
-        (Some(n), Some(conn)) => Some(Arc::new(RedisRateLimiter::new(conn.clone(), n))),
-        (Some(n), None) => Some(Arc::new(MemoryRateLimiter::new(n))),
-    };
-    Ok((budgets, limiter))
-}
-
-/// Readiness of the budget store and rate limiter.
-pub struct StoresProbe {
-    /// The budget store, if budgets are on.
-    pub budgets: Option<Arc<dyn BudgetStore>>,
-    /// The rate limiter, if on.
-    pub limiter: Option<Arc<dyn RateLimiter>>,
-}
-
-#[async_trait::async_trait]
-impl Probe for StoresProbe {
-    fn name(&self) -> &'static str {
-        "stores"
-    }
-
-    async fn check(&self) -> Check {
-        let mut parts = Vec::new();
-        if let Some(b) = &self.budgets {
-            match b.ping().await {
-                Ok(()) => parts.push(format!("budgets: {}", b.kind())),
-                Err(e) => return Check::new("error", Some(format!("budgets: {e}"))),
-            }
-        }
-        if let Some(l) = &self.limiter {
-            match l.ping().await {
-                Ok(()) => parts.push(format!("rate limits: {}", l.kind())),
-                Err(e) => return Check::new("error", Some(format!("rate limits: {e}"))),
-            }
-        }
-        if parts.is_empty() {
-            Check::new("disabled", None)
-        } else {
-            Check::new("ok", Some(parts.join(", ")))
-        }
-    }
-}
-
-/// A native Warden, assembled: the service with stores, audit, metrics and events, and the
-/// router state serving it.
+/// An assembled native Warden.
 pub struct Built {
     /// The service.
     pub service: Arc<Service>,
     /// Router state (auth keys, metrics renderer).
     pub state: AppState,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-    /// The event dispatcher, when `WEBHOOK_URL` is set (drain it on shutdown).
+    /// Prometheus metrics, when the platform exports them.
+    pub metrics: Option<Arc<Metrics>>,
+    /// The event dispatcher ([`EventMode::Background`] with `WEBHOOK_URL` set).
     pub dispatcher: Option<Arc<Dispatcher>>,
+    /// The outbox ([`EventMode::Outbox`] with `WEBHOOK_URL` set): flush it before returning.
+    pub outbox: Option<Arc<Outbox>>,
+    /// The policy file being served, if any (watch it with [`watch_policy`]).
+    pub policy_file: Option<PathBuf>,
 }
 
-/// Assembles a native Warden from its settings.
-pub async fn build(settings: &Settings) -> Result<Built, String> {
-    let metrics = Arc::new(Metrics::new());
-    let (budgets, limiter) = stores(settings).await?;
-    let mut service = base_service(settings)?.with_probe(Arc::new(StoresProbe {
-        budgets: budgets.as_ref().map(|b| Arc::clone(&b.store)),
-        limiter: limiter.clone(),
-    }));
+impl Built {
+    /// Delivers or dead-letters every queued event within `grace` (call on shutdown).
+    pub async fn shutdown(&self, grace: Duration) {
+        if let Some(d) = &self.dispatcher {
+            d.shutdown(grace).await;
+        }
+        if let Some(o) = &self.outbox {
+            o.flush(grace, self.service.clock().now_ms()).await;
+        }
+    }
+}
+
+/// The policy file to serve: `POLICY_FILE`, else the default file when the platform looks
+/// for it and it exists, else none (the bundled policy).
+pub fn policy_path(settings: &Settings, platform: &Platform) -> Option<PathBuf> {
+    settings.policy_file.clone().or_else(|| {
+        let p = PathBuf::from(DEFAULT_POLICY_FILE);
+        (platform.policy_in_working_dir && p.exists()).then_some(p)
+    })
+}
+
+/// Reads and validates a policy file; errors read `file:line:col: field `x`: message`.
+pub fn load_policy_file(path: &Path) -> Result<PolicySource, String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read policy file: {e}"))?;
+    PolicySource::parse(&text, name)
+}
+
+/// The policy source for `path`, or the bundled policy.
+pub fn load_policy(path: Option<&Path>) -> Result<PolicySource, String> {
+    match path {
+        Some(p) => load_policy_file(p),
+        None => PolicySource::bundled(),
+    }
+}
+
+/// Stores per the settings. Every failure is a start-up error naming the setting: a missing
+/// or read-only data directory is reported here, not on the first request.
+async fn stores(
+    settings: &Settings,
+    platform: &Platform,
+) -> Result<(Option<Budgets>, Option<Arc<dyn RateLimiter>>, Arc<dyn MessageDedupe>), String> {
+    let kind = settings.store.or(platform.default_store);
+    let redis = match (kind, &settings.redis_url) {
+        (Some(StoreKind::Redis), Some(url)) => Some(connect_redis(url).await.map_err(|e| format!("REDIS_URL: {e}"))?),
+        _ => None,
+    };
+    let limit = settings.budget_default_limit;
+    let store: Option<Arc<dyn BudgetStore>> = match (kind, &redis) {
+        _ if !settings.budget_enabled => None,
+        (Some(StoreKind::Redis), Some(conn)) => Some(Arc::new(RedisBudgetStore::new(conn.clone(), limit))),
+        (Some(StoreKind::Sqlite), _) => {
+            let dir = settings.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&dir).map_err(|e| format!("WARDEN_DATA_DIR: cannot create {}: {e}", dir.display()))?;
+                SqliteBudgetStore::open(dir.join(SQLITE_FILE_NAME), limit)
+                    .map_err(|e| format!("WARDEN_DATA_DIR: budget store: {e} (set WARDEN_STORE=memory or redis on a read-only filesystem)"))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            Some(Arc::new(store))
+        }
+        (Some(StoreKind::Memory), _) => Some(Arc::new(MemoryBudgetStore::new(limit))),
+        _ => None,
+    };
+    let budgets = store.map(|store| Budgets { store, prices: settings.prices.clone() });
+    let limiter: Option<Arc<dyn RateLimiter>> = match (settings.rate_limit, &redis) {
+        (None, _) => None,
+        (Some(n), Some(conn)) => Some(Arc::new(RedisRateLimiter::new(conn.clone(), n))),
+        (Some(n), None) => Some(Arc::new(MemoryRateLimiter::new(n))),
+    };
+    let dedupe: Arc<dyn MessageDedupe> = match &redis {
+        Some(conn) => Arc::new(RedisDedupe::new(conn.clone())),
+        None => Arc::new(MemoryDedupe::new(MEMORY_DEDUPE_IDS)),
+    };
+    Ok((budgets, limiter, dedupe))
+}
+
+/// Assembles a native Warden for `platform` from `settings`.
+pub async fn assemble(settings: &Settings, platform: &Platform) -> Result<Built, String> {
+    let policy_file = policy_path(settings, platform);
+    let source = Arc::new(load_policy(policy_file.as_deref())?);
+    let mut config = settings.service_config();
+    config.default_agent_id = Some(platform.default_agent_id.clone());
+    let (budgets, limiter, dedupe) = stores(settings, platform).await?;
+    let mut builder =
+        ServiceBuilder::new(source, settings.token_key(), config).clock(Arc::new(SystemClock::new())).dedupe(dedupe);
     if let Some(b) = budgets {
-        service = service.with_budgets(b);
+        builder = builder.budgets(b);
     }
     if let Some(l) = limiter {
-        service = service.with_rate_limiter(l);
+        builder = builder.rate_limiter(l);
     }
-    let audit = AuditWriter::from_setting(&settings.audit).map_err(|e| format!("WARDEN_AUDIT: {e}"))?;
-    service =
-        service.with_observer(Arc::new(audit)).with_observer(Arc::clone(&metrics) as Arc<dyn crate::service::Observer>);
-    let dispatcher = match settings.events.start(metrics.delivery_stats()).map_err(|e| format!("events: {e}"))? {
-        Some(d) => {
-            let d = Arc::new(d);
-            let publisher =
-                Arc::new(EventPublisher::new(EventBuilder::new(settings.events.event_options()), Arc::clone(&d)));
-            service = service
-                .with_observer(Arc::clone(&publisher) as Arc<dyn crate::service::Observer>)
-                .with_probe(publisher);
-            Some(d)
+    let audit = match &settings.audit {
+        AuditTarget::Stdout => AuditWriter::Stdout,
+        AuditTarget::Off => AuditWriter::Off,
+        AuditTarget::File(path) => {
+            AuditWriter::file(path).map_err(|e| format!("WARDEN_AUDIT: {}: {e}", path.display()))?
         }
-        None => None,
     };
-    let service = Arc::new(service);
-    let render = {
-        let m = Arc::clone(&metrics);
+    builder = builder.observer(Arc::new(audit));
+    let metrics = platform.metrics.then(|| Arc::new(Metrics::new()));
+    if let Some(m) = &metrics {
+        builder = builder.observer(Arc::clone(m) as Arc<dyn Observer>);
+    }
+    let events = &settings.events;
+    let stats = metrics.as_ref().map(|m| m.delivery_stats()).unwrap_or_default();
+    let (mut dispatcher, mut outbox) = (None, None);
+    if let Some(sink) = events.sink().map_err(|e| format!("WEBHOOK_URL: {e}"))? {
+        let builder_events = EventBuilder::new(events.event_options());
+        let dlq = events.dead_letter_queue(stats);
+        match platform.events {
+            EventMode::Background => {
+                let d = Arc::new(
+                    Dispatcher::start(sink, dlq, events.dispatcher.clone()).map_err(|e| format!("events: {e}"))?,
+                );
+                let publisher = Arc::new(EventPublisher::new(builder_events, Arc::clone(&d)));
+                builder = builder.observer(Arc::clone(&publisher) as Arc<dyn Observer>).probe(publisher);
+                dispatcher = Some(d);
+            }
+            EventMode::Outbox => {
+                let o = Arc::new(Outbox::new(
+                    builder_events,
+                    Box::new(ArcSink(sink)),
+                    Some(Box::new(ArcDlq(dlq))),
+                    Box::new(TokioTimer),
+                    events.dispatcher.retry.clone(),
+                    events.dispatcher.queue_capacity,
+                ));
+                builder = builder.observer(Arc::clone(&o) as Arc<dyn Observer>);
+                outbox = Some(o);
+            }
+        }
+    }
+    let service = Arc::new(builder.build().map_err(|e| e.to_string())?);
+    let render = metrics.as_ref().map(|m| {
+        let m = Arc::clone(m);
         Arc::new(move || m.encode()) as crate::router::MetricsRender
-    };
+    });
     let state = AppState {
         service: Arc::clone(&service),
         api_keys: Some(Arc::new(settings.api_keys.clone())),
-        metrics: Some(render),
+        metrics: render,
     };
-    Ok(Built { service, state, metrics, dispatcher })
+    Ok(Built { service, state, metrics, dispatcher, outbox, policy_file })
 }
 
-/// A service with the core pieces wired (policy, salt, clock); callers add observers/probes.
-pub fn base_service(settings: &Settings) -> Result<Service, String> {
-    let source = Arc::new(load_policy(settings)?);
-    Ok(Service::new(source, settings.token_key(), settings.service.clone(), Arc::new(SystemClock::new())))
+struct ArcSink(Arc<dyn crate::events::EventSink>);
+
+#[async_trait::async_trait]
+impl crate::events::EventSink for ArcSink {
+    async fn send(&self, event_json: &str) -> Result<(), crate::events::SendError> {
+        self.0.send(event_json).await
+    }
 }
 
-/// Watches the policy file and swaps in valid changes; invalid ones are logged and the last
-/// good policy stays. Polls (mtime + size + content) so it works on every filesystem,
-/// including the symlink swaps of Kubernetes ConfigMaps.
+struct ArcDlq(Arc<crate::events::DeadLetterQueue>);
+
+#[async_trait::async_trait]
+impl crate::events::DeadLetter for ArcDlq {
+    async fn put(&self, event_json: &str, error: &str, attempts: u32) -> Result<(), crate::budget::StoreError> {
+        crate::events::DeadLetter::put(self.0.as_ref(), event_json, error, attempts).await
+    }
+}
+
+/// Watches the policy file and offers every change to `source` (valid ones apply, invalid
+/// ones are logged and the last good policy stays). Polls content, so it works on every
+/// filesystem, including the symlink swaps of Kubernetes ConfigMaps.
 pub async fn watch_policy(source: Arc<PolicySource>, path: PathBuf, every: Duration, on_reload: impl Fn(bool) + Send) {
-    let mut last = std::fs::read(&path).ok();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Ok(now) = tokio::fs::read(&path).await else { continue };
-        if last.as_deref() == Some(now.as_slice()) {
+        let Ok(bytes) = tokio::fs::read(&path).await else { continue };
+        let name = path.display();
+        let Ok(text) = String::from_utf8(bytes) else {
+            source.set_error(Some(format!("{name}: policy file is not UTF-8")));
+            on_reload(false);
             continue;
-        }
-        last = Some(now.clone());
-        let name = path.display().to_string();
-        let parsed = String::from_utf8(now)
-            .map_err(|_| format!("{name}: policy file is not UTF-8"))
-            .and_then(|text| parse_policy(&name, &text).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(p) => {
-                source.replace(p);
+        };
+        match source.offer(&text) {
+            Offered::Unchanged => {}
+            Offered::Applied => {
                 log("info", &format!("policy reloaded from {name}"));
                 on_reload(true);
             }
-            Err(e) => {
+            Offered::Rejected(e) => {
                 log("error", &format!("policy reload failed, keeping the previous policy: {e}"));
-                source.set_error(Some(e));
                 on_reload(false);
             }
         }
+    }
+}
+
+/// Serves `built` on `listener` until SIGTERM or Ctrl-C, then stops accepting, lets
+/// in-flight requests finish and drains queued events, all within `grace`.
+pub async fn serve(
+    built: Built,
+    listener: tokio::net::TcpListener,
+    settings: &Settings,
+    grace: Duration,
+) -> Result<(), String> {
+    if let Some(path) = built.policy_file.clone() {
+        let source = Arc::clone(built.service.policy_source());
+        let metrics = built.metrics.clone();
+        tokio::spawn(watch_policy(source, path, settings.policy_poll, move |ok| {
+            if let Some(m) = &metrics {
+                m.policy_reload(ok);
+            }
+        }));
+    }
+    let mut app = router(built.state.clone());
+    if let Some(metrics) = built.metrics.clone() {
+        app = app.layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
+            let guard = metrics.active_request();
+            async move {
+                let resp = next.run(req).await;
+                drop(guard);
+                resp
+            }
+        }));
+    }
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signalled = Arc::clone(&started);
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            signalled.notify_one();
+        });
+    let server = async { server.await.map_err(|e| format!("server error: {e}")) };
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r?,
+        () = started.notified() => {
+            // In-flight requests get `grace`; a request still running then is cut off.
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(r) => r?,
+                Err(_) => log("warn", "shutdown: in-flight requests did not finish in time"),
+            }
+        }
+    }
+    // Undelivered events go to the DLQ, never lost.
+    built.shutdown(grace).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
     }
 }
 

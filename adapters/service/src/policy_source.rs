@@ -1,57 +1,160 @@
-//! The server's current policy, swappable at run time (hot reload keeps the last good one).
+//! The server's current policy, swappable at run time. One reloader for every runtime: the
+//! file watcher of `warden serve` and the Worker's KV refresh both [`offer`](PolicySource::offer)
+//! the text they read; a valid change applies, an invalid one is kept as readiness' warning
+//! and the last good policy stays.
 
 use std::sync::{Arc, RwLock};
+use warden_engine::policy_file::parse_policy;
 use warden_engine::Policy;
+
+/// The policy shipped with Warden (`policies/policy.tool_access.yaml`), served when no other
+/// policy is configured.
+pub const BUNDLED_POLICY: &str = include_str!("../../../policies/policy.tool_access.yaml");
+
+/// Where the bundled policy comes from, as readiness and error messages name it.
+pub const BUNDLED_ORIGIN: &str = "embedded:policy.tool_access.yaml";
+
+/// What [`PolicySource::offer`] did with a text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// Same text as the active policy: nothing to do.
+    Unchanged,
+    /// Parsed, validated and now active.
+    Applied,
+    /// Invalid: the previous policy stays; the error (with line and field) is kept for
+    /// readiness.
+    Rejected(String),
+}
+
+#[derive(Debug)]
+struct State {
+    policy: Arc<Policy>,
+    text: Option<String>,
+    last_error: Option<String>,
+}
 
 /// Holds the active policy and where it came from.
 #[derive(Debug)]
 pub struct PolicySource {
-    current: RwLock<Arc<Policy>>,
+    state: RwLock<State>,
     origin: String,
-    last_error: RwLock<Option<String>>,
 }
 
 impl PolicySource {
     /// A source serving `policy`, loaded from `origin` (a file path, `embedded`, a KV key...).
     pub fn new(policy: Policy, origin: impl Into<String>) -> PolicySource {
-        PolicySource { current: RwLock::new(Arc::new(policy)), origin: origin.into(), last_error: RwLock::new(None) }
+        PolicySource {
+            state: RwLock::new(State { policy: Arc::new(policy), text: None, last_error: None }),
+            origin: origin.into(),
+        }
+    }
+
+    /// A source serving `text` (YAML or JSON) read from `origin`; errors read
+    /// `origin:line:col: field `x`: problem`.
+    pub fn parse(text: &str, origin: impl Into<String>) -> Result<PolicySource, String> {
+        let origin = origin.into();
+        let policy = parse_policy(&origin, text).map_err(|e| e.to_string())?;
+        let source = PolicySource::new(policy, origin);
+        source.write(|s| s.text = Some(text.to_owned()));
+        Ok(source)
+    }
+
+    /// The bundled policy.
+    pub fn bundled() -> Result<PolicySource, String> {
+        PolicySource::parse(BUNDLED_POLICY, BUNDLED_ORIGIN)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        // Every write replaces whole values, so a poisoned lock still holds a valid state.
+        match self.state.read() {
+            Ok(g) => f(&g),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    fn write(&self, f: impl FnOnce(&mut State)) {
+        match self.state.write() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
     }
 
     /// The active policy.
     pub fn get(&self) -> Arc<Policy> {
-        match self.current.read() {
-            Ok(g) => Arc::clone(&g),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        self.read(|s| Arc::clone(&s.policy))
+    }
+
+    /// Offers a new text of the policy: applied when it differs from the active one and is
+    /// valid; rejected (previous policy kept, error recorded) when invalid.
+    pub fn offer(&self, text: &str) -> Offered {
+        if self.read(|s| s.text.as_deref() == Some(text)) {
+            return Offered::Unchanged;
+        }
+        match parse_policy(&self.origin, text) {
+            Ok(policy) => {
+                self.write(|s| {
+                    s.policy = Arc::new(policy);
+                    s.text = Some(text.to_owned());
+                    s.last_error = None;
+                });
+                Offered::Applied
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.write(|s| {
+                    // Remember the rejected text too, so the same bad text is reported once,
+                    // not re-parsed on every poll.
+                    s.text = Some(text.to_owned());
+                    s.last_error = Some(message.clone());
+                });
+                Offered::Rejected(message)
+            }
         }
     }
 
     /// Replaces the active policy and clears the last error.
     pub fn replace(&self, policy: Policy) {
-        match self.current.write() {
-            Ok(mut g) => *g = Arc::new(policy),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
-        }
-        self.set_error(None);
+        self.write(|s| {
+            s.policy = Arc::new(policy);
+            s.text = None;
+            s.last_error = None;
+        });
     }
 
     /// Records why the latest reload failed (the previous policy stays active).
     pub fn set_error(&self, error: Option<String>) {
-        match self.last_error.write() {
-            Ok(mut g) => *g = error,
-            Err(poisoned) => *poisoned.into_inner() = error,
-        }
+        self.write(|s| s.last_error = error);
     }
 
     /// Why the latest reload failed, if it did.
     pub fn last_error(&self) -> Option<String> {
-        match self.last_error.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.read(|s| s.last_error.clone())
     }
 
     /// Where the policy came from.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_applies_valid_changes_and_keeps_the_last_good_policy() {
+        let source = PolicySource::bundled().unwrap();
+        assert_eq!(source.offer(BUNDLED_POLICY), Offered::Unchanged);
+        assert_eq!(source.offer("version: v1\ndeny_tools: [a.exec]\n"), Offered::Applied);
+        assert_eq!(source.get().deny_tools(), ["a.exec"]);
+        let Offered::Rejected(e) = source.offer("version: v1\ndeny_tools: 7\n") else { panic!() };
+        assert!(e.contains("deny_tools"), "{e}");
+        assert_eq!(source.get().deny_tools(), ["a.exec"]);
+        assert_eq!(source.last_error(), Some(e));
+        // The same bad text again is not re-reported as a change.
+        assert_eq!(source.offer("version: v1\ndeny_tools: 7\n"), Offered::Unchanged);
+        assert_eq!(source.offer("version: v1\n"), Offered::Applied);
+        assert_eq!(source.last_error(), None);
     }
 }

@@ -1,7 +1,6 @@
 //! What one governed request produced: the input of decision events, audit lines and metrics.
 
-use warden_engine::api::Direction;
-use warden_engine::{Decision, PolicyId};
+use warden_engine::{Decision, Direction, PolicyId, Reason};
 
 /// One decision, as the service layer saw it. Carries raw text so event sinks can include
 /// it when `EVENTS_INCLUDE_RAW_TEXT=true`; audit and metrics never read `raw_text`.
@@ -26,7 +25,7 @@ pub struct DecisionRecord {
     /// The output text; `None` on deny.
     pub raw_text_out: Option<String>,
     /// Reasons as returned to the caller.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     /// PII type name → count, in order of first occurrence.
     pub pii_counts: Vec<(String, usize)>,
     /// Time spent deciding, in milliseconds.
@@ -39,4 +38,42 @@ pub struct DecisionRecord {
     pub ts_unix_ms: i64,
     /// End user, if the request named one.
     pub user_id: Option<String>,
+}
+
+/// PII type name → count, in order of first occurrence: the one way findings are counted for
+/// records, whatever the operation.
+pub fn pii_counts<'a>(types: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for ty in types {
+        match out.iter_mut().find(|(t, _)| t == ty) {
+            Some((_, n)) => *n += 1,
+            None => out.push((ty.to_owned(), 1)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+impl DecisionRecord {
+    /// A small record for unit tests.
+    pub(crate) fn for_test() -> DecisionRecord {
+        DecisionRecord {
+            operation: "precheck",
+            org_id: None,
+            direction: Direction::Ingress,
+            decision: Decision::Transform,
+            policy_id: PolicyId::ToolAccess,
+            tool: String::from("t"),
+            scope: String::new(),
+            raw_text: String::from("mail a@b.io"),
+            raw_text_out: Some(String::from("mail <USER_EMAIL>")),
+            reasons: Vec::new(),
+            pii_counts: vec![(String::from("email_address"), 1)],
+            latency_ms: 0.1,
+            corr_id: None,
+            tags: Vec::new(),
+            ts_unix_ms: 0,
+            user_id: None,
+        }
+    }
 }

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
+use warden_engine::ErrorCode;
 
 /// Renders the Prometheus text exposition of a server's metrics.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -28,9 +29,10 @@ pub struct AppState {
     pub metrics: Option<MetricsRender>,
 }
 
-/// Builds the router serving every route of SPEC §2.
+/// Builds the router serving every route of SPEC §2, with CORS per `WARDEN_CORS_ORIGINS`.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors = state.service.config().cors_origins.clone();
+    let routes = Router::new()
         .route("/", post(|s: State<AppState>, r: Request| op(s, None, r)))
         .route("/api/v1/precheck", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Precheck), r)))
         .route("/api/v1/postcheck", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Postcheck), r)))
@@ -43,7 +45,37 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    if cors == crate::settings::CorsOrigins::Off {
+        return routes;
+    }
+    routes.layer(axum::middleware::from_fn(move |req: Request, next: axum::middleware::Next| {
+        let cors = cors.clone();
+        async move { with_cors(&cors, req, next).await }
+    }))
+}
+
+/// Answers preflights and adds `Access-Control-Allow-Origin` for allowed origins.
+async fn with_cors(cors: &crate::settings::CorsOrigins, req: Request, next: axum::middleware::Next) -> Response {
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let allowed = cors.allow(origin.as_deref()).and_then(|o| HeaderValue::from_str(&o).ok());
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(req).await };
+    if let Some(origin) = allowed {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if preflight {
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type, x-governs-key, authorization"),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+    }
+    resp
 }
 
 /// The API key presented, if auth is on and it is valid; 401 when auth is on and it is not.
@@ -54,8 +86,8 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<String>,
     let presented = headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
     match presented {
         Some(k) if keys.verify(k) => Ok(Some(k.to_string())),
-        Some(_) => Err(ApiError::new(401, "unauthorized", "invalid API key in X-Governs-Key")),
-        None => Err(ApiError::new(401, "unauthorized", "missing X-Governs-Key header")),
+        Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "invalid API key in X-Governs-Key")),
+        None => Err(ApiError::new(ErrorCode::Unauthorized, "missing X-Governs-Key header")),
     }
 }
 
@@ -68,32 +100,49 @@ async fn op(State(state): State<AppState>, fixed: Option<Operation>, req: Reques
 
 async fn run_op(state: &AppState, fixed: Option<Operation>, req: Request) -> Result<serde_json::Value, ApiError> {
     let api_key = authenticate(state, req.headers())?;
-    let client_addr = client_addr(&req);
+    let client_addr = client_addr(&req, &state.service.config().trusted_proxies);
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let limit = state.service.config().body_limit;
     let bytes = read_body(req.into_body(), limit).await?;
     let body: serde_json::Value = parse_body(&bytes)?;
-    let meta = RequestMeta { api_key, client_addr };
+    let meta = RequestMeta { api_key, client_addr, request_id, ..RequestMeta::default() };
     match fixed {
         Some(op) => state.service.run(op, body, &meta).await,
         None => state.service.invoke(body, &meta).await,
     }
 }
 
+/// The client address: a [`ClientAddr`] extension set by the adapter (the platform's source
+/// IP, e.g. Lambda's `requestContext`, `CF-Connecting-IP`) first, the socket peer second;
+/// either one, when it is a trusted proxy, yields to the rightmost untrusted
+/// `X-Forwarded-For` hop.
+fn client_addr(req: &Request, trusted: &crate::settings::TrustedProxies) -> Option<std::net::IpAddr> {
+    let peer = req.extensions().get::<ClientAddr>().map(|c| c.0).or_else(|| socket_peer(req))?;
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    Some(trusted.client(peer, forwarded))
+}
+
 /// The peer address recorded by a native listener (`into_make_service_with_connect_info`).
 #[cfg(feature = "native")]
-fn client_addr(req: &Request) -> Option<std::net::IpAddr> {
+fn socket_peer(req: &Request) -> Option<std::net::IpAddr> {
     req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
 }
 
-/// Runtimes without a socket peer (Workers) pass the address as a [`ClientAddr`] extension.
+/// Runtimes without a socket peer pass the address as a [`ClientAddr`] extension.
 #[cfg(not(feature = "native"))]
-fn client_addr(req: &Request) -> Option<std::net::IpAddr> {
-    req.extensions().get::<ClientAddr>().map(|c| c.0)
+fn socket_peer(_req: &Request) -> Option<std::net::IpAddr> {
+    None
 }
 
-/// The client address for runtimes that learn it from headers (e.g. `CF-Connecting-IP`).
+/// The client address, set as a request extension by adapters that learn it from the
+/// platform rather than a socket.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The platform's request id (e.g. Lambda's), set as a request extension by adapters; echoed
+/// into envelope answers.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
 
 /// Reads at most `limit` bytes; more is a 413 (checked against Content-Length first, then
 /// while streaming, so a lying or absent header cannot get past it).
@@ -130,7 +179,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             resp
         }
-        None => ApiError::new(404, "not_found", "metrics are not exported by this runtime").into_response(),
+        None => ApiError::new(ErrorCode::NotFound, "metrics are not exported by this runtime").into_response(),
     }
 }
 
@@ -139,10 +188,10 @@ async fn openapi() -> Response {
 }
 
 async fn not_found(req: Request) -> Response {
-    ApiError::new(404, "not_found", format!("no route for {} {}", req.method(), req.uri().path())).into_response()
+    ApiError::new(ErrorCode::NotFound, format!("no route for {} {}", req.method(), req.uri().path())).into_response()
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    ApiError::new(405, "method_not_allowed", format!("{} is not allowed on {}", req.method(), req.uri().path()))
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.uri().path()))
         .into_response()
 }

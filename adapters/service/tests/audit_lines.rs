@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::sync::Arc;
-use warden_engine::api::Direction;
+use warden_engine::Direction;
 use warden_engine::{Decision, PolicyId};
 use warden_service::audit::{audit_line, AuditLine, AuditWriter};
 use warden_service::record::DecisionRecord;
@@ -24,7 +24,7 @@ fn record() -> DecisionRecord {
         raw_text: format!("ssn {SSN}, mail {EMAIL}"),
         // The email passed through: it is in the output text, which audit must not log either.
         raw_text_out: Some(format!("ssn <USER_SSN>, mail {EMAIL}")),
-        reasons: vec!["pii.redacted:PII:us_ssn".to_owned(), "pii.allowed:PII:email_address".to_owned()],
+        reasons: vec!["pii.redacted:PII:us_ssn".parse().unwrap(), "pii.allowed:PII:email_address".parse().unwrap()],
         pii_counts: vec![("us_ssn".to_owned(), 1), ("email_address".to_owned(), 1)],
         latency_ms: 0.42,
         corr_id: Some("req-9".to_owned()),

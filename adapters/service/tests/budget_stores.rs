@@ -10,6 +10,7 @@ mod redis_server;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use warden_engine::budget::{BudgetOutcome, Money};
+use warden_engine::Reason;
 use warden_service::budget::{BudgetStore, MemoryBudgetStore, SpendKind, SpendRequest, DEFAULT_MONTHLY_LIMIT};
 
 /// 2025-09-24T20:28:17Z.
@@ -49,7 +50,7 @@ async fn basic_flow(store: &dyn BudgetStore) {
     assert_eq!(out.snapshot.purchase_spend, usd(2_000_000));
     let status = out.status();
     assert!(status.allowed);
-    assert_eq!(status.reason, "budget_check_passed");
+    assert_eq!(status.reason, Reason::BudgetCheckPassed);
     assert_eq!(status.current_spend, usd(2_000_030));
     assert_eq!(status.remaining, usd(7_999_970));
     let info = out.info("gpt-4", NOW);
@@ -68,7 +69,7 @@ async fn basic_flow(store: &dyn BudgetStore) {
     assert_eq!(out.assessment.projected, usd(9_000_000));
     assert_eq!(out.assessment.outcome, BudgetOutcome::Warning);
     assert!(!out.recorded);
-    assert_eq!(out.status().reason, "budget_warning");
+    assert_eq!(out.status().reason, Reason::BudgetWarning);
     assert!(out.status().allowed);
     assert_eq!(out.snapshot.current(), usd(2_000_030));
 
@@ -79,7 +80,7 @@ async fn basic_flow(store: &dyn BudgetStore) {
     assert_eq!(out.assessment.outcome, BudgetOutcome::Exceeded);
     assert!(!out.recorded);
     assert!(!out.status().allowed);
-    assert_eq!(out.status().reason, "budget_exceeded");
+    assert_eq!(out.status().reason, Reason::BudgetExceeded);
 
     // A higher explicit limit turns the warning into a pass.
     store.set_limit("alice", usd(100_000_000)).await.unwrap();

@@ -320,7 +320,7 @@ fn config_errors_name_the_variable_and_never_echo_values() {
         ("WARDEN_EVENTS_CONCURRENCY", "0"),
     ] {
         let error = EventsConfig::from_lookup(lookup(&[(var, value)])).unwrap_err();
-        assert_eq!(error.var, var);
+        assert_eq!(error.variable, var);
         assert!(!error.to_string().contains("leak-me"), "{error}");
     }
 }

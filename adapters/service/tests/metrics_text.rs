@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use serde_json::Value;
-use warden_engine::api::Direction;
+use warden_engine::Direction;
 use warden_engine::{Decision, PolicyId};
 use warden_service::metrics::{emf_line, Metrics};
 use warden_service::record::DecisionRecord;
@@ -41,18 +41,18 @@ fn observations_show_up_with_their_names_and_counts() {
     let mut transform = record(Decision::Transform, PolicyId::ToolAccess, 0.3);
     transform.pii_counts = vec![("us_ssn".to_owned(), 2), ("my_custom_id".to_owned(), 1)];
     transform.reasons = vec![
-        "pii.tokenized:PII:us_ssn".to_owned(),
-        "pii.redacted:PII:my_custom_id".to_owned(),
-        "budget_check_passed".to_owned(),
+        "pii.tokenized:PII:us_ssn".parse().unwrap(),
+        "pii.redacted:PII:my_custom_id".parse().unwrap(),
+        "budget_check_passed".parse().unwrap(),
     ];
     metrics.observe(&transform);
     metrics.observe(&transform);
     let mut deny = record(Decision::Deny, PolicyId::DenyExec, 2_000.0);
-    deny.reasons = vec!["blocked tool: code/exec".to_owned(), "budget_exceeded".to_owned()];
+    deny.reasons = vec!["blocked tool: code/exec".parse().unwrap(), "budget_exceeded".parse().unwrap()];
     metrics.observe(&deny);
     let mut strict = record(Decision::Deny, PolicyId::StrictFallback, 0.1);
     strict.pii_counts = vec![("us_ssn".to_owned(), 1)];
-    strict.reasons = vec!["strict_pii_blocked:PII:us_ssn".to_owned()];
+    strict.reasons = vec!["strict_pii_blocked:PII:us_ssn".parse().unwrap()];
     // Through the service's observer interface, as the server registers it.
     Observer::observe(&metrics, &strict);
 

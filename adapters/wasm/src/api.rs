@@ -8,21 +8,31 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt;
-use warden_engine::api::{EvaluateRequest, EvaluateResponse, RedactResponse};
 use warden_engine::policy_file::parse_policy;
-use warden_engine::{CheckRequest, CheckResponse, Direction, OnError, Policy, TokenKey};
-use warden_service::auth::ApiKeys;
+use warden_engine::{
+    CheckRequest, CheckResponse, Direction, ErrorCode, EvaluateRequest, EvaluateResponse, RedactResponse,
+};
 use warden_service::clock::Clock;
 use warden_service::error::{from_value, ApiError};
 use warden_service::policy_source::PolicySource;
 use warden_service::router::{router, AppState};
-use warden_service::service::{Service, ServiceConfig, DEFAULT_SALT};
+use warden_service::service::{Service, ServiceBuilder};
+use warden_service::settings::Settings;
 
-/// The policy compiled into the package, used when `options.policy` is absent.
-pub const BUNDLED_POLICY: &str = include_str!("../../../policies/policy.tool_access.yaml");
+/// `agent_id` of an `evaluate` that names none.
+pub const DEFAULT_AGENT_ID: &str = "vercel-edge";
 
-/// Where the bundled policy comes from (readiness `policy_file` detail).
-pub const BUNDLED_ORIGIN: &str = "embedded:policy.tool_access.yaml";
+/// Options that are settings of SPEC §9, by their variable; the value of those marked secret
+/// is never repeated in an error.
+const SETTING_OPTIONS: [(&str, &str, bool); 7] = [
+    ("piiTokenSalt", "PII_TOKEN_SALT", true),
+    ("onError", "ON_ERROR", false),
+    ("apiKeys", "WARDEN_API_KEYS", true),
+    ("bodyLimit", "WARDEN_BODY_LIMIT", false),
+    ("maxBatch", "WARDEN_MAX_BATCH", false),
+    ("environment", "WARDEN_ENV", false),
+    ("orgId", "WARDEN_ORG_ID", false),
+];
 
 /// Options of `new Warden(options)`. Unknown keys are rejected so that a typo such as
 /// `piiTokensalt` fails loudly instead of silently running with the default salt.
@@ -99,32 +109,39 @@ impl Core {
                 return Err(format!("options must be an object, not {}", warden_service::error::kind(&other)));
             }
         };
-        let (policy, origin) = load_policy(options.policy, options.policy_name)?;
-        let on_error = match options.on_error.as_deref().map(str::trim) {
-            None | Some("") => OnError::Block,
-            Some(name) => OnError::from_name(name)
-                .ok_or_else(|| format!("invalid option `onError`: `{name}` is not one of block, pass, best_effort"))?,
-        };
-        // An empty salt means "not configured", as for the server's PII_TOKEN_SALT: an unset
-        // environment variable often arrives as "" rather than undefined.
-        let salt = options.pii_token_salt.filter(|s| !s.trim().is_empty());
-        let api_keys = api_keys(options.api_keys)?;
-        let body_limit = positive("bodyLimit", options.body_limit, 1024 * 1024)?;
-        let max_batch = positive("maxBatch", options.max_batch, 1000)?;
-        let config = ServiceConfig {
-            on_error,
-            body_limit,
-            max_batch,
-            org_id: options.org_id.filter(|s| !s.is_empty()),
-            default_salt: salt.is_none(),
-            environment: options.environment.unwrap_or_else(|| String::from("production")),
-            // Settings this package has no use for (e.g. event delivery) keep their defaults.
-            ..ServiceConfig::default()
-        };
-        let key = TokenKey::new(salt.as_deref().unwrap_or(DEFAULT_SALT));
-        let service = Arc::new(Service::new(Arc::new(PolicySource::new(policy, origin)), key, config, clock));
-        let router =
-            router(AppState { service: Arc::clone(&service), api_keys: api_keys.map(Arc::new), metrics: None });
+        let source = load_policy(options.policy, options.policy_name)?;
+        let vars: Vec<(&str, String)> = [
+            ("PII_TOKEN_SALT", options.pii_token_salt),
+            ("ON_ERROR", options.on_error),
+            ("WARDEN_API_KEYS", api_keys(options.api_keys)?),
+            ("WARDEN_BODY_LIMIT", options.body_limit.map(|n| n.to_string())),
+            ("WARDEN_MAX_BATCH", options.max_batch.map(|n| n.to_string())),
+            ("WARDEN_ENV", options.environment),
+            ("WARDEN_ORG_ID", options.org_id),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        let lookup = |k: &str| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone());
+        let settings = Settings::from_lookup(lookup).map_err(|e| {
+            let (option, secret) = SETTING_OPTIONS
+                .iter()
+                .find(|(_, var, _)| *var == e.variable)
+                .map_or((e.variable, true), |(option, _, secret)| (*option, *secret));
+            match lookup(e.variable).filter(|_| !secret) {
+                Some(value) => format!("invalid option `{option}` (`{value}`): {}", e.problem),
+                None => format!("invalid option `{option}`: {}", e.problem),
+            }
+        })?;
+        let mut config = settings.service_config();
+        config.default_agent_id = Some(String::from(DEFAULT_AGENT_ID));
+        let service = ServiceBuilder::new(Arc::new(source), settings.token_key(), config)
+            .clock(clock)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let service = Arc::new(service);
+        let api_keys = settings.api_keys.is_enabled().then(|| Arc::new(settings.api_keys.clone()));
+        let router = router(AppState { service: Arc::clone(&service), api_keys, metrics: None });
         Ok(Core { service, router })
     }
 
@@ -141,7 +158,7 @@ impl Core {
     pub fn check(&self, request: Value, direction: Direction) -> Result<CheckResponse, ApiError> {
         let req: CheckRequest = from_value(request)?;
         let policy = self.service.policy_source().get();
-        let verdict = self.service.context(&policy).check(&req, direction);
+        let verdict = self.service.gate(&policy).check(&req, direction);
         Ok(CheckResponse::from_verdict(verdict, self.now_secs()))
     }
 
@@ -149,13 +166,13 @@ impl Core {
     pub fn evaluate(&self, request: Value) -> Result<EvaluateResponse, ApiError> {
         let req: EvaluateRequest = from_value(request)?;
         let policy = self.service.policy_source().get();
-        Ok(self.service.context(&policy).evaluate(&req, self.now_secs()))
+        Ok(self.service.gate(&policy).evaluate(&req, self.now_secs()))
     }
 
     /// `POST /api/v1/redact` on a text.
     pub fn redact(&self, text: &str) -> RedactResponse {
         let policy = self.service.policy_source().get();
-        self.service.context(&policy).redact(text)
+        self.service.gate(&policy).redact(text)
     }
 
     /// The HTTP router serving every route of SPEC §2 (the same router as the native server).
@@ -190,7 +207,9 @@ pub async fn handle(
     // Bodies are the router's own JSON or text, already in memory: no limit needed to read them.
     let body = match axum::body::to_bytes(response.into_body(), usize::MAX).await {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) => return error_result(&ApiError::new(500, "internal", format!("could not read the response: {e}"))),
+        Err(e) => {
+            return error_result(&ApiError::new(ErrorCode::Internal, format!("could not read the response: {e}")))
+        }
     };
     HttpResult { status, headers, body }
 }
@@ -202,20 +221,20 @@ fn build_request(
     body: Vec<u8>,
 ) -> Result<http::Request<Body>, ApiError> {
     let method = http::Method::from_bytes(method.as_bytes())
-        .map_err(|_| ApiError::new(400, "invalid_request", format!("`{method}` is not an HTTP method")))?;
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest, format!("`{method}` is not an HTTP method")))?;
     if !path.starts_with('/') {
-        return Err(ApiError::new(400, "invalid_request", format!("path `{path}` must start with `/`")));
+        return Err(ApiError::new(ErrorCode::BadRequest, format!("path `{path}` must start with `/`")));
     }
     let mut builder = http::Request::builder().method(method).uri(path);
     for (name, value) in headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    builder.body(Body::from(body)).map_err(|e| ApiError::new(400, "invalid_request", format!("invalid request: {e}")))
+    builder.body(Body::from(body)).map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid request: {e}")))
 }
 
 fn error_result(e: &ApiError) -> HttpResult {
     HttpResult {
-        status: e.status,
+        status: e.status(),
         headers: vec![(String::from("content-type"), String::from("application/json"))],
         body: e.body().to_string(),
     }
@@ -223,20 +242,18 @@ fn error_result(e: &ApiError) -> HttpResult {
 
 /// The policy of `options.policy`, or the bundled one; errors name the field (and, for YAML
 /// or JSON text, the line and column).
-fn load_policy(policy: Option<Value>, name: Option<String>) -> Result<(Policy, String), String> {
+fn load_policy(policy: Option<Value>, name: Option<String>) -> Result<PolicySource, String> {
     match policy {
-        None | Some(Value::Null) => parse_policy(BUNDLED_ORIGIN, BUNDLED_POLICY)
-            .map(|p| (p, String::from(BUNDLED_ORIGIN)))
-            .map_err(|e| format!("bundled policy: {e}")),
+        None | Some(Value::Null) => PolicySource::bundled().map_err(|e| format!("bundled policy: {e}")),
         Some(Value::String(text)) => {
             let name = name.unwrap_or_else(|| String::from("options.policy"));
-            parse_policy(&name, &text).map(|p| (p, name)).map_err(|e| format!("invalid policy: {e}"))
+            PolicySource::parse(&text, name).map_err(|e| format!("invalid policy: {e}"))
         }
         Some(doc @ Value::Object(_)) => {
             // Through the text parser rather than `Policy::from_json_value` for its field paths.
             let name = name.unwrap_or_else(|| String::from("options.policy"));
             let text = doc.to_string();
-            parse_policy("options.policy.json", &text).map(|p| (p, name.clone())).map_err(|e| {
+            parse_policy("options.policy.json", &text).map(|p| PolicySource::new(p, name.clone())).map_err(|e| {
                 // Line and column of our own serialisation would mean nothing to the caller.
                 let e = e.error;
                 if e.field.is_empty() {
@@ -253,10 +270,11 @@ fn load_policy(policy: Option<Value>, name: Option<String>) -> Result<(Policy, S
     }
 }
 
-fn api_keys(value: Option<Value>) -> Result<Option<ApiKeys>, String> {
-    let text = match value {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s,
+/// `apiKeys` as the `WARDEN_API_KEYS` text: a string, or an array of keys.
+fn api_keys(value: Option<Value>) -> Result<Option<String>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(Value::Array(items)) => {
             let mut keys = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
@@ -269,23 +287,12 @@ fn api_keys(value: Option<Value>) -> Result<Option<ApiKeys>, String> {
                     }
                 }
             }
-            keys.join(",")
+            Ok(Some(keys.join(",")))
         }
-        Some(other) => {
-            return Err(format!(
-                "invalid option `apiKeys`: expected a string or an array of strings, not {}",
-                warden_service::error::kind(&other)
-            ))
-        }
-    };
-    ApiKeys::from_env_value(&text).map(Some).map_err(|e| format!("invalid option `apiKeys`: {e}"))
-}
-
-fn positive(name: &str, value: Option<usize>, default: usize) -> Result<usize, String> {
-    match value {
-        None => Ok(default),
-        Some(0) => Err(format!("invalid option `{name}`: must be at least 1")),
-        Some(n) => Ok(n),
+        Some(other) => Err(format!(
+            "invalid option `apiKeys`: expected a string or an array of strings, not {}",
+            warden_service::error::kind(&other)
+        )),
     }
 }
 
@@ -318,7 +325,7 @@ mod tests {
         let ra = a.check(req.clone(), Direction::Ingress).unwrap();
         let rb = b.check(req, Direction::Ingress).unwrap();
         assert_eq!(ra, rb);
-        assert_eq!(ra.reasons, vec!["blocked tool: rm.rf".to_string()]);
+        assert_eq!(ra.reasons, vec!["blocked tool: rm.rf".parse().unwrap()]);
     }
 
     #[test]
@@ -345,9 +352,9 @@ mod tests {
     fn invalid_requests_are_422_naming_the_field() {
         let w = core(Value::Null).unwrap();
         let e = w.check(json!({"tool": "t"}), Direction::Ingress).unwrap_err();
-        assert_eq!((e.status, e.field.as_deref()), (422, Some("raw_text")));
+        assert_eq!((e.status(), e.field.as_deref()), (422, Some("raw_text")));
         let e = w.check(json!("text"), Direction::Egress).unwrap_err();
-        assert_eq!(e.status, 422);
+        assert_eq!(e.status(), 422);
         let e = w.evaluate(json!({"payload": {}})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("agent_id"));
     }

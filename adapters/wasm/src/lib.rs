@@ -16,7 +16,7 @@ use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};
 use serde_json::Value;
 use std::sync::Arc;
 use warden_engine::Direction;
-use warden_service::clock::Clock;
+use warden_service::clock::JsClock;
 use warden_service::error::ApiError;
 use wasm_bindgen::prelude::*;
 
@@ -119,23 +119,6 @@ export interface WardenError extends Error {
 }
 "#;
 
-/// Wall clock from JavaScript: `SystemTime` and `Instant` panic on wasm32-unknown-unknown.
-#[derive(Debug, Default)]
-struct JsClock;
-
-impl Clock for JsClock {
-    fn now_ms(&self) -> i64 {
-        // `Date.now()` is an integral number of milliseconds well inside i64.
-        #[allow(clippy::cast_possible_truncation)]
-        let ms = js_sys::Date::now() as i64;
-        ms
-    }
-
-    fn monotonic_us(&self) -> u64 {
-        u64::try_from(self.now_ms()).unwrap_or(0).saturating_mul(1000)
-    }
-}
-
 /// A JS `Error` named `WardenError` with `code`, `status` and (optionally) `field`.
 fn js_error(message: &str, code: &str, status: u16, field: Option<&str>) -> JsValue {
     let e = JsError::new(message);
@@ -154,7 +137,7 @@ fn api_error(op: &str, e: &ApiError) -> JsValue {
         Some(f) => format!("Warden.{op}: {} (field `{f}`)", e.message),
         None => format!("Warden.{op}: {}", e.message),
     };
-    js_error(&message, e.code, e.status, e.field.as_deref())
+    js_error(&message, e.code.as_str(), e.status(), e.field.as_deref())
 }
 
 /// A JS value as JSON; `undefined`, functions, symbols, BigInts and cycles are client errors.

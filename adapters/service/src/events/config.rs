@@ -1,16 +1,11 @@
 //! Event delivery settings from the environment (SPEC §9).
 
-use super::dispatch::{DeliveryStats, Dispatcher, DispatcherConfig, RetryPolicy};
-use super::dlq::DeadLetterQueue;
+use super::delivery::{DispatcherConfig, RetryPolicy};
 use super::event::EventOptions;
 use super::gateway::{redact_url, GatewayUrl};
-use super::sink::EventSink;
-use super::webhook::WebhookSink;
-use super::ws::WebSocketSink;
+use crate::settings::{ConfigError, Vars};
 use core::fmt;
-use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `WEBHOOK_TIMEOUT_S` default, seconds.
@@ -29,23 +24,6 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_DLQ_FILE: &str = "dlq.jsonl";
 /// `WEBHOOK_SECRET` default, as in GovernsAI; readiness should warn while it is in use.
 pub const DEFAULT_WEBHOOK_SECRET: &str = "dev-secret";
-
-/// A setting that could not be used. Never contains the value, which may be a secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The environment variable.
-    pub var: &'static str,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.var, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Event delivery settings. `Debug` masks the secret and URL keys.
 #[derive(Clone, PartialEq)]
@@ -109,52 +87,53 @@ impl EventsConfig {
     /// Reads settings through `lookup` (variable name → value). Unset and empty values take
     /// the defaults; malformed values are errors naming the variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<EventsConfig, ConfigError> {
-        let get = |var: &str| lookup(var).filter(|value| !value.trim().is_empty());
-        let defaults = EventsConfig::default();
+        EventsConfig::from_vars(&Vars::new(&lookup))
+    }
 
-        let webhook_url = match get("WEBHOOK_URL") {
-            Some(url) => Some(checked_url(url.trim())?),
+    /// Reads the event settings of [`Settings`](crate::settings::Settings).
+    pub fn from_vars(vars: &Vars<'_>) -> Result<EventsConfig, ConfigError> {
+        let defaults = EventsConfig::default();
+        let webhook_url = match vars.get("WEBHOOK_URL") {
+            Some(url) => Some(checked_url(&url)?),
             None => None,
         };
-        let timeout = match get("WEBHOOK_TIMEOUT_S") {
+        let timeout = match vars.get("WEBHOOK_TIMEOUT_S") {
             Some(text) => text
-                .trim()
                 .parse::<f64>()
                 .ok()
                 .filter(|secs| *secs > 0.0)
                 .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-                .ok_or_else(|| invalid("WEBHOOK_TIMEOUT_S", "expected a positive number of seconds"))?,
+                .ok_or_else(|| ConfigError::new("WEBHOOK_TIMEOUT_S", "expected a positive number of seconds"))?,
             None => defaults.timeout,
         };
         let retry = RetryPolicy {
-            max_retries: parsed(&get, "WEBHOOK_MAX_RETRIES", DEFAULT_MAX_RETRIES)?,
-            backoff_base: Duration::from_millis(parsed(&get, "WEBHOOK_BACKOFF_BASE_MS", DEFAULT_BACKOFF_BASE_MS)?),
+            max_retries: vars.parse("WEBHOOK_MAX_RETRIES", DEFAULT_MAX_RETRIES, "a non-negative integer")?,
+            backoff_base: Duration::from_millis(vars.parse(
+                "WEBHOOK_BACKOFF_BASE_MS",
+                DEFAULT_BACKOFF_BASE_MS,
+                "a non-negative integer",
+            )?),
             ..defaults.dispatcher.retry
         };
         let dispatcher = DispatcherConfig {
-            queue_capacity: positive(&get, "WARDEN_EVENTS_QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY)?,
-            concurrency: positive(&get, "WARDEN_EVENTS_CONCURRENCY", DEFAULT_CONCURRENCY)?,
+            queue_capacity: vars.positive("WARDEN_EVENTS_QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY)?,
+            concurrency: vars.positive("WARDEN_EVENTS_CONCURRENCY", DEFAULT_CONCURRENCY)?,
             retry,
         };
-        let dlq_path = match get("PRECHECK_DLQ") {
+        let dlq_path = match vars.get("PRECHECK_DLQ") {
             Some(path) => PathBuf::from(path),
-            None => {
-                get("WARDEN_DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from).join(DEFAULT_DLQ_FILE)
-            }
-        };
-        let include_raw_text = match get("EVENTS_INCLUDE_RAW_TEXT") {
-            Some(text) => {
-                parse_bool(&text).ok_or_else(|| invalid("EVENTS_INCLUDE_RAW_TEXT", "expected true or false"))?
-            }
-            None => false,
+            None => vars
+                .get("WARDEN_DATA_DIR")
+                .map_or_else(|| PathBuf::from("./data"), PathBuf::from)
+                .join(DEFAULT_DLQ_FILE),
         };
         Ok(EventsConfig {
             webhook_url,
-            webhook_secret: get("WEBHOOK_SECRET").unwrap_or(defaults.webhook_secret),
+            webhook_secret: vars.get("WEBHOOK_SECRET").unwrap_or(defaults.webhook_secret),
             timeout,
             dispatcher,
             dlq_path,
-            include_raw_text,
+            include_raw_text: vars.flag("EVENTS_INCLUDE_RAW_TEXT", false)?,
         })
     }
 
@@ -174,63 +153,52 @@ impl EventsConfig {
         }
     }
 
-    /// The sink for `WEBHOOK_URL`: a [`WebSocketSink`] for `ws(s)://`, else a signed
-    /// [`WebhookSink`]; `None` when no URL is set.
-    pub fn sink(&self) -> io::Result<Option<Arc<dyn EventSink>>> {
-        let Some(url) = self.webhook_url.as_deref() else {
-            return Ok(None);
-        };
-        let sink: Arc<dyn EventSink> = if is_websocket(url) {
-            Arc::new(WebSocketSink::new(url, self.timeout))
-        } else {
-            Arc::new(WebhookSink::new(url, self.webhook_secret.as_bytes(), self.timeout).map_err(io::Error::other)?)
-        };
-        Ok(Some(sink))
-    }
-
-    /// The DLQ at `dlq_path`, updating `stats`.
-    pub fn dead_letter_queue(&self, stats: DeliveryStats) -> Arc<DeadLetterQueue> {
-        Arc::new(DeadLetterQueue::new(self.dlq_path.clone(), stats))
-    }
-
-    /// Starts a [`Dispatcher`] for `WEBHOOK_URL` on the current tokio runtime, counting into
-    /// `stats` (pass `Metrics::delivery_stats()` to export them); `None` when events are off.
-    pub fn start(&self, stats: DeliveryStats) -> io::Result<Option<Dispatcher>> {
-        let Some(sink) = self.sink()? else {
-            return Ok(None);
-        };
-        let dlq = self.dead_letter_queue(stats);
-        Dispatcher::start(sink, dlq, self.dispatcher.clone()).map(Some)
+    /// Whether `WEBHOOK_URL` is a WebSocket gateway.
+    pub fn is_websocket(&self) -> bool {
+        self.webhook_url.as_deref().is_some_and(is_websocket)
     }
 }
 
-fn invalid(var: &'static str, message: &str) -> ConfigError {
-    ConfigError { var, message: message.to_owned() }
-}
+#[cfg(feature = "native")]
+mod native {
+    use super::super::dispatch::{DeliveryStats, Dispatcher};
+    use super::super::dlq::DeadLetterQueue;
+    use super::super::sink::EventSink;
+    use super::super::webhook::WebhookSink;
+    use super::super::ws::WebSocketSink;
+    use super::{is_websocket, EventsConfig};
+    use std::io;
+    use std::sync::Arc;
 
-fn parsed<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match get(var) {
-        Some(text) => text.trim().parse().map_err(|_| invalid(var, "expected a non-negative integer")),
-        None => Ok(default),
-    }
-}
+    impl EventsConfig {
+        /// The sink for `WEBHOOK_URL`: a [`WebSocketSink`] for `ws(s)://`, else a signed
+        /// [`WebhookSink`]; `None` when no URL is set.
+        pub fn sink(&self) -> io::Result<Option<Arc<dyn EventSink>>> {
+            let Some(url) = self.webhook_url.as_deref() else {
+                return Ok(None);
+            };
+            let sink: Arc<dyn EventSink> = if is_websocket(url) {
+                Arc::new(WebSocketSink::new(url, self.timeout))
+            } else {
+                Arc::new(WebhookSink::new(url, self.webhook_secret.as_bytes(), self.timeout).map_err(io::Error::other)?)
+            };
+            Ok(Some(sink))
+        }
 
-fn positive(get: &impl Fn(&str) -> Option<String>, var: &'static str, default: usize) -> Result<usize, ConfigError> {
-    match parsed(get, var, default)? {
-        0 => Err(invalid(var, "must be at least 1")),
-        value => Ok(value),
-    }
-}
+        /// The DLQ at `dlq_path`, updating `stats`.
+        pub fn dead_letter_queue(&self, stats: DeliveryStats) -> Arc<DeadLetterQueue> {
+            Arc::new(DeadLetterQueue::new(self.dlq_path.clone(), stats))
+        }
 
-fn parse_bool(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
+        /// Starts a [`Dispatcher`] for `WEBHOOK_URL` on the current tokio runtime, counting into
+        /// `stats` (pass `Metrics::delivery_stats()` to export them); `None` when events are off.
+        pub fn start(&self, stats: DeliveryStats) -> io::Result<Option<Dispatcher>> {
+            let Some(sink) = self.sink()? else {
+                return Ok(None);
+            };
+            let dlq = self.dead_letter_queue(stats);
+            Dispatcher::start(sink, dlq, self.dispatcher.clone()).map(Some)
+        }
     }
 }
 
@@ -245,6 +213,6 @@ fn is_websocket(url: &str) -> bool {
 fn checked_url(url: &str) -> Result<String, ConfigError> {
     match scheme(url).as_str() {
         "http" | "https" | "ws" | "wss" => Ok(url.to_owned()),
-        _ => Err(invalid("WEBHOOK_URL", "expected an http://, https://, ws:// or wss:// URL")),
+        _ => Err(ConfigError::new("WEBHOOK_URL", "expected an http://, https://, ws:// or wss:// URL")),
     }
 }

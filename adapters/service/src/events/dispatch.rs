@@ -1,11 +1,11 @@
 //! Retries with backoff, and the background [`Dispatcher`] that keeps delivery off the
 //! request path.
 
+use super::delivery::{deliver, DeliveryOutcome, DispatcherConfig, RetryPolicy, Timer};
 use super::dlq::DeadLetterQueue;
-use super::sink::{EventSink, SendError};
+use super::sink::EventSink;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use rand::Rng;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,108 +29,6 @@ pub struct DeliveryStats {
     pub dead_lettered: Counter,
     /// Lines currently in the DLQ file, as far as this process knows.
     pub dlq_size: Gauge,
-}
-
-/// Exponential backoff with jitter: retry `n` (0-based) waits `base * 2^n`, capped at
-/// `max_backoff`, scaled by a random factor in `[1 - jitter, 1 + jitter]`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (`WEBHOOK_MAX_RETRIES`, default 3).
-    pub max_retries: u32,
-    /// Wait before the first retry (`WEBHOOK_BACKOFF_BASE_MS`, default 150 ms).
-    pub backoff_base: Duration,
-    /// Relative jitter, 0.2 = ±20 %; spreads retries from many instances apart.
-    pub jitter: f64,
-    /// Upper bound of one wait, before jitter.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 3,
-            backoff_base: Duration::from_millis(150),
-            jitter: 0.2,
-            max_backoff: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry `retry` (0 = the wait after the first attempt).
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.checked_pow(retry).unwrap_or(u32::MAX);
-        let nominal = self.backoff_base.saturating_mul(factor).min(self.max_backoff);
-        if !(self.jitter.is_finite() && self.jitter > 0.0) {
-            return nominal;
-        }
-        let jitter = self.jitter.min(1.0);
-        let scale = rand::rng().random_range(1.0 - jitter..=1.0 + jitter);
-        Duration::try_from_secs_f64(nominal.as_secs_f64() * scale).unwrap_or(nominal)
-    }
-}
-
-/// The result of [`deliver_with_retries`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    /// The sink accepted the event.
-    Delivered {
-        /// Attempts made, including the successful one.
-        attempts: u32,
-    },
-    /// Every attempt failed.
-    Failed {
-        /// Attempts made: `1 + max_retries`.
-        attempts: u32,
-        /// The last attempt's error.
-        error: SendError,
-    },
-}
-
-/// Sends `event_json` to `sink`, retrying failures per `policy`. Does not touch the DLQ;
-/// serverless adapters can call this directly for a bounded send before returning.
-pub async fn deliver_with_retries(sink: &dyn EventSink, event_json: &str, policy: &RetryPolicy) -> DeliveryOutcome {
-    deliver_counting(sink, event_json, policy, &AtomicU32::new(0)).await
-}
-
-/// [`deliver_with_retries`], recording attempts in `attempts` so a delivery interrupted by
-/// shutdown still reports how often it was tried.
-async fn deliver_counting(
-    sink: &dyn EventSink,
-    event_json: &str,
-    policy: &RetryPolicy,
-    attempts: &AtomicU32,
-) -> DeliveryOutcome {
-    let mut retry = 0;
-    loop {
-        let attempt = attempts.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        match sink.send(event_json).await {
-            Ok(()) => return DeliveryOutcome::Delivered { attempts: attempt },
-            Err(error) if retry >= policy.max_retries => return DeliveryOutcome::Failed { attempts: attempt, error },
-            Err(_) => {
-                tokio::time::sleep(policy.backoff(retry)).await;
-                retry += 1;
-            }
-        }
-    }
-}
-
-/// Queue and worker settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DispatcherConfig {
-    /// Events waiting for delivery before new ones go straight to the DLQ
-    /// (`WARDEN_EVENTS_QUEUE_CAPACITY`, default 10 000; at least 1).
-    pub queue_capacity: usize,
-    /// Deliveries in flight at once (`WARDEN_EVENTS_CONCURRENCY`, default 32; at least 1).
-    pub concurrency: usize,
-    /// Retries per event.
-    pub retry: RetryPolicy,
-}
-
-impl Default for DispatcherConfig {
-    fn default() -> Self {
-        DispatcherConfig { queue_capacity: 10_000, concurrency: 32, retry: RetryPolicy::default() }
-    }
 }
 
 /// What [`Dispatcher::try_enqueue`] did with an event.
@@ -318,7 +216,10 @@ impl Worker {
                         let event = Arc::clone(&flight.event);
                         let attempts = Arc::clone(&flight.attempts);
                         let handle = deliveries.spawn(async move {
-                            deliver_counting(sink.as_ref(), &event, &retry, &attempts).await
+                            deliver(sink.as_ref(), &event, &retry, &TokioTimer, || {
+                                attempts.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .await
                         });
                         in_flight.insert(handle.id(), flight);
                     }
@@ -379,4 +280,23 @@ impl Worker {
         // left; the worker keeps going so one bad disk moment does not stop delivery.
         let _ = self.dlq.append(event, reason, attempts).await;
     }
+}
+
+/// Tokio's sleeps and `rand`'s jitter, for [`deliver`] on native runtimes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioTimer;
+
+impl Timer for TokioTimer {
+    fn sleep(&self, d: Duration) -> super::delivery::BoxFuture<()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+
+    fn unit_random(&self) -> f64 {
+        rand::random::<f64>()
+    }
+}
+
+/// [`deliver`] with tokio's timer: a bounded send with retries, without the DLQ.
+pub async fn deliver_with_retries(sink: &dyn EventSink, event_json: &str, policy: &RetryPolicy) -> DeliveryOutcome {
+    deliver(sink, event_json, policy, &TokioTimer, || {}).await
 }

@@ -2,9 +2,10 @@
 //! `{"event":<event>,"error":"...","failedAt":"<ISO>","attempts":N}` per line, and its
 //! replay.
 
+use super::delivery::{dlq_line, DeadLetter};
 use super::dispatch::DeliveryStats;
-use super::event::iso8601_utc_ms;
 use super::sink::EventSink;
+use crate::budget::StoreError;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
@@ -12,26 +13,6 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// One DLQ line (without the trailing newline). A valid one-line JSON `event_json` is
-/// embedded as is, so replay re-sends the exact bytes; pretty-printed JSON is compacted,
-/// and anything that is not JSON is stored as a JSON string.
-pub fn dlq_line(event_json: &str, error: &str, attempts: u32, failed_at_unix_ms: i64) -> String {
-    let single_line = !event_json.contains(['\n', '\r']);
-    let event = if single_line && serde_json::from_str::<IgnoredAny>(event_json).is_ok() {
-        event_json.to_owned()
-    } else {
-        match serde_json::from_str::<Value>(event_json) {
-            Ok(value) => value.to_string(),
-            Err(_) => Value::String(event_json.to_owned()).to_string(),
-        }
-    };
-    format!(
-        "{{\"event\":{event},\"error\":{},\"failedAt\":{},\"attempts\":{attempts}}}",
-        Value::String(error.to_owned()),
-        Value::String(iso8601_utc_ms(failed_at_unix_ms)),
-    )
-}
 
 /// A DLQ file. Appends from this process are serialised so lines never interleave; each
 /// line is one `write` on a file opened in append mode, followed by `fsync`
@@ -385,5 +366,12 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     {
         let _ = path;
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl DeadLetter for DeadLetterQueue {
+    async fn put(&self, event_json: &str, error: &str, attempts: u32) -> Result<(), StoreError> {
+        self.append(event_json, error, attempts).await.map_err(|e| StoreError::new("dlq-file", e.to_string()))
     }
 }

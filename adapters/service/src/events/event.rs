@@ -1,10 +1,11 @@
 //! The `decision.v1` event in GovernsAI's `INGEST` shape, built from a [`DecisionRecord`].
 
-use super::hex_lower;
 use crate::record::DecisionRecord;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use warden_engine::encode::hex_lower;
+pub use warden_engine::encode::iso8601_utc_ms;
 use warden_engine::{Detector, PiiKind};
 
 /// The event schema name.
@@ -156,33 +157,4 @@ pub fn idempotency_key(record: &DecisionRecord) -> String {
         digest.update(field.as_bytes());
     }
     hex_lower(&digest.finalize())
-}
-
-/// ISO-8601 UTC with milliseconds (`2026-11-22T04:12:00.123Z`) from unix milliseconds,
-/// by pure arithmetic (proleptic Gregorian calendar; negative times are before 1970).
-pub fn iso8601_utc_ms(unix_ms: i64) -> String {
-    const MS_PER_DAY: i64 = 86_400_000;
-    let days = unix_ms.div_euclid(MS_PER_DAY);
-    let ms_of_day = unix_ms.rem_euclid(MS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    let hour = ms_of_day / 3_600_000;
-    let minute = ms_of_day / 60_000 % 60;
-    let second = ms_of_day / 1_000 % 60;
-    let milli = ms_of_day % 1_000;
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
-}
-
-/// Days since 1970-01-01 → (year, month, day); Howard Hinnant's `civil_from_days`, which
-/// is exact for every `i64` day count that a millisecond timestamp can produce.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], March-based
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }

@@ -5,7 +5,7 @@ use super::dispatch::Dispatcher;
 use super::dlq::dlq_status;
 use super::event::EventBuilder;
 use crate::record::DecisionRecord;
-use crate::service::{Check, Observer, Probe};
+use crate::service::{Check, CheckStatus, Observer, Probe};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -50,23 +50,23 @@ impl Probe for EventPublisher {
         let shown = path.display().to_string();
         let status = match tokio::task::spawn_blocking(move || dlq_status(path)).await {
             Ok(status) => status,
-            Err(error) => return Check::new("error", Some(format!("{shown}: {error}"))),
+            Err(error) => return Check::new(CheckStatus::Error, Some(format!("{shown}: {error}"))),
         };
         let snapshot = self.dispatcher.snapshot();
         let queue = format!("queue {}/{}", snapshot.queue_depth, snapshot.queue_capacity);
         if !status.writable {
             let error = status.error.unwrap_or_else(|| "not writable".to_owned());
-            return Check::new("error", Some(format!("{error}; {queue}")));
+            return Check::new(CheckStatus::Error, Some(format!("{error}; {queue}")));
         }
         if status.lines > 0 {
             return Check::new(
-                "warning",
+                CheckStatus::Warning,
                 Some(format!(
                     "{shown}: {} undelivered event(s), replay with `warden dlq replay`; {queue}",
                     status.lines
                 )),
             );
         }
-        Check::new("ok", Some(format!("{shown}: empty; {queue}")))
+        Check::new(CheckStatus::Ok, Some(format!("{shown}: empty; {queue}")))
     }
 }

@@ -1,11 +1,11 @@
 //! Webhook signatures: `X-Warden-Signature: sha256=<hex HMAC-SHA256(secret, "<ts>.<body>")>`
 //! with `X-Warden-Timestamp: <unix seconds>`.
 
-use super::hex_lower;
 use core::fmt;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use warden_engine::encode::hex_lower;
 
 /// Header carrying the signing time, unix seconds.
 pub const TIMESTAMP_HEADER: &str = "X-Warden-Timestamp";

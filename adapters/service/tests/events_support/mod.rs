@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
-use warden_engine::api::Direction;
+use warden_engine::Direction;
 use warden_engine::{Decision, PolicyId};
 use warden_service::record::DecisionRecord;
 
@@ -101,7 +101,7 @@ pub fn record(corr_id: &str) -> DecisionRecord {
         scope: "net.external".to_owned(),
         raw_text: "my ssn is 123-45-6789".to_owned(),
         raw_text_out: Some("my ssn is <USER_SSN>".to_owned()),
-        reasons: vec!["pii.redacted:PII:us_ssn".to_owned()],
+        reasons: vec!["pii.redacted:PII:us_ssn".parse().unwrap()],
         pii_counts: vec![("us_ssn".to_owned(), 1)],
         latency_ms: 1.25,
         corr_id: Some(corr_id.to_owned()),

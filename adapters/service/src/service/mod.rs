@@ -1,0 +1,207 @@
+//! The runtime-neutral service: every operation of SPEC §2, the message seam
+//! ([`Service::handle_message`]) and the document seam ([`Service::govern_document`]).
+//! HTTP routers, direct invocations, queues, Pub/Sub, blob and object triggers all call into
+//! it; adapters only map their platform's shapes onto these calls.
+//!
+//! Layout: [`operation`] (operations and the invoke envelope), [`hooks`] (observers and
+//! readiness probes), `pipeline` (one governed request → response + one
+//! [`DecisionRecord`](crate::record::DecisionRecord)), `batch`, `readiness`, [`message`],
+//! [`document`] and [`builder`].
+
+pub mod builder;
+pub mod document;
+pub mod hooks;
+pub mod message;
+pub mod operation;
+
+mod batch;
+mod pipeline;
+mod readiness;
+
+pub use builder::{Budgets, BuildError, ServiceBuilder};
+pub use document::{Disposition, DocumentMeta, DocumentOutcome};
+pub use hooks::{Check, CheckStatus, Observer, Probe};
+pub use message::{MemoryDedupe, MessageDedupe, MessageMeta, MessageOutcome, Seen};
+pub use operation::Operation;
+
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::policy_source::PolicySource;
+use crate::ratelimit::RateLimiter;
+use crate::settings::{CorsOrigins, TrustedProxies};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::sync::Arc;
+use warden_engine::{Detector, Gate, OnError, Policy, TokenKey};
+
+pub use crate::settings::DEFAULT_SALT;
+
+/// The service's own settings (a slice of [`Settings`](crate::settings::Settings)).
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// `on_error` for an invalid request `policy_config` that names none, and for store
+    /// failures (`ON_ERROR`).
+    pub on_error: OnError,
+    /// Largest accepted request body in bytes (413 above).
+    pub body_limit: usize,
+    /// Most items in one batch (422 above).
+    pub max_batch: usize,
+    /// Organisation id put into events (`WARDEN_ORG_ID`).
+    pub org_id: Option<String>,
+    /// Whether the token salt is the built-in default (readiness warning).
+    pub default_salt: bool,
+    /// Whether events are signed with the built-in default webhook secret (readiness warning).
+    pub default_webhook_secret: bool,
+    /// Environment name reported by readiness (`WARDEN_ENV`).
+    pub environment: String,
+    /// Largest document governed (`WARDEN_DOCUMENT_LIMIT`); larger ones are quarantined.
+    pub document_limit: usize,
+    /// The tool documents are governed as (`WARDEN_DOCUMENT_TOOL`).
+    pub document_tool: String,
+    /// Proxies whose `X-Forwarded-For` is believed (`WARDEN_TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// Browser origins allowed (`WARDEN_CORS_ORIGINS`).
+    pub cors_origins: CorsOrigins,
+    /// How long answered message ids are remembered (`WARDEN_DEDUPE_TTL_S`).
+    pub dedupe_ttl: core::time::Duration,
+    /// `agent_id` of an HTTP `evaluate` that names none (the runtime's default).
+    pub default_agent_id: Option<String>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig {
+            on_error: OnError::Block,
+            body_limit: 1024 * 1024,
+            max_batch: 1000,
+            org_id: None,
+            default_salt: false,
+            default_webhook_secret: false,
+            environment: String::from("production"),
+            document_limit: crate::settings::DEFAULT_DOCUMENT_LIMIT,
+            document_tool: String::from("document"),
+            trusted_proxies: TrustedProxies::default(),
+            cors_origins: CorsOrigins::Off,
+            dedupe_ttl: crate::settings::DEFAULT_DEDUPE_TTL,
+            default_agent_id: None,
+        }
+    }
+}
+
+/// How a request arrived: decides what a transient store failure does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Channel {
+    /// A synchronous caller (HTTP, direct invoke): a store failure is answered per
+    /// `on_error`, since the caller cannot be asked to come back.
+    #[default]
+    Request,
+    /// A redeliverable message (queue, Pub/Sub, stream): a store failure fails the message
+    /// so the platform redelivers it.
+    Message,
+}
+
+/// Where a request came from, for rate-limit keys and audit.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    /// The authenticated API key, if any (never logged; hashed for rate-limit keys).
+    pub api_key: Option<String>,
+    /// The client address, if known.
+    pub client_addr: Option<IpAddr>,
+    /// How the request arrived.
+    pub channel: Channel,
+    /// The platform's request id (Lambda request id, Pub/Sub message id...).
+    pub request_id: Option<String>,
+    /// Message id that budget spend is keyed by, so a redelivery is not charged twice.
+    pub idempotency_key: Option<String>,
+}
+
+/// The service: shared by every adapter. Build it with [`ServiceBuilder`].
+pub struct Service {
+    policy: Arc<PolicySource>,
+    key: TokenKey,
+    detector: Detector,
+    config: ServiceConfig,
+    clock: Arc<dyn Clock>,
+    observers: Vec<Arc<dyn Observer>>,
+    probes: Vec<Arc<dyn Probe>>,
+    budgets: Option<Budgets>,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    dedupe: Option<Arc<dyn MessageDedupe>>,
+}
+
+impl core::fmt::Debug for Service {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Service")
+            .field("policy", &self.policy.origin())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// The settings.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// The policy source (for reloaders).
+    pub fn policy_source(&self) -> &Arc<PolicySource> {
+        &self.policy
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The engine's gate for `policy` with this service's key, detector and `on_error`.
+    pub fn gate<'a>(&'a self, policy: &'a Policy) -> Gate<'a> {
+        Gate::new(policy, &self.key, &self.detector).with_on_error(self.config.on_error)
+    }
+
+    /// Runs `op` on a JSON request body; the result is the JSON response body.
+    pub async fn run(&self, op: Operation, body: Value, meta: &RequestMeta) -> Result<Value, ApiError> {
+        match op {
+            Operation::Precheck => self.check(body, warden_engine::Direction::Ingress, meta).await,
+            Operation::Postcheck => self.check(body, warden_engine::Direction::Egress, meta).await,
+            Operation::Redact => self.redact(body, meta).await,
+            Operation::Evaluate => self.evaluate(body, meta).await,
+            Operation::Batch => self.batch(body, meta).await,
+            Operation::Health => Ok(self.health()),
+            Operation::Ready => Ok(self.ready().await.1),
+        }
+    }
+
+    /// Runs an invoke envelope `{action, ...}` (SPEC §2 `POST /`): the same operations as the
+    /// routes, for direct invocations, queue and Pub/Sub messages.
+    pub async fn invoke(&self, body: Value, meta: &RequestMeta) -> Result<Value, ApiError> {
+        let agent = self.config.default_agent_id.clone().unwrap_or_default();
+        self.invoke_envelope(body, &agent, meta).await
+    }
+
+    /// [`invoke`](Self::invoke) with the runtime's default `agent_id`.
+    pub async fn invoke_envelope(
+        &self,
+        body: Value,
+        default_agent_id: &str,
+        meta: &RequestMeta,
+    ) -> Result<Value, ApiError> {
+        let (op, mut rest) = operation::split_action(body)?;
+        if op == Operation::Evaluate && !default_agent_id.is_empty() && !rest.contains_key("agent_id") {
+            rest.insert("agent_id".into(), Value::String(default_agent_id.to_owned()));
+        }
+        self.run(op, Value::Object(rest), meta).await
+    }
+
+    fn report_error(&self, code: warden_engine::ErrorCode, message: &str) {
+        for o in &self.observers {
+            o.error(code.as_str(), message);
+        }
+    }
+
+    fn observe(&self, record: &crate::record::DecisionRecord) {
+        for o in &self.observers {
+            o.observe(record);
+        }
+    }
+}

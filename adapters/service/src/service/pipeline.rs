@@ -1,0 +1,330 @@
+//! One governed request: rate limit → engine → budget → response, and exactly one
+//! [`DecisionRecord`] built from the typed outcome for the observers.
+
+use super::{Channel, RequestMeta, Service};
+use crate::budget::SpendRequest;
+use crate::error::{from_value, ApiError};
+use crate::ratelimit::rate_key;
+use crate::record::{pii_counts, DecisionRecord};
+use serde_json::Value;
+use warden_engine::budget::{BudgetInfo, BudgetStatus, Charge};
+use warden_engine::{
+    CheckRequest, Decision, Direction, ErrorCode, EvaluateRequest, OnError, PiiOutcome, PolicyId, Reason, RedactRequest,
+};
+
+/// What a request is about: the parts of a [`DecisionRecord`] that come from the request.
+pub(super) struct Subject {
+    pub operation: &'static str,
+    pub direction: Direction,
+    pub tool: String,
+    pub scope: String,
+    pub raw_text: String,
+    pub corr_id: Option<String>,
+    pub tags: Vec<String>,
+    pub user_id: Option<String>,
+}
+
+/// What was decided: the parts of a [`DecisionRecord`] that come from the outcome.
+pub(super) struct Outcome {
+    pub decision: Decision,
+    pub policy_id: PolicyId,
+    pub reasons: Vec<Reason>,
+    pub raw_text_out: Option<String>,
+    pub pii_counts: Vec<(String, usize)>,
+}
+
+/// A budget outcome to join into a response.
+pub(super) struct BudgetJoin {
+    decision: Decision,
+    reason: Reason,
+    status: Option<BudgetStatus>,
+    info: Option<BudgetInfo>,
+    failed: bool,
+}
+
+/// The fields of a response that a budget outcome changes.
+pub(super) struct Joinable<'a> {
+    pub decision: &'a mut Decision,
+    pub reasons: &'a mut Vec<Reason>,
+    pub policy_id: &'a mut PolicyId,
+    pub status: &'a mut Option<BudgetStatus>,
+    pub info: &'a mut Option<BudgetInfo>,
+}
+
+impl BudgetJoin {
+    /// Joins into a response: deny > confirm > transform > allow, reason appended. A store
+    /// failure under `on_error: block` denies with policy id `on-error`. Returns whether the
+    /// joined decision is `deny` (the caller withholds the output).
+    fn join(self, target: Joinable<'_>) -> bool {
+        if self.failed && self.decision == Decision::Deny {
+            *target.policy_id = PolicyId::OnError;
+        }
+        *target.decision = (*target.decision).max(self.decision);
+        target.reasons.push(self.reason);
+        *target.status = self.status;
+        *target.info = self.info;
+        *target.decision == Decision::Deny
+    }
+}
+
+impl Service {
+    pub(super) fn now(&self) -> (i64, u64) {
+        (self.clock.now_ms(), self.clock.monotonic_us())
+    }
+
+    pub(super) fn elapsed_ms(&self, t0: u64) -> f64 {
+        let us = self.clock.monotonic_us().saturating_sub(t0);
+        // Microseconds fit f64 exactly far beyond any request's latency.
+        u32::try_from(us).map_or(f64::from(u32::MAX), f64::from) / 1000.0
+    }
+
+    /// Builds the one record of a request and hands it to every observer.
+    pub(super) fn record(&self, subject: Subject, outcome: Outcome, t0: u64, now_ms: i64) {
+        let record = DecisionRecord {
+            operation: subject.operation,
+            org_id: self.config.org_id.clone(),
+            direction: subject.direction,
+            decision: outcome.decision,
+            policy_id: outcome.policy_id,
+            tool: subject.tool,
+            scope: subject.scope,
+            raw_text: subject.raw_text,
+            raw_text_out: outcome.raw_text_out,
+            reasons: outcome.reasons,
+            pii_counts: outcome.pii_counts,
+            latency_ms: self.elapsed_ms(t0),
+            corr_id: subject.corr_id,
+            tags: subject.tags,
+            ts_unix_ms: now_ms,
+            user_id: subject.user_id,
+        };
+        self.observe(&record);
+    }
+
+    pub(super) async fn check(&self, body: Value, direction: Direction, meta: &RequestMeta) -> Result<Value, ApiError> {
+        let req: CheckRequest = from_value(body)?;
+        self.rate_limit(req.user_id.as_deref(), meta).await?;
+        let (now_ms, t0) = self.now();
+        let policy = self.policy.get();
+        let verdict = self.gate(&policy).check(&req, direction);
+        let counts = pii_counts(verdict.findings.iter().map(|f| f.found.ty.name()));
+        let mut resp = warden_engine::CheckResponse::from_verdict(verdict, now_ms.div_euclid(1000));
+        if let Some(user) = req.user_id.as_deref() {
+            let chars = req.raw_text.chars().count();
+            let join = self.budget(
+                user,
+                chars,
+                req.tool_config.as_ref(),
+                &req.tool,
+                req.corr_id.as_deref(),
+                resp.decision,
+                now_ms,
+                meta,
+            );
+            if let Some(join) = join.await? {
+                let denied = join.join(Joinable {
+                    decision: &mut resp.decision,
+                    reasons: &mut resp.reasons,
+                    policy_id: &mut resp.policy_id,
+                    status: &mut resp.budget_status,
+                    info: &mut resp.budget_info,
+                });
+                if denied {
+                    resp.raw_text_out = None;
+                }
+            }
+        }
+        let operation = if direction == Direction::Ingress { "precheck" } else { "postcheck" };
+        let outcome = Outcome {
+            decision: resp.decision,
+            policy_id: resp.policy_id,
+            reasons: resp.reasons.clone(),
+            raw_text_out: resp.raw_text_out.clone(),
+            pii_counts: counts,
+        };
+        let subject = Subject {
+            operation,
+            direction,
+            tool: req.tool,
+            scope: req.scope,
+            raw_text: req.raw_text,
+            corr_id: req.corr_id,
+            tags: req.tags,
+            user_id: req.user_id,
+        };
+        self.record(subject, outcome, t0, now_ms);
+        Ok(to_json(&resp))
+    }
+
+    pub(super) async fn redact(&self, body: Value, meta: &RequestMeta) -> Result<Value, ApiError> {
+        let req: RedactRequest = from_value(body)?;
+        self.rate_limit(None, meta).await?;
+        let (now_ms, t0) = self.now();
+        let policy = self.policy.get();
+        let resp = self.gate(&policy).redact(&req.text);
+        let mut reasons: Vec<Reason> = Vec::new();
+        for m in &resp.matches {
+            if let Some(ty) = policy.pii_type(&m.ty) {
+                let r = Reason::Pii { outcome: PiiOutcome::Redacted, ty };
+                if !reasons.contains(&r) {
+                    reasons.push(r);
+                }
+            }
+        }
+        let outcome = Outcome {
+            decision: if resp.matches.is_empty() { Decision::Allow } else { Decision::Transform },
+            // Redaction is "redact every PII value", i.e. the network level's semantics.
+            policy_id: PolicyId::NetRedactRegex,
+            reasons,
+            raw_text_out: Some(resp.redacted.clone()),
+            pii_counts: pii_counts(resp.matches.iter().map(|m| m.ty.as_str())),
+        };
+        let subject = Subject {
+            operation: "redact",
+            direction: Direction::Ingress,
+            tool: String::new(),
+            scope: String::new(),
+            raw_text: req.text,
+            corr_id: None,
+            tags: Vec::new(),
+            user_id: None,
+        };
+        self.record(subject, outcome, t0, now_ms);
+        Ok(to_json(&resp))
+    }
+
+    pub(super) async fn evaluate(&self, body: Value, meta: &RequestMeta) -> Result<Value, ApiError> {
+        let req: EvaluateRequest = from_value(body)?;
+        self.rate_limit(req.user_id.as_deref(), meta).await?;
+        let (now_ms, t0) = self.now();
+        let policy = self.policy.get();
+        let (mut resp, counts) = self.gate(&policy).evaluate_counted(&req, now_ms.div_euclid(1000));
+        let tool = req.tool.clone().unwrap_or_default();
+        if let Some(user) = req.user_id.as_deref() {
+            let chars = string_chars(&req.payload);
+            let join = self.budget(user, chars, None, &tool, req.corr_id.as_deref(), resp.decision, now_ms, meta);
+            if let Some(join) = join.await? {
+                let denied = join.join(Joinable {
+                    decision: &mut resp.decision,
+                    reasons: &mut resp.reasons,
+                    policy_id: &mut resp.policy_id,
+                    status: &mut resp.budget_status,
+                    info: &mut resp.budget_info,
+                });
+                if denied {
+                    resp.modified_payload = Value::Null;
+                }
+            }
+        }
+        let outcome = Outcome {
+            decision: resp.decision,
+            policy_id: resp.policy_id,
+            reasons: resp.reasons.clone(),
+            raw_text_out: (resp.decision != Decision::Deny).then(|| resp.modified_payload.to_string()),
+            pii_counts: pii_counts(counts.iter().flat_map(|(t, n)| core::iter::repeat_n(t.name(), *n))),
+        };
+        let subject = Subject {
+            operation: "evaluate",
+            direction: req.direction.unwrap_or_default(),
+            tool,
+            scope: req.scope.clone().unwrap_or_default(),
+            raw_text: req.payload.to_string(),
+            corr_id: req.corr_id.clone(),
+            tags: Vec::new(),
+            user_id: req.user_id.clone().or_else(|| Some(req.agent_id.clone())),
+        };
+        self.record(subject, outcome, t0, now_ms);
+        Ok(to_json(&resp))
+    }
+
+    /// Applies the rate limit for this request's key (user, else API key, else address).
+    /// A failing limiter store lets requests through (reported to observers): rate limiting
+    /// protects capacity, it is not an access control.
+    pub(super) async fn rate_limit(&self, user: Option<&str>, meta: &RequestMeta) -> Result<(), ApiError> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        let key = rate_key(user, meta.api_key.as_deref(), meta.client_addr);
+        match limiter.hit(&key, self.clock.now_ms()).await {
+            Ok(d) if !d.allowed => {
+                for o in &self.observers {
+                    o.rate_limited();
+                }
+                let mut e = ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("rate limit of {} requests per minute exceeded", d.limit),
+                );
+                e.retry_after = Some(d.retry_after_secs);
+                Err(e)
+            }
+            Ok(_) => Ok(()),
+            Err(err) => {
+                self.report_error(ErrorCode::RateLimiterUnavailable, &err.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks (and, when the policy lets the request through, records) the user's spend. A
+    /// store failure is answered per `on_error` for a request, and is an error (so the
+    /// platform redelivers) for a message.
+    #[allow(clippy::too_many_arguments)]
+    async fn budget(
+        &self,
+        user: &str,
+        chars: usize,
+        tool_config: Option<&Value>,
+        tool: &str,
+        corr_id: Option<&str>,
+        decision: Decision,
+        now_ms: i64,
+        meta: &RequestMeta,
+    ) -> Result<Option<BudgetJoin>, ApiError> {
+        let Some(b) = self.budgets.as_ref() else { return Ok(None) };
+        let charge = Charge::estimate(chars, tool_config, &b.prices);
+        let now_secs = now_ms.div_euclid(1000);
+        let req = SpendRequest {
+            user: user.to_string(),
+            llm: charge.llm,
+            purchase: charge.purchase,
+            tool: tool.to_string(),
+            corr_id: corr_id.map(str::to_owned).or_else(|| meta.idempotency_key.clone()),
+            record: matches!(decision, Decision::Allow | Decision::Transform),
+        };
+        Ok(Some(match b.store.check_and_spend(req, now_secs).await {
+            Ok(out) => BudgetJoin {
+                decision: out.assessment.outcome.decision(),
+                reason: out.assessment.outcome.reason(),
+                status: Some(out.status()),
+                info: Some(out.info(&charge.model, now_secs)),
+                failed: false,
+            },
+            Err(err) => {
+                self.report_error(ErrorCode::BudgetUnavailable, &err.to_string());
+                if meta.channel == Channel::Message {
+                    return Err(ApiError::new(ErrorCode::BudgetUnavailable, "the budget store is unavailable"));
+                }
+                let decision = if self.config.on_error == OnError::Block { Decision::Deny } else { Decision::Allow };
+                BudgetJoin {
+                    decision,
+                    reason: Reason::Error(ErrorCode::BudgetUnavailable),
+                    status: None,
+                    info: None,
+                    failed: true,
+                }
+            }
+        }))
+    }
+}
+
+/// Characters in every string leaf of a JSON value (what an LLM would read of it).
+fn string_chars(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.chars().count(),
+        Value::Array(items) => items.iter().map(string_chars).sum(),
+        Value::Object(map) => map.values().map(string_chars).sum(),
+        _ => 0,
+    }
+}
+
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
