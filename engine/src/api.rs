@@ -2,7 +2,7 @@
 
 use crate::budget::{BudgetInfo, BudgetStatus};
 use crate::error::ErrorCode;
-use crate::eval::{Decision, EvalError, PolicyId, Verdict};
+use crate::eval::{Decision, EvalError, PolicyId, TorkDecision, Verdict};
 use crate::policy::Direction;
 use crate::reason::Reason;
 use alloc::string::String;
@@ -155,6 +155,9 @@ pub struct PiiFound {
     /// What was done: `pass_through`, `tokenize`, `redact`, `deny`, or `detected` (strict
     /// fallback, which does not transform).
     pub action: String,
+    /// Whether the value was replaced in `modified_payload` (redacted or tokenized), as the
+    /// Tork guide's consumers read it.
+    pub redacted: bool,
 }
 
 /// `POST /api/v1/evaluate` response.
@@ -162,6 +165,9 @@ pub struct PiiFound {
 pub struct EvaluateResponse {
     /// The combined decision over all string leaves.
     pub decision: Decision,
+    /// The same decision in the Tork guide's words (`allow`, `block`, `modify`), for code
+    /// written against it; follows `decision` (see [`Decision::tork`]).
+    pub tork_decision: TorkDecision,
     /// Reasons, deduplicated, in order of first occurrence.
     pub reasons: Vec<Reason>,
     /// The reasons that deny (or need confirmation), i.e. why the call cannot go as is.

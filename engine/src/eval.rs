@@ -39,6 +39,29 @@ impl Decision {
     }
 }
 
+/// A decision in the Tork guide's vocabulary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TorkDecision {
+    /// `allow`.
+    Allow,
+    /// `block`: Warden's `deny`, and `confirm` (a guide-style caller cannot ask a human).
+    Block,
+    /// `modify`: Warden's `transform`.
+    Modify,
+}
+
+impl Decision {
+    /// The decision as the Tork guide names it.
+    pub const fn tork(self) -> TorkDecision {
+        match self {
+            Decision::Allow => TorkDecision::Allow,
+            Decision::Transform => TorkDecision::Modify,
+            Decision::Confirm | Decision::Deny => TorkDecision::Block,
+        }
+    }
+}
+
 /// Which precedence level decided (SPEC §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -76,6 +76,7 @@ pub(crate) fn evaluate(
     let modified_payload = if acc.decision == Decision::Deny { Value::Null } else { modified };
     let response = EvaluateResponse {
         decision: acc.decision,
+        tork_decision: acc.decision.tork(),
         reasons: acc.reasons,
         violations: acc.violations,
         modified_payload,
@@ -114,7 +115,8 @@ fn collect_pii(v: &Verdict, out: &mut Vec<PiiFound>) {
         let ty = f.found.ty.name();
         let action = action_name(f.action);
         if !out.iter().any(|p| p.ty == ty && p.action == action) {
-            out.push(PiiFound { ty: ty.to_string(), action: action.to_string() });
+            let redacted = matches!(f.action, Some(PiiAction::Redact | PiiAction::Tokenize));
+            out.push(PiiFound { ty: ty.to_string(), action: action.to_string(), redacted });
         }
     }
 }

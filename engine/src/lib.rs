@@ -199,7 +199,7 @@ pub use api::{
 };
 pub use detect::{Detector, Found};
 pub use error::{ErrorCode, ParseWireError};
-pub use eval::{Decision, EvalError, Finding, Match, PolicyId, Verdict};
+pub use eval::{Decision, EvalError, Finding, Match, PolicyId, TorkDecision, Verdict};
 pub use gate::Gate;
 pub use pii::{PiiKind, PiiType};
 pub use policy::{

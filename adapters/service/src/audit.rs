@@ -49,6 +49,8 @@ pub struct AuditLine {
     pub latency_ms: f64,
     /// `sha256:<hex>` of the input text, to match a line to a payload without storing it.
     pub payload_hash: String,
+    /// The caller's context (redacted), when it sent one.
+    pub context: Option<String>,
 }
 
 impl AuditLine {
@@ -68,6 +70,7 @@ impl AuditLine {
             pii: record.pii_counts.clone(),
             latency_ms: record.latency_ms,
             payload_hash: payload_hash(&record.raw_text),
+            context: record.context.clone(),
         }
     }
 
@@ -75,7 +78,7 @@ impl AuditLine {
     pub fn to_json(&self) -> String {
         let pii: Map<String, Value> =
             self.pii.iter().map(|(kind, count)| (kind.clone(), Value::from(*count))).collect();
-        json!({
+        let mut line = json!({
             "type": "audit",
             "ts": self.ts,
             "operation": self.operation,
@@ -90,8 +93,11 @@ impl AuditLine {
             "pii": pii,
             "latency_ms": self.latency_ms,
             "payload_hash": self.payload_hash,
-        })
-        .to_string()
+        });
+        if let (Some(context), Some(map)) = (&self.context, line.as_object_mut()) {
+            map.insert("context".into(), Value::String(context.clone()));
+        }
+        line.to_string()
     }
 }
 

@@ -19,12 +19,15 @@ pub struct ApiError {
     /// Seconds to wait before retrying (429 only).
     #[serde(skip)]
     pub retry_after: Option<u64>,
+    /// Fields of the response body beside `error` (e.g. `processed: 0` of an empty batch).
+    #[serde(skip)]
+    pub body_fields: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), field: None, retry_after: None }
+        ApiError { code, message: message.into(), field: None, retry_after: None, body_fields: Vec::new() }
     }
 
     /// The HTTP status.
@@ -54,9 +57,21 @@ impl ApiError {
         ApiError::new(ErrorCode::PayloadTooLarge, format!("request body exceeds the limit of {limit} bytes"))
     }
 
+    /// The same error with `key: value` beside `error` in the body.
+    pub fn with_body_field(mut self, key: &'static str, value: serde_json::Value) -> ApiError {
+        self.body_fields.push((key, value));
+        self
+    }
+
     /// The JSON body `{"error": {...}}`.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": self })
+        let mut body = serde_json::json!({ "error": self });
+        if let Some(map) = body.as_object_mut() {
+            for (k, v) in &self.body_fields {
+                map.insert((*k).to_owned(), v.clone());
+            }
+        }
+        body
     }
 }
 

@@ -38,6 +38,9 @@ pub struct DecisionRecord {
     pub ts_unix_ms: i64,
     /// End user, if the request named one.
     pub user_id: Option<String>,
+    /// Context the caller sent (e.g. `{path, method}` from the Tork guide's middleware), as
+    /// compact JSON with PII redacted.
+    pub context: Option<String>,
 }
 
 /// PII type name → count, in order of first occurrence: the one way findings are counted for
@@ -74,6 +77,7 @@ impl DecisionRecord {
             tags: Vec::new(),
             ts_unix_ms: 0,
             user_id: None,
+            context: None,
         }
     }
 }

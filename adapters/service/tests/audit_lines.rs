@@ -31,6 +31,7 @@ fn record() -> DecisionRecord {
         tags: vec![],
         ts_unix_ms: 1_795_321_920_123,
         user_id: Some("u-77".to_owned()),
+        context: None,
     }
 }
 

@@ -26,6 +26,7 @@ fn record(decision: Decision, policy_id: PolicyId, latency_ms: f64) -> DecisionR
         tags: vec![],
         ts_unix_ms: 1_795_321_920_123,
         user_id: Some("user-secret-42".to_owned()),
+        context: None,
     }
 }
 

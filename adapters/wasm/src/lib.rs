@@ -92,17 +92,24 @@ export interface EvaluateRequest {
   user_id?: string;
 }
 
+/** The decision in the Tork guide's words: deny and confirm are "block", transform is "modify". */
+export type TorkDecision = "allow" | "block" | "modify";
+
 /** Evaluate (JSON mode) response, as in the Warden HTTP API. */
 export interface EvaluateResponse {
   decision: Decision;
+  tork_decision: TorkDecision;
   reasons: string[];
   violations: string[];
   /** The payload with every string leaf transformed; null on deny. */
   modified_payload: unknown;
-  pii_found: { type: string; action: string }[];
+  /** `redacted`: the value was replaced (redacted or tokenized) in `modified_payload`. */
+  pii_found: { type: string; action: string; redacted: boolean }[];
   policy_id: PolicyId;
   ts: number;
   error?: { code: string; message: string };
+  budget_status?: object;
+  budget_info?: object;
 }
 
 /** What `handle` answers: an HTTP response to turn into a `Response`. */

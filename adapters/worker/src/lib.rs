@@ -83,7 +83,7 @@ impl RateLimiter for CfRateLimiter {
     }
 
     fn kind(&self) -> &'static str {
-        "cloudflare"
+        "cloudflare binding WARDEN_RATE_LIMITER"
     }
 }
 

@@ -141,6 +141,7 @@ impl ServiceBuilder {
             budgets: self.budgets,
             limiter: self.limiter,
             dedupe: self.dedupe,
+            request_ids: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }

@@ -115,6 +115,7 @@ impl Service {
             corr_id: None,
             tags: Vec::new(),
             user_id: None,
+            context: None,
         };
         let refuse = |code: ErrorCode, kind: DocumentKind| {
             let out = DocumentOutcome::refused(code, kind);

@@ -160,11 +160,12 @@ impl Service {
         }
         let request = RequestMeta {
             channel: Channel::Message,
-            request_id: meta.request_id.clone(),
+            request_id: meta.request_id.clone().or_else(|| meta.id.clone()),
             idempotency_key: meta.id.clone(),
+            default_agent_id: Some(meta.default_agent_id.clone()).filter(|a| !a.is_empty()),
             ..RequestMeta::default()
         };
-        let result = self.invoke_envelope(value, &meta.default_agent_id, &request).await;
+        let result = self.invoke(value, &request).await;
         let (outcome, answer) = match result {
             Ok(v) => (MessageOutcome::Done(v.clone()), v),
             Err(e) if e.code.retryable() => {

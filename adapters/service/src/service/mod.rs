@@ -113,6 +113,8 @@ pub struct RequestMeta {
     pub request_id: Option<String>,
     /// Message id that budget spend is keyed by, so a redelivery is not charged twice.
     pub idempotency_key: Option<String>,
+    /// `agent_id` of an `evaluate` that names none; else the service's default.
+    pub default_agent_id: Option<String>,
 }
 
 /// The service: shared by every adapter. Build it with [`ServiceBuilder`].
@@ -127,6 +129,7 @@ pub struct Service {
     budgets: Option<Budgets>,
     limiter: Option<Arc<dyn RateLimiter>>,
     dedupe: Option<Arc<dyn MessageDedupe>>,
+    request_ids: std::sync::atomic::AtomicU64,
 }
 
 impl core::fmt::Debug for Service {
@@ -172,25 +175,29 @@ impl Service {
         }
     }
 
-    /// Runs an invoke envelope `{action, ...}` (SPEC §2 `POST /`): the same operations as the
-    /// routes, for direct invocations, queue and Pub/Sub messages.
+    /// Runs an invoke envelope (SPEC §2 `POST /`, the Tork guide's handler shape): the same
+    /// operations as the routes, for HTTP, direct invocations, queue and Pub/Sub messages.
+    /// The answer carries `request_id` (the platform's, else a generated one).
     pub async fn invoke(&self, body: Value, meta: &RequestMeta) -> Result<Value, ApiError> {
-        let agent = self.config.default_agent_id.clone().unwrap_or_default();
-        self.invoke_envelope(body, &agent, meta).await
+        let bare_payload = meta.channel == Channel::Message;
+        let (op, rest) = operation::parse_envelope(body, bare_payload)?;
+        let mut answer = self.run(op, Value::Object(rest), meta).await?;
+        if let Value::Object(map) = &mut answer {
+            let id = meta.request_id.clone().unwrap_or_else(|| self.generated_request_id());
+            map.insert("request_id".into(), Value::String(id));
+        }
+        Ok(answer)
     }
 
-    /// [`invoke`](Self::invoke) with the runtime's default `agent_id`.
-    pub async fn invoke_envelope(
-        &self,
-        body: Value,
-        default_agent_id: &str,
-        meta: &RequestMeta,
-    ) -> Result<Value, ApiError> {
-        let (op, mut rest) = operation::split_action(body)?;
-        if op == Operation::Evaluate && !default_agent_id.is_empty() && !rest.contains_key("agent_id") {
-            rest.insert("agent_id".into(), Value::String(default_agent_id.to_owned()));
-        }
-        self.run(op, Value::Object(rest), meta).await
+    /// A request id unique within this process: the clock's milliseconds and a counter.
+    fn generated_request_id(&self) -> String {
+        let n = self.request_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("req-{:x}-{n:x}", self.clock.now_ms())
+    }
+
+    /// The `agent_id` an `evaluate` without one gets.
+    pub(crate) fn default_agent_id<'a>(&'a self, meta: &'a RequestMeta) -> Option<&'a str> {
+        meta.default_agent_id.as_deref().or(self.config.default_agent_id.as_deref())
     }
 
     fn report_error(&self, code: warden_engine::ErrorCode, message: &str) {

@@ -53,6 +53,31 @@ impl Operation {
     }
 }
 
+/// Splits an invoke envelope into its operation and the rest of the fields, as the Tork guide's
+/// handlers read it: `action` may be left out — it is `batch` when `requests` is present, else
+/// `evaluate`. On a message channel (`bare_payload`), data that has none of `action`,
+/// `payload` or `requests` is itself the payload of an `evaluate`.
+pub(crate) fn parse_envelope(body: Value, bare_payload: bool) -> Result<(Operation, Map<String, Value>), ApiError> {
+    let Value::Object(map) = body else {
+        return Err(ApiError::invalid_request(format!("request body must be a JSON object, not {}", kind(&body))));
+    };
+    if !map.contains_key("action") {
+        if map.contains_key("requests") {
+            return Ok((Operation::Batch, map));
+        }
+        if bare_payload && !map.contains_key("payload") {
+            let mut wrapped = Map::new();
+            if let Some(agent) = map.get("agent_id").filter(|a| a.is_string()).cloned() {
+                wrapped.insert("agent_id".into(), agent);
+            }
+            wrapped.insert("payload".into(), Value::Object(map));
+            return Ok((Operation::Evaluate, wrapped));
+        }
+        return Ok((Operation::Evaluate, map));
+    }
+    split_action(Value::Object(map))
+}
+
 /// Splits `{action, ...rest}` into the operation and the rest of the fields.
 pub(crate) fn split_action(body: Value) -> Result<(Operation, Map<String, Value>), ApiError> {
     let Value::Object(mut map) = body else {

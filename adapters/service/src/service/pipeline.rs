@@ -12,6 +12,9 @@ use warden_engine::{
     CheckRequest, Decision, Direction, ErrorCode, EvaluateRequest, OnError, PiiOutcome, PolicyId, Reason, RedactRequest,
 };
 
+/// Longest `context` kept in an audit record, in bytes.
+const CONTEXT_LIMIT: usize = 512;
+
 /// What a request is about: the parts of a [`DecisionRecord`] that come from the request.
 pub(super) struct Subject {
     pub operation: &'static str,
@@ -22,6 +25,8 @@ pub(super) struct Subject {
     pub corr_id: Option<String>,
     pub tags: Vec<String>,
     pub user_id: Option<String>,
+    /// Caller-supplied context (already redacted), for the audit record.
+    pub context: Option<String>,
 }
 
 /// What was decided: the parts of a [`DecisionRecord`] that come from the outcome.
@@ -97,6 +102,7 @@ impl Service {
             tags: subject.tags,
             ts_unix_ms: now_ms,
             user_id: subject.user_id,
+            context: subject.context,
         };
         self.observe(&record);
     }
@@ -151,6 +157,7 @@ impl Service {
             corr_id: req.corr_id,
             tags: req.tags,
             user_id: req.user_id,
+            context: None,
         };
         self.record(subject, outcome, t0, now_ms);
         Ok(to_json(&resp))
@@ -188,12 +195,19 @@ impl Service {
             corr_id: None,
             tags: Vec::new(),
             user_id: None,
+            context: None,
         };
         self.record(subject, outcome, t0, now_ms);
         Ok(to_json(&resp))
     }
 
-    pub(super) async fn evaluate(&self, body: Value, meta: &RequestMeta) -> Result<Value, ApiError> {
+    pub(super) async fn evaluate(&self, mut body: Value, meta: &RequestMeta) -> Result<Value, ApiError> {
+        if let (Value::Object(map), Some(agent)) = (&mut body, self.default_agent_id(meta)) {
+            map.entry("agent_id").or_insert_with(|| Value::String(agent.to_owned()));
+        }
+        // Callers of the Tork guide send `context` ({path, method}); it goes to the audit
+        // record, governed like any text so that no raw PII reaches the log.
+        let context = body.get("context").map(|c| self.audit_context(c));
         let req: EvaluateRequest = from_value(body)?;
         self.rate_limit(req.user_id.as_deref(), meta).await?;
         let (now_ms, t0) = self.now();
@@ -214,6 +228,7 @@ impl Service {
                 if denied {
                     resp.modified_payload = Value::Null;
                 }
+                resp.tork_decision = resp.decision.tork();
             }
         }
         let outcome = Outcome {
@@ -232,9 +247,26 @@ impl Service {
             corr_id: req.corr_id.clone(),
             tags: Vec::new(),
             user_id: req.user_id.clone().or_else(|| Some(req.agent_id.clone())),
+            context,
         };
         self.record(subject, outcome, t0, now_ms);
         Ok(to_json(&resp))
+    }
+
+    /// A caller's `context` as it may appear in audit records: compact JSON, at most
+    /// [`CONTEXT_LIMIT`] bytes, every PII value redacted.
+    fn audit_context(&self, context: &Value) -> String {
+        let mut text = context.to_string();
+        if text.len() > CONTEXT_LIMIT {
+            let mut end = CONTEXT_LIMIT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push('…');
+        }
+        let policy = self.policy.get();
+        self.gate(&policy).redact(&text).redacted
     }
 
     /// Applies the rate limit for this request's key (user, else API key, else address).

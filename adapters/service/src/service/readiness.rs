@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 impl Service {
     /// `GET /api/v1/health`.
     pub fn health(&self) -> Value {
-        json!({"ok": true, "service": "warden", "version": warden_engine::VERSION})
+        // `status` is what the Tork guide's health checks read.
+        json!({"ok": true, "status": "healthy", "service": "warden", "version": warden_engine::VERSION})
     }
 
     /// `GET /api/v1/ready`: whether every component is usable, and the body with `checks`.

@@ -108,6 +108,7 @@ pub fn record(corr_id: &str) -> DecisionRecord {
         tags: vec!["test".to_owned()],
         ts_unix_ms: 1_795_321_920_123,
         user_id: Some("u1".to_owned()),
+        context: None,
     }
 }
 
