@@ -18,7 +18,7 @@ use crate::budget::{
     connect_redis, BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqliteBudgetStore, SQLITE_FILE_NAME,
 };
 use crate::clock::SystemClock;
-use crate::events::{Dispatcher, EventBuilder, EventPublisher, Outbox, TokioTimer};
+use crate::events::{DeadLetter, Dispatcher, EventBuilder, EventPublisher, Outbox, TokioTimer};
 use crate::metrics::Metrics;
 use crate::policy_source::{Offered, PolicySource};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
@@ -87,6 +87,28 @@ impl Platform {
             policy_in_working_dir: false,
         }
     }
+}
+
+/// Stores an adapter brings itself (e.g. DynamoDB on Lambda for `WARDEN_STORE=dynamodb`),
+/// used instead of the ones [`assemble`] would open.
+#[derive(Default)]
+pub struct Stores {
+    /// Per-user budgets, if on.
+    pub budgets: Option<Budgets>,
+    /// The rate limiter, if on.
+    pub limiter: Option<Arc<dyn RateLimiter>>,
+    /// Message dedupe.
+    pub dedupe: Option<Arc<dyn MessageDedupe>>,
+}
+
+/// What an adapter plugs into [`assemble_with`].
+#[derive(Default)]
+pub struct Extras {
+    /// Its own stores; `None` → the stores `WARDEN_STORE` names.
+    pub stores: Option<Stores>,
+    /// Where the outbox dead-letters events (an SQS queue, a bucket prefix...); `None` → the
+    /// file at `PRECHECK_DLQ`.
+    pub dead_letter: Option<Box<dyn DeadLetter>>,
 }
 
 /// An assembled native Warden.
@@ -168,6 +190,9 @@ async fn stores(
             Some(Arc::new(store))
         }
         (Some(StoreKind::Memory), _) => Some(Arc::new(MemoryBudgetStore::new(limit))),
+        (Some(other @ (StoreKind::DynamoDb | StoreKind::DurableObjects)), _) => {
+            return Err(format!("WARDEN_STORE: `{}` is provided by its platform's adapter, not here", other.name()))
+        }
         _ => None,
     };
     let budgets = store.map(|store| Budgets { store, prices: settings.prices.clone() });
@@ -185,11 +210,22 @@ async fn stores(
 
 /// Assembles a native Warden for `platform` from `settings`.
 pub async fn assemble(settings: &Settings, platform: &Platform) -> Result<Built, String> {
+    assemble_with(settings, platform, Extras::default()).await
+}
+
+/// [`assemble`] with stores or a dead-letter destination the adapter brings.
+pub async fn assemble_with(settings: &Settings, platform: &Platform, extras: Extras) -> Result<Built, String> {
     let policy_file = policy_path(settings, platform);
     let source = Arc::new(load_policy(policy_file.as_deref())?);
     let mut config = settings.service_config();
     config.default_agent_id = Some(platform.default_agent_id.clone());
-    let (budgets, limiter, dedupe) = stores(settings, platform).await?;
+    let (budgets, limiter, dedupe) = match extras.stores {
+        Some(s) => {
+            let dedupe = s.dedupe.unwrap_or_else(|| Arc::new(MemoryDedupe::new(MEMORY_DEDUPE_IDS)));
+            (s.budgets, s.limiter, dedupe)
+        }
+        None => stores(settings, platform).await?,
+    };
     let mut builder =
         ServiceBuilder::new(source, settings.token_key(), config).clock(Arc::new(SystemClock::new())).dedupe(dedupe);
     if let Some(b) = budgets {
@@ -213,6 +249,7 @@ pub async fn assemble(settings: &Settings, platform: &Platform) -> Result<Built,
     let events = &settings.events;
     let stats = metrics.as_ref().map(|m| m.delivery_stats()).unwrap_or_default();
     let (mut dispatcher, mut outbox) = (None, None);
+    let mut dead_letter = extras.dead_letter;
     if let Some(sink) = events.sink().map_err(|e| format!("WEBHOOK_URL: {e}"))? {
         let builder_events = EventBuilder::new(events.event_options());
         let dlq = events.dead_letter_queue(stats);
@@ -229,7 +266,7 @@ pub async fn assemble(settings: &Settings, platform: &Platform) -> Result<Built,
                 let o = Arc::new(Outbox::new(
                     builder_events,
                     Box::new(ArcSink(sink)),
-                    Some(Box::new(ArcDlq(dlq))),
+                    Some(dead_letter.take().unwrap_or_else(|| Box::new(ArcDlq(dlq)))),
                     Box::new(TokioTimer),
                     events.dispatcher.retry.clone(),
                     events.dispatcher.queue_capacity,

@@ -125,6 +125,10 @@ pub enum StoreKind {
     Sqlite,
     /// Redis at `REDIS_URL`: shared by every instance.
     Redis,
+    /// DynamoDB tables (the AWS adapter brings the store).
+    DynamoDb,
+    /// A Durable Object (the Worker brings the store).
+    DurableObjects,
 }
 
 impl StoreKind {
@@ -134,6 +138,8 @@ impl StoreKind {
             StoreKind::Memory => "memory",
             StoreKind::Sqlite => "sqlite",
             StoreKind::Redis => "redis",
+            StoreKind::DynamoDb => "dynamodb",
+            StoreKind::DurableObjects => "durable_objects",
         }
     }
 }
@@ -351,7 +357,14 @@ impl Settings {
                 "memory" => StoreKind::Memory,
                 "sqlite" => StoreKind::Sqlite,
                 "redis" => StoreKind::Redis,
-                _ => return Err(ConfigError::new("WARDEN_STORE", "expected one of memory, sqlite, redis")),
+                "dynamodb" => StoreKind::DynamoDb,
+                "durable_objects" => StoreKind::DurableObjects,
+                _ => {
+                    return Err(ConfigError::new(
+                        "WARDEN_STORE",
+                        "expected one of memory, sqlite, redis, dynamodb, durable_objects",
+                    ))
+                }
             }),
         };
         if store == Some(StoreKind::Redis) && redis_url.is_none() {
