@@ -8,9 +8,10 @@ use crate::policy::{Direction, OnError, PiiAction, Policy, RuleAction, RuleDirec
 use crate::reason::Reason;
 use crate::token::TokenKey;
 use alloc::borrow::ToOwned;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BinaryHeap};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 use serde::{Deserialize, Serialize};
 
 /// The outcome of a check. Ordered by severity: `deny` > `confirm` > `transform` > `allow`.
@@ -154,12 +155,19 @@ impl Verdict {
     }
 }
 
+/// The next non-empty match of a recognizer, as byte offsets.
+fn next_nonempty(it: &mut regex_automata::meta::FindMatches<'_, '_>) -> Option<(usize, usize)> {
+    it.find(|m| m.start() < m.end()).map(|m| (m.start(), m.end()))
+}
+
 /// Evaluates texts against one policy with one token key.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Evaluator<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) key: &'a TokenKey,
     pub(crate) detector: &'a Detector,
+    /// The shortest token the deployment accepts; a policy's `token_hex_len` only lengthens.
+    pub(crate) min_token_len: usize,
 }
 
 /// How a level treats PII: per-type overrides, then a fallback action.
@@ -173,36 +181,65 @@ struct Plan<'a> {
 
 impl<'a> Evaluator<'a> {
     /// Every PII value in `text` (built-in and the policy's custom types), sorted by start,
-    /// non-overlapping. Built-in detection wins a tie with a custom match of the same span.
+    /// non-overlapping. Earliest first, then longest, then built-in before custom (then the
+    /// earlier recognizer): a greedy non-overlapping selection.
+    ///
+    /// The candidates of every source (the detector, each recognizer) come in start order, so
+    /// they are merged lazily through a heap holding one head per source: memory stays
+    /// proportional to the selection, however many overlapping candidates the recognizers
+    /// produce, and only selected custom matches allocate their type name.
     pub(crate) fn find(&self, text: &str) -> Vec<Match> {
         let builtin = self.detector.detect(text);
-        let mut all: Vec<Match> =
-            builtin.into_iter().map(|f| Match { ty: PiiType::Builtin(f.kind), start: f.start, end: f.end }).collect();
         let custom_pii = self.policy.custom_pii();
         if custom_pii.is_empty() {
-            return all;
+            return builtin
+                .into_iter()
+                .map(|f| Match { ty: PiiType::Builtin(f.kind), start: f.start, end: f.end })
+                .collect();
         }
-        for c in custom_pii {
-            for m in c.regex().find_iter(text) {
-                if m.start() < m.end() {
-                    all.push(Match { ty: PiiType::Custom(c.name().to_owned()), start: m.start(), end: m.end() });
-                }
+        let mut builtin = builtin.into_iter();
+        let mut customs: Vec<_> = custom_pii.iter().map(|c| c.regex().find_iter(text)).collect();
+        // Heap entries: (start, Reverse(end), source) with source 0 = built-in, i + 1 = recognizer i.
+        let mut heads: BinaryHeap<Reverse<(usize, Reverse<usize>, usize)>> = BinaryHeap::new();
+        // The kind of the built-in head in the heap (there is at most one).
+        let mut builtin_kind: Option<PiiKind> = None;
+        if let Some(f) = builtin.next() {
+            heads.push(Reverse((f.start, Reverse(f.end), 0)));
+            builtin_kind = Some(f.kind);
+        }
+        for (i, it) in customs.iter_mut().enumerate() {
+            if let Some((start, end)) = next_nonempty(it) {
+                heads.push(Reverse((start, Reverse(end), i + 1)));
             }
         }
-        // Earliest first, then longest, then built-in before custom; keep a greedy
-        // non-overlapping selection.
-        all.sort_by(|a, b| {
-            a.start
-                .cmp(&b.start)
-                .then(b.end.cmp(&a.end))
-                .then(matches!(b.ty, PiiType::Builtin(_)).cmp(&matches!(a.ty, PiiType::Builtin(_))))
-        });
-        let mut out: Vec<Match> = Vec::with_capacity(all.len());
+        let mut out: Vec<Match> = Vec::new();
         let mut last_end = 0usize;
-        for m in all {
-            if out.is_empty() || m.start >= last_end {
-                last_end = m.end;
-                out.push(m);
+        while let Some(Reverse((start, Reverse(end), source))) = heads.pop() {
+            let recognizer = source.checked_sub(1);
+            let kind = match recognizer {
+                None => {
+                    let kind = builtin_kind.take();
+                    if let Some(f) = builtin.next() {
+                        heads.push(Reverse((f.start, Reverse(f.end), 0)));
+                        builtin_kind = Some(f.kind);
+                    }
+                    kind
+                }
+                Some(i) => {
+                    if let Some((s, e)) = customs.get_mut(i).and_then(next_nonempty) {
+                        heads.push(Reverse((s, Reverse(e), source)));
+                    }
+                    None
+                }
+            };
+            if out.is_empty() || start >= last_end {
+                let ty = match (kind, recognizer.and_then(|i| custom_pii.get(i))) {
+                    (Some(kind), _) => PiiType::Builtin(kind),
+                    (None, Some(c)) => PiiType::Custom(c.name().to_owned()),
+                    (None, None) => continue,
+                };
+                last_end = end;
+                out.push(Match { ty, start, end });
             }
         }
         out
@@ -304,7 +341,12 @@ impl<'a> Evaluator<'a> {
         (out, matches)
     }
 
-    fn placeholder(&self, ty: &'a PiiType) -> &'a str {
+    /// The token of `value`, at least `min_token_len` hex digits long.
+    pub(crate) fn token(&self, ty: &PiiType, value: &str) -> String {
+        self.key.token(ty, value, self.policy.token_hex_len().max(self.min_token_len))
+    }
+
+    pub(crate) fn placeholder(&self, ty: &'a PiiType) -> &'a str {
         match ty {
             PiiType::Builtin(k) => k.placeholder(),
             PiiType::Custom(name) => {
@@ -360,7 +402,7 @@ impl<'a> Evaluator<'a> {
             out.push_str(text.get(pos..m.start).unwrap_or_default());
             match action {
                 PiiAction::PassThrough => out.push_str(value),
-                PiiAction::Tokenize => out.push_str(&self.key.token(&m.ty, value, self.policy.token_hex_len())),
+                PiiAction::Tokenize => out.push_str(&self.token(&m.ty, value)),
                 PiiAction::Redact => out.push_str(self.placeholder(&m.ty)),
                 PiiAction::Deny => denied_any = true,
             }

@@ -8,6 +8,7 @@ use crate::eval::{Evaluator, Match, Verdict};
 use crate::pii::PiiType;
 use crate::policy::{on_error_of, Direction, OnError, Policy};
 use crate::text;
+use crate::tighten;
 use crate::token::TokenKey;
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
@@ -19,13 +20,53 @@ use alloc::vec::Vec;
 pub struct Gate<'a> {
     eval: Evaluator<'a>,
     on_error: OnError,
+    mode: PolicyMode,
 }
 
-/// The policy a request is evaluated under: the server's, or its own `policy_config`.
-enum Resolved {
-    Server,
-    Own(Box<Policy>),
-    Invalid { on_error: OnError, message: String },
+/// How a request's own `policy_config` combines with the server policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PolicyMode {
+    /// The request's policy replaces the server's for that request (SPEC §3).
+    #[default]
+    Replace,
+    /// The request's policy may only make the decision stricter: both evaluate, the stricter
+    /// decision wins, each PII value gets the stricter action, and an invalid request policy
+    /// gets the stricter of its own and the server's `on_error`.
+    Tighten,
+}
+
+/// A request's `policy_config`, validated once: valid policies can be cached and reused
+/// across requests (validation compiles the custom recognizers).
+#[derive(Clone, Debug)]
+pub enum RequestPolicy {
+    /// A valid policy.
+    Valid(Box<Policy>),
+    /// A well-formed one over a resource limit (too many recognizers or entries): services
+    /// refuse the request (422 naming `field`); evaluated like an invalid one otherwise.
+    TooLarge {
+        /// The offending field of the policy.
+        field: String,
+        /// What limit it exceeds.
+        message: String,
+    },
+    /// An invalid one, with its own `on_error` when it names a valid one.
+    Invalid {
+        /// The `on_error` the document names, if valid.
+        on_error: Option<OnError>,
+        /// What is wrong (naming the field).
+        message: String,
+    },
+}
+
+impl RequestPolicy {
+    /// Validates a `policy_config`.
+    pub fn parse(config: &serde_json::Value) -> RequestPolicy {
+        match Policy::from_json_value(config) {
+            Ok(p) => RequestPolicy::Valid(Box::new(p)),
+            Err(e) if e.limit => RequestPolicy::TooLarge { field: e.field.clone(), message: e.to_string() },
+            Err(e) => RequestPolicy::Invalid { on_error: on_error_of(config), message: e.to_string() },
+        }
+    }
 }
 
 impl<'a> Gate<'a> {
@@ -33,7 +74,22 @@ impl<'a> Gate<'a> {
     /// A request whose `policy_config` is invalid and names no `on_error` is blocked; see
     /// [`Gate::with_on_error`].
     pub fn new(policy: &'a Policy, key: &'a TokenKey, detector: &'a Detector) -> Gate<'a> {
-        Gate { eval: Evaluator { policy, key, detector }, on_error: OnError::Block }
+        Gate {
+            eval: Evaluator { policy, key, detector, min_token_len: 0 },
+            on_error: OnError::Block,
+            mode: PolicyMode::Replace,
+        }
+    }
+
+    /// Sets how a request's `policy_config` combines with the server policy.
+    pub fn with_mode(self, mode: PolicyMode) -> Gate<'a> {
+        Gate { mode, ..self }
+    }
+
+    /// Makes every token at least `hex_len` hex digits long (a policy's `token_hex_len` can
+    /// only lengthen it).
+    pub fn with_min_token_len(self, hex_len: usize) -> Gate<'a> {
+        Gate { eval: Evaluator { min_token_len: hex_len, ..self.eval }, ..self }
     }
 
     /// Sets the `on_error` used when a request's `policy_config` is invalid and names none
@@ -47,30 +103,57 @@ impl<'a> Gate<'a> {
         self.eval.policy
     }
 
-    fn resolve(&self, policy_config: Option<&serde_json::Value>) -> Resolved {
-        match policy_config {
-            None => Resolved::Server,
-            Some(v) => match Policy::from_json_value(v) {
-                Ok(p) => Resolved::Own(Box::new(p)),
-                Err(e) => {
-                    Resolved::Invalid { on_error: on_error_of(v).unwrap_or(self.on_error), message: e.to_string() }
+    /// The `on_error` for an invalid request policy that names `own` (or none).
+    fn invalid_on_error(&self, own: Option<OnError>) -> OnError {
+        match self.mode {
+            PolicyMode::Replace => own.unwrap_or(self.on_error),
+            PolicyMode::Tighten => tighten::stricter_on_error(own.unwrap_or(self.on_error), self.on_error),
+        }
+    }
+
+    /// One text under the server policy and, when given, the request's policy.
+    fn check_one(
+        &self,
+        request: Option<&RequestPolicy>,
+        direction: Direction,
+        tool: &str,
+        scope: &str,
+        text: &str,
+    ) -> Verdict {
+        match request {
+            None => self.eval.check(direction, tool, scope, text),
+            Some(RequestPolicy::Valid(p)) => {
+                let own = Evaluator { policy: p, ..self.eval };
+                let ov = own.check(direction, tool, scope, text);
+                match self.mode {
+                    PolicyMode::Replace => ov,
+                    PolicyMode::Tighten => {
+                        let sv = self.eval.check(direction, tool, scope, text);
+                        tighten::tighten(&self.eval, &own, text, sv, ov)
+                    }
                 }
-            },
+            }
+            Some(RequestPolicy::Invalid { on_error, message }) => {
+                self.eval.on_error(self.invalid_on_error(*on_error), ErrorCode::PolicyInvalid, message, text)
+            }
+            Some(RequestPolicy::TooLarge { message, .. }) => {
+                self.eval.on_error(self.invalid_on_error(None), ErrorCode::PolicyInvalid, message, text)
+            }
         }
     }
 
     /// Evaluates a precheck (ingress) or postcheck (egress) request, under its
-    /// `policy_config` when it has one.
+    /// `policy_config` when it has one (validated here; see [`Gate::check_with`] to reuse a
+    /// validated one).
     pub fn check(&self, req: &CheckRequest, direction: Direction) -> Verdict {
-        match self.resolve(req.policy_config.as_ref()) {
-            Resolved::Server => self.eval.check(direction, &req.tool, &req.scope, &req.raw_text),
-            Resolved::Own(p) => {
-                Evaluator { policy: &p, ..self.eval }.check(direction, &req.tool, &req.scope, &req.raw_text)
-            }
-            Resolved::Invalid { on_error, message } => {
-                self.eval.on_error(on_error, ErrorCode::PolicyInvalid, &message, &req.raw_text)
-            }
-        }
+        let request = req.policy_config.as_ref().map(RequestPolicy::parse);
+        self.check_with(req, direction, request.as_ref())
+    }
+
+    /// [`Gate::check`] with the request's `policy_config` already validated (`None`: the
+    /// server policy alone, whatever `req.policy_config` holds).
+    pub fn check_with(&self, req: &CheckRequest, direction: Direction, request: Option<&RequestPolicy>) -> Verdict {
+        self.check_one(request, direction, &req.tool, &req.scope, &req.raw_text)
     }
 
     /// Evaluates `text` for `tool` in `scope` and `direction` under the server policy
@@ -88,23 +171,21 @@ impl<'a> Gate<'a> {
     /// [`evaluate`](Self::evaluate), with how many values of each PII type were found over
     /// all string leaves (in order of first occurrence) — what audit records and metrics count.
     pub fn evaluate_counted(&self, req: &EvaluateRequest, ts: i64) -> (EvaluateResponse, Vec<(PiiType, usize)>) {
+        let request = req.policy_config.as_ref().map(RequestPolicy::parse);
+        self.evaluate_with(req, ts, request.as_ref())
+    }
+
+    /// [`Gate::evaluate_counted`] with the request's `policy_config` already validated.
+    pub fn evaluate_with(
+        &self,
+        req: &EvaluateRequest,
+        ts: i64,
+        request: Option<&RequestPolicy>,
+    ) -> (EvaluateResponse, Vec<(PiiType, usize)>) {
         let direction = req.direction.unwrap_or_default();
         let tool = req.tool.as_deref().unwrap_or("");
         let scope = req.scope.as_deref().unwrap_or("");
-        let resolved = self.resolve(req.policy_config.as_ref());
-        let own;
-        let (eval, invalid): (Evaluator<'_>, Option<(OnError, String)>) = match resolved {
-            Resolved::Server => (self.eval, None),
-            Resolved::Own(p) => {
-                own = p;
-                (Evaluator { policy: &own, ..self.eval }, None)
-            }
-            Resolved::Invalid { on_error, message } => (self.eval, Some((on_error, message))),
-        };
-        crate::json_mode::evaluate(&req.payload, ts, |leaf| match &invalid {
-            Some((on_error, message)) => eval.on_error(*on_error, ErrorCode::PolicyInvalid, message, leaf),
-            None => eval.check(direction, tool, scope, leaf),
-        })
+        crate::json_mode::evaluate(&req.payload, ts, |leaf| self.check_one(request, direction, tool, scope, leaf))
     }
 
     /// Redacts every PII value (built-in and the server policy's custom types) in `text`

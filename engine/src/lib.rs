@@ -191,6 +191,7 @@ mod policy;
 pub mod policy_file;
 mod reason;
 mod text;
+mod tighten;
 mod token;
 
 pub use api::{
@@ -200,7 +201,7 @@ pub use api::{
 pub use detect::{Detector, Found};
 pub use error::{ErrorCode, ParseWireError};
 pub use eval::{Decision, EvalError, Finding, Match, PolicyId, TorkDecision, Verdict};
-pub use gate::Gate;
+pub use gate::{Gate, PolicyMode, RequestPolicy};
 pub use pii::{PiiKind, PiiType};
 pub use policy::{
     CustomRecognizer, DefaultRule, Direction, OnError, PiiAction, Policy, PolicyError, RuleAction, RuleDirection,

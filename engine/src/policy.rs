@@ -352,11 +352,18 @@ pub struct PolicyError {
     pub line: Option<usize>,
     /// 1-based column in the source document, when known.
     pub column: Option<usize>,
+    /// The policy is well-formed but over a resource limit (too many recognizers or entries,
+    /// automata too large): a request sending it is refused rather than evaluated.
+    pub limit: bool,
 }
 
 impl PolicyError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
-        PolicyError { field: field.into(), message: message.into(), line: None, column: None }
+        PolicyError { field: field.into(), message: message.into(), line: None, column: None, limit: false }
+    }
+
+    fn over_limit(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+        PolicyError { limit: true, ..PolicyError::new(field, message) }
     }
 }
 
@@ -384,6 +391,13 @@ impl std::error::Error for PolicyError {}
 /// must not be able to make the engine build huge automata.
 const MAX_PATTERN_LEN: usize = 1024;
 const MAX_REGEX_BYTES: usize = 1 << 20;
+/// Most `custom_pii` recognizers in one policy: each one scans the whole text.
+pub const MAX_CUSTOM_PII: usize = 32;
+/// Compiled size of all of a policy's recognizers together.
+const MAX_TOTAL_REGEX_BYTES: usize = 8 << 20;
+/// Most entries in `deny_tools`, `tool_access`, `network_scopes` and `network_tools` (each is
+/// scanned per checked text).
+pub const MAX_POLICY_LIST: usize = 1024;
 
 impl Policy {
     /// Parses and validates a policy from a JSON value (e.g. a request's `policy_config`).
@@ -525,9 +539,30 @@ fn compile_custom(i: usize, doc: CustomPiiDoc, seen: &[CustomRecognizer]) -> Res
 impl Policy {
     /// Validates a parsed document.
     pub(crate) fn from_doc(doc: PolicyDoc) -> Result<Policy, PolicyError> {
+        if doc.custom_pii.len() > MAX_CUSTOM_PII {
+            return Err(PolicyError::over_limit("custom_pii", format!("at most {MAX_CUSTOM_PII} recognizers")));
+        }
+        for (field, len) in [
+            ("deny_tools", doc.deny_tools.len()),
+            ("tool_access", doc.tool_access.len()),
+            ("network_scopes", doc.network_scopes.len()),
+            ("network_tools", doc.network_tools.len()),
+        ] {
+            if len > MAX_POLICY_LIST {
+                return Err(PolicyError::over_limit(field, format!("at most {MAX_POLICY_LIST} entries")));
+            }
+        }
         let mut custom_pii = Vec::with_capacity(doc.custom_pii.len());
+        let mut compiled = 0usize;
         for (i, c) in doc.custom_pii.into_iter().enumerate() {
             let rec = compile_custom(i, c, &custom_pii)?;
+            compiled = compiled.saturating_add(rec.regex.memory_usage());
+            if compiled > MAX_TOTAL_REGEX_BYTES {
+                return Err(PolicyError::over_limit(
+                    format!("custom_pii[{i}].pattern"),
+                    format!("the recognizers together exceed {} MiB compiled", MAX_TOTAL_REGEX_BYTES >> 20),
+                ));
+            }
             custom_pii.push(rec);
         }
         if !(8..=64).contains(&doc.token_hex_len) {

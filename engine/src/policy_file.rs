@@ -57,6 +57,7 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyFileError> {
                 message: strip_position(&e.inner().to_string()),
                 line: Some(line).filter(|l| *l > 0),
                 column: Some(column).filter(|c| *c > 0),
+                limit: false,
             })
         })?
     } else {
@@ -68,6 +69,7 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy, PolicyFileError> {
                 message: strip_position(&e.inner().to_string()),
                 line: loc.as_ref().map(|l| l.line()),
                 column: loc.as_ref().map(|l| l.column()),
+                limit: false,
             })
         })?
     };

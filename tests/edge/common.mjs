@@ -119,10 +119,12 @@ export const MALFORMED = [
   ['missing raw_text', 'POST', '/api/v1/precheck', '{"tool":"t"}', 422, 'invalid_request', 'raw_text'],
   ['wrong type', 'POST', '/api/v1/precheck', '{"tool":"t","raw_text":"x","tags":[1]}', 422, 'invalid_request', 'tags[0]'],
   ['redact without text', 'POST', '/api/v1/redact', '{"txt":"a"}', 422, 'invalid_request', 'text'],
-  ['evaluate without agent_id', 'POST', '/api/v1/evaluate', '{"payload":{}}', 422, 'invalid_request', 'agent_id'],
+  // agent_id defaults to the runtime's (docs/tork-envelope.md); payload never does (fail closed).
+  ['evaluate without payload', 'POST', '/api/v1/evaluate', '{"agent_id":"a","message":"ssn 123-45-6789"}', 422, 'invalid_request', 'payload'],
   ['batch requests not an array', 'POST', '/api/v1/batch', '{"requests":5}', 422, 'invalid_request', 'requests'],
   ['envelope unknown action', 'POST', '/', '{"action":"explode"}', 422, 'invalid_request', 'action'],
-  ['envelope without action', 'POST', '/', '{"text":"a"}', 422, 'invalid_request', 'action'],
+  // Without action an envelope is an evaluate (the Tork guide's default), which needs a payload.
+  ['envelope without action', 'POST', '/', '{"text":"a"}', 422, 'invalid_request', 'payload'],
   ['unknown route', 'GET', '/api/v1/nope', undefined, 404, 'not_found'],
   ['wrong method', 'GET', '/api/v1/precheck', undefined, 405, 'method_not_allowed'],
   ['body over 1 MiB', 'POST', '/api/v1/redact', JSON.stringify({ text: 'a'.repeat(1024 * 1024 + 16) }), 413, 'payload_too_large'],
@@ -270,9 +272,12 @@ export const MIDDLEWARE_CHECKS = [
   [
     'a client-set marker header never skips governance',
     async (base) => {
-      const res = await post(`${base}/api/ai/chat`, { text: 'ssn 123-45-6789' }, { 'x-warden-governed': '1' });
-      assert.equal(res.status, 503, res.text);
-      assert.ok(!res.text.includes('123-45-6789'));
+      for (const mark of ['1', `v1=${'0'.repeat(64)}`]) {
+        const res = await post(`${base}/api/ai/chat`, { text: 'ssn 123-45-6789' }, { 'x-warden-governed': mark });
+        assert.equal(res.status, 200, res.text);
+        assert.deepEqual(res.json.received, { text: 'ssn <USER_SSN>' });
+        assert.ok(!res.text.includes('123-45-6789'));
+      }
     },
   ],
   [
@@ -316,6 +321,13 @@ export async function assertPassesOnError(base) {
   assert.deepEqual(res.json.received, { text: 'hello' });
 }
 
+/** With a working policy and ON_ERROR=pass, a forged marker still gets the body governed. */
+export async function assertMarkerNotTrusted(base) {
+  const res = await post(`${base}/api/ai/chat`, { text: 'ssn 123-45-6789' }, { 'x-warden-governed': '1' });
+  assert.equal(res.status, 200, res.text);
+  assert.deepEqual(res.json.received, { text: 'ssn <USER_SSN>' });
+}
+
 // The middleware checks, fail-closed and ON_ERROR=pass tests against an app started by
 // `launch(env) -> base URL` (edge-runtime and `next start` share them).
 export function middlewareSuite(label, launch) {
@@ -331,5 +343,8 @@ export function middlewareSuite(label, launch) {
   });
   test(`${label}ON_ERROR=pass lets requests through when Warden cannot govern them`, async () => {
     await assertPassesOnError(await launch({ ...BROKEN_ENV, ON_ERROR: 'pass' }));
+  });
+  test(`${label}ON_ERROR=pass: a client-set marker header does not skip governance`, async () => {
+    await assertMarkerNotTrusted(await launch({ ...MIDDLEWARE_ENV, ON_ERROR: 'pass' }));
   });
 }

@@ -329,7 +329,8 @@ test('workerd: a new policy in KV is picked up without a restart; an invalid one
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       await post(`${w.base}/api/v1/precheck`, { ...req, user_id: `warn-${Date.now()}` }, headers);
-      const ready = await read(await fetch(`${w.base}/api/v1/ready`));
+      // With API keys on, readiness details need a key (docs/security.md).
+      const ready = await read(await fetch(`${w.base}/api/v1/ready`, { headers }));
       if (ready.json?.checks?.policy_file?.status === 'warning') return ready.json;
       await new Promise((res) => setTimeout(res, 300));
     }

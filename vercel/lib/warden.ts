@@ -13,7 +13,7 @@ import type { EvaluateResponse, WardenOptions } from 'warden-wasm';
 
 type OnError = NonNullable<WardenOptions['onError']>;
 
-/** Header marking the middleware's own forwarded request (see `forward`). */
+/** Header marking the middleware's own forwarded request (see `forward`): an HMAC of the body. */
 export const GOVERNED_HEADER = 'x-warden-governed';
 
 /** Largest AI request body the middleware governs (the HTTP API's default limit). */
@@ -169,28 +169,61 @@ export async function governAiRequest(request: Request): Promise<Response | unde
     case 'confirm':
       return json(409, { error: { code: 'confirmation_required', message: 'a human must confirm this call' }, ...verdict });
     case 'transform':
-      if (request.headers.has(GOVERNED_HEADER)) {
-        // Our own forwarded body still changes: never loop. Treated as an internal failure.
-        return mode === 'pass'
-          ? undefined
-          : unavailable(new Error('the governed body did not reach a fixed point; refusing to forward it again'));
+      if (await isOwnForward(request.headers.get(GOVERNED_HEADER), text)) {
+        // Our own forwarded body still changes: never loop, and never let it through, since
+        // it still holds what the policy transforms (fail closed whatever ON_ERROR says).
+        return unavailable(new Error('the governed body did not reach a fixed point; refusing to forward it again'));
       }
       return forward(request, result.modified_payload);
   }
+}
+
+let forwardKey: Promise<CryptoKey> | undefined;
+
+/**
+ * The key that marks our own forwards: PII_TOKEN_SALT (a per-deployment secret) when set, so
+ * every isolate of the deployment recognises every other's forwards; else a random key of
+ * this isolate. A client cannot forge a mark without it.
+ */
+function markKey(): Promise<CryptoKey> {
+  if (forwardKey === undefined) {
+    const salt = settings().salt;
+    const raw = salt ? new TextEncoder().encode(`warden-forward:${salt}`) : crypto.getRandomValues(new Uint8Array(32));
+    forwardKey = crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+  }
+  return forwardKey;
+}
+
+function hex(bytes: ArrayBuffer): string {
+  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The mark of a forwarded body: `v1=<hex HMAC-SHA256(key, body)>`. */
+async function mark(body: string): Promise<string> {
+  return `v1=${hex(await crypto.subtle.sign('HMAC', await markKey(), new TextEncoder().encode(body)))}`;
+}
+
+/** Whether `header` is our mark of exactly `body` (a client-set or stale header is not). */
+async function isOwnForward(header: string | null, body: string): Promise<boolean> {
+  if (header === null || !/^v1=[0-9a-f]{64}$/.test(header)) return false;
+  const mac = new Uint8Array((header.slice(3).match(/../g) ?? []).map((h) => parseInt(h, 16)));
+  return crypto.subtle.verify('HMAC', await markKey(), mac, new TextEncoder().encode(body));
 }
 
 /**
  * Next.js middleware can only pass a request on with its original body, so a transformed
  * body is sent as a new request to the same URL; the middleware governs that request again
  * (its body is already transformed, so it is allowed and reaches the route). The marker
- * header only stops a loop: it never skips governance, so a client setting it gains nothing.
+ * header (an HMAC of the body) only stops a loop: it never skips governance, and a client
+ * cannot forge it, so setting it gains nothing.
  */
 async function forward(request: Request, payload: unknown): Promise<Response> {
   const headers = new Headers(request.headers);
   for (const h of ['content-length', 'host', 'connection', 'transfer-encoding', 'keep-alive', 'expect']) {
     headers.delete(h);
   }
+  const body = JSON.stringify(payload);
   headers.set('content-type', 'application/json');
-  headers.set(GOVERNED_HEADER, '1');
-  return fetch(request.url, { method: request.method, headers, body: JSON.stringify(payload), redirect: 'manual' });
+  headers.set(GOVERNED_HEADER, await mark(body));
+  return fetch(request.url, { method: request.method, headers, body, redirect: 'manual' });
 }

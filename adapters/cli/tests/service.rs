@@ -135,7 +135,7 @@ fn rate_limit_answers_429_with_retry_after() {
 
 #[test]
 fn api_keys_guard_every_route_but_probes() {
-    let server = serve(&[("WARDEN_API_KEYS", "k-one,k-two".into())], &[]);
+    let server = serve(&[("WARDEN_API_KEYS", "k-one,k-two".into()), ("PII_TOKEN_SALT", "s".into())], &[]);
     let client = reqwest::blocking::Client::new();
     let url = format!("{}/api/v1/precheck", server.base);
     let body = json!({"tool": "t", "raw_text": "x"});

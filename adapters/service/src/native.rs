@@ -20,7 +20,7 @@ use crate::budget::{
 use crate::clock::SystemClock;
 use crate::events::{DeadLetter, Dispatcher, EventBuilder, EventPublisher, Outbox, TokioTimer};
 use crate::metrics::Metrics;
-use crate::policy_source::{Offered, PolicySource};
+use crate::policy_source::{Offered, PolicySource, Settler};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
 use crate::router::{router, AppState};
 use crate::service::{Budgets, MemoryDedupe, MessageDedupe, Observer, Service, ServiceBuilder};
@@ -95,8 +95,10 @@ impl Platform {
 pub struct Stores {
     /// Per-user budgets, if on.
     pub budgets: Option<Budgets>,
-    /// The rate limiter, if on.
+    /// The per-user rate limiter, if on.
     pub limiter: Option<Arc<dyn RateLimiter>>,
+    /// The per-caller rate limiter, if on.
+    pub caller_limiter: Option<Arc<dyn RateLimiter>>,
     /// Message dedupe.
     pub dedupe: Option<Arc<dyn MessageDedupe>>,
 }
@@ -165,10 +167,7 @@ pub fn load_policy(path: Option<&Path>) -> Result<PolicySource, String> {
 
 /// Stores per the settings. Every failure is a start-up error naming the setting: a missing
 /// or read-only data directory is reported here, not on the first request.
-async fn stores(
-    settings: &Settings,
-    platform: &Platform,
-) -> Result<(Option<Budgets>, Option<Arc<dyn RateLimiter>>, Arc<dyn MessageDedupe>), String> {
+async fn stores(settings: &Settings, platform: &Platform) -> Result<Stores, String> {
     let kind = settings.store.or(platform.default_store);
     let redis = match (kind, &settings.redis_url) {
         (Some(StoreKind::Redis), Some(url)) => Some(connect_redis(url).await.map_err(|e| format!("REDIS_URL: {e}"))?),
@@ -196,16 +195,23 @@ async fn stores(
         _ => None,
     };
     let budgets = store.map(|store| Budgets { store, prices: settings.prices.clone() });
-    let limiter: Option<Arc<dyn RateLimiter>> = match (settings.rate_limit, &redis) {
-        (None, _) => None,
-        (Some(n), Some(conn)) => Some(Arc::new(RedisRateLimiter::new(conn.clone(), n))),
-        (Some(n), None) => Some(Arc::new(MemoryRateLimiter::new(n))),
+    let limiter_for = |limit: Option<std::num::NonZeroU32>| -> Option<Arc<dyn RateLimiter>> {
+        match (limit, &redis) {
+            (None, _) => None,
+            (Some(n), Some(conn)) => Some(Arc::new(RedisRateLimiter::new(conn.clone(), n))),
+            (Some(n), None) => Some(Arc::new(MemoryRateLimiter::new(n))),
+        }
     };
     let dedupe: Arc<dyn MessageDedupe> = match &redis {
         Some(conn) => Arc::new(RedisDedupe::new(conn.clone())),
         None => Arc::new(MemoryDedupe::new(MEMORY_DEDUPE_IDS)),
     };
-    Ok((budgets, limiter, dedupe))
+    Ok(Stores {
+        budgets,
+        limiter: limiter_for(settings.rate_limit),
+        caller_limiter: limiter_for(settings.rate_limit_per_key),
+        dedupe: Some(dedupe),
+    })
 }
 
 /// Assembles a native Warden for `platform` from `settings`.
@@ -219,13 +225,12 @@ pub async fn assemble_with(settings: &Settings, platform: &Platform, extras: Ext
     let source = Arc::new(load_policy(policy_file.as_deref())?);
     let mut config = settings.service_config();
     config.default_agent_id = Some(platform.default_agent_id.clone());
-    let (budgets, limiter, dedupe) = match extras.stores {
-        Some(s) => {
-            let dedupe = s.dedupe.unwrap_or_else(|| Arc::new(MemoryDedupe::new(MEMORY_DEDUPE_IDS)));
-            (s.budgets, s.limiter, dedupe)
-        }
+    let stores = match extras.stores {
+        Some(s) => s,
         None => stores(settings, platform).await?,
     };
+    let dedupe = stores.dedupe.unwrap_or_else(|| Arc::new(MemoryDedupe::new(MEMORY_DEDUPE_IDS)));
+    let (budgets, limiter) = (stores.budgets, stores.limiter);
     let mut builder =
         ServiceBuilder::new(source, settings.token_key(), config).clock(Arc::new(SystemClock::new())).dedupe(dedupe);
     if let Some(b) = budgets {
@@ -233,6 +238,9 @@ pub async fn assemble_with(settings: &Settings, platform: &Platform, extras: Ext
     }
     if let Some(l) = limiter {
         builder = builder.rate_limiter(l);
+    }
+    if let Some(l) = stores.caller_limiter {
+        builder = builder.caller_rate_limiter(l);
     }
     let audit = match &settings.audit {
         AuditTarget::Stdout => AuditWriter::Stdout,
@@ -307,15 +315,19 @@ impl crate::events::DeadLetter for ArcDlq {
     }
 }
 
-/// Watches the policy file and offers every change to `source` (valid ones apply, invalid
-/// ones are logged and the last good policy stays). Polls content, so it works on every
-/// filesystem, including the symlink swaps of Kubernetes ConfigMaps.
+/// Watches the policy file and offers every settled change to `source` (valid ones apply,
+/// invalid ones are logged and the last good policy stays). A change is settled when two polls
+/// in a row read the same content, so a file being rewritten in place is never loaded half
+/// written. Polls content, so it works on every filesystem, including the symlink swaps of
+/// Kubernetes ConfigMaps.
 pub async fn watch_policy(source: Arc<PolicySource>, path: PathBuf, every: Duration, on_reload: impl Fn(bool) + Send) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut settler = Settler::new(tokio::fs::read(&path).await.ok());
     loop {
         tick.tick().await;
         let Ok(bytes) = tokio::fs::read(&path).await else { continue };
+        let Some(bytes) = settler.observe(bytes) else { continue };
         let name = path.display();
         let Ok(text) = String::from_utf8(bytes) else {
             source.set_error(Some(format!("{name}: policy file is not UTF-8")));

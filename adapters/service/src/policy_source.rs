@@ -137,6 +137,37 @@ impl PolicySource {
     }
 }
 
+/// Decides when a policy file being watched has settled: a content is offered only once two
+/// polls in a row read it, so a file rewritten in place is never loaded half written (a
+/// truncated prefix can itself be a valid policy that allows too much).
+#[derive(Debug, Default)]
+pub struct Settler {
+    settled: Option<Vec<u8>>,
+    candidate: Option<Vec<u8>>,
+}
+
+impl Settler {
+    /// A settler for a file whose current (already loaded) content is `initial`.
+    pub fn new(initial: Option<Vec<u8>>) -> Settler {
+        Settler { settled: initial, candidate: None }
+    }
+
+    /// The content read by one poll; returns it when it is a settled change to offer.
+    pub fn observe(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        if self.settled.as_deref() == Some(bytes.as_slice()) {
+            self.candidate = None;
+            return None;
+        }
+        if self.candidate.as_deref() != Some(bytes.as_slice()) {
+            self.candidate = Some(bytes);
+            return None;
+        }
+        self.candidate = None;
+        self.settled = Some(bytes.clone());
+        Some(bytes)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
@@ -156,5 +187,23 @@ mod tests {
         assert_eq!(source.offer("version: v1\ndeny_tools: 7\n"), Offered::Unchanged);
         assert_eq!(source.offer("version: v1\n"), Offered::Applied);
         assert_eq!(source.last_error(), None);
+    }
+
+    #[test]
+    fn only_settled_content_is_offered() {
+        let full = b"version: v1\ndeny_tools: [python.exec, bash.exec]\n".to_vec();
+        let half = b"version: v1\n".to_vec();
+        let mut s = Settler::new(Some(b"old".to_vec()));
+        assert_eq!(s.observe(b"old".to_vec()), None);
+        // A write in progress: each poll sees something new, nothing is offered.
+        assert_eq!(s.observe(half.clone()), None);
+        assert_eq!(s.observe(full.clone()), None);
+        // The same content twice: settled.
+        assert_eq!(s.observe(full.clone()), Some(full.clone()));
+        assert_eq!(s.observe(full.clone()), None);
+        // A prefix seen once and then replaced is never offered.
+        assert_eq!(s.observe(half), None);
+        assert_eq!(s.observe(full.clone()), None);
+        assert_eq!(s.observe(full), None);
     }
 }

@@ -74,13 +74,10 @@ pub trait RateLimiter: Send + Sync {
     fn kind(&self) -> &'static str;
 }
 
-/// The rate-limit key of a request: its `user_id`, else a fingerprint of its API key (never
-/// the key itself), else its client address (IPv6 clients by their /64, which one client
-/// typically controls whole), else one shared anonymous bucket.
-pub fn rate_key(user_id: Option<&str>, api_key: Option<&str>, addr: Option<IpAddr>) -> String {
-    if let Some(user) = user_id.filter(|u| !u.is_empty()) {
-        return format!("user:{user}");
-    }
+/// Who is calling, for rate limits and budgets: a fingerprint of its API key (never the key
+/// itself), else its client address (IPv6 clients by their /64, which one client typically
+/// controls whole), else one shared anonymous bucket. Request fields never choose it.
+pub fn caller_identity(api_key: Option<&str>, addr: Option<IpAddr>) -> String {
     if let Some(key) = api_key.filter(|k| !k.is_empty()) {
         return format!("key:{}", key_fingerprint(key));
     }
@@ -92,6 +89,22 @@ pub fn rate_key(user_id: Option<&str>, api_key: Option<&str>, addr: Option<IpAdd
         }
         None => "anonymous".to_string(),
     }
+}
+
+/// The per-user rate-limit key of a request: its `user_id` within its caller's identity (so a
+/// caller cannot spend another caller's user's allowance), else the caller alone.
+pub fn rate_key(user_id: Option<&str>, api_key: Option<&str>, addr: Option<IpAddr>) -> String {
+    let caller = caller_identity(api_key, addr);
+    match user_id.filter(|u| !u.is_empty()) {
+        Some(user) => format!("{caller}|user:{user}"),
+        None => caller,
+    }
+}
+
+/// The per-caller rate-limit key (`RATE_LIMIT_PER_KEY_PER_MINUTE`): every request of the caller
+/// counts, whatever `user_id` it names, so rotating user ids does not escape it.
+pub fn caller_key(api_key: Option<&str>, addr: Option<IpAddr>) -> String {
+    format!("caller|{}", caller_identity(api_key, addr))
 }
 
 /// How many keys [`MemoryRateLimiter`] tracks before sharing one overflow window.
@@ -194,14 +207,20 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
-    fn keys_prefer_user_then_api_key_then_address() {
+    fn users_are_scoped_by_the_callers_key_or_address() {
         let v4 = Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)));
-        assert_eq!(rate_key(Some("u1"), Some("k"), v4), "user:u1");
+        let fp = key_fingerprint("secret-key");
+        assert_eq!(rate_key(Some("u1"), Some("secret-key"), v4), format!("key:{fp}|user:u1"));
+        // The same user id under another key, or from another address, is another bucket.
+        assert_ne!(rate_key(Some("u1"), Some("other-key"), v4), rate_key(Some("u1"), Some("secret-key"), v4));
+        assert_eq!(rate_key(Some("u1"), None, v4), "ip:203.0.113.7|user:u1");
         let by_key = rate_key(None, Some("secret-key"), v4);
-        assert_eq!(by_key, format!("key:{}", key_fingerprint("secret-key")));
+        assert_eq!(by_key, format!("key:{fp}"));
         assert!(!by_key.contains("secret-key"));
         assert_eq!(rate_key(Some(""), Some(""), v4), "ip:203.0.113.7");
         assert_eq!(rate_key(None, None, None), "anonymous");
+        // The per-caller key ignores user ids.
+        assert_eq!(caller_key(Some("secret-key"), v4), format!("caller|key:{fp}"));
     }
 
     #[test]

@@ -162,9 +162,13 @@ async fn health(State(state): State<AppState>) -> Response {
     Json(state.service.health()).into_response()
 }
 
-async fn ready(State(state): State<AppState>) -> Response {
+/// Readiness. With API keys on, a caller without a valid key learns only ready or not: the
+/// checks name files, stores and whether default secrets are in use.
+async fn ready(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (ok, body) = state.service.ready().await;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let authenticated = authenticate(&state, &headers).is_ok();
+    let body = if authenticated { body } else { serde_json::json!({"ready": ok}) };
     (status, Json(body)).into_response()
 }
 

@@ -144,6 +144,29 @@ impl StoreKind {
     }
 }
 
+/// What a request's `policy_config` may do (`WARDEN_REQUEST_POLICY`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RequestPolicyMode {
+    /// It replaces the server policy for that request (SPEC §3, GovernsAI's behaviour).
+    #[default]
+    Replace,
+    /// It may only make decisions stricter than the server policy's.
+    Tighten,
+    /// It is refused: 422 `policy_config_disabled`.
+    Off,
+}
+
+impl RequestPolicyMode {
+    /// The setting's value.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RequestPolicyMode::Replace => "replace",
+            RequestPolicyMode::Tighten => "tighten",
+            RequestPolicyMode::Off => "off",
+        }
+    }
+}
+
 /// Where audit lines go (`WARDEN_AUDIT`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuditTarget {
@@ -307,8 +330,19 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// `WARDEN_STORE`; `None` → `redis` when `REDIS_URL` is set, else the runtime's default.
     pub store: Option<StoreKind>,
-    /// `RATE_LIMIT_PER_MINUTE` (default 100; 0 = off).
+    /// `RATE_LIMIT_PER_MINUTE` (default 100; 0 = off): per user of a caller (API key, else
+    /// client address).
     pub rate_limit: Option<NonZeroU32>,
+    /// `RATE_LIMIT_PER_KEY_PER_MINUTE` (default 1000; 0 = off): per caller, whatever user ids
+    /// it sends, so rotating user ids does not escape the limit.
+    pub rate_limit_per_key: Option<NonZeroU32>,
+    /// `WARDEN_REQUEST_POLICY` (default `replace`).
+    pub request_policy: RequestPolicyMode,
+    /// `PII_TOKEN_HEX_LEN` (default 8, 8..=64): the shortest token; a policy's
+    /// `token_hex_len` can only make tokens longer.
+    pub token_hex_len: usize,
+    /// `WARDEN_DEV` (default false): allows the built-in salt while API keys are on.
+    pub dev: bool,
     /// `WARDEN_API_KEYS` (unset = auth off).
     pub api_keys: ApiKeys,
     /// `WEBHOOK_*`, `PRECHECK_DLQ`, `EVENTS_INCLUDE_RAW_TEXT`, queue settings.
@@ -383,9 +417,36 @@ impl Settings {
             Some(v) if v == "*" => CorsOrigins::Any,
             Some(v) => CorsOrigins::List(v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect()),
         };
+        let request_policy = match vars.get("WARDEN_REQUEST_POLICY").map(|v| v.to_ascii_lowercase()) {
+            None => RequestPolicyMode::Replace,
+            Some(v) => match v.as_str() {
+                "replace" => RequestPolicyMode::Replace,
+                "tighten" => RequestPolicyMode::Tighten,
+                "off" => RequestPolicyMode::Off,
+                _ => return Err(ConfigError::new("WARDEN_REQUEST_POLICY", "expected one of replace, tighten, off")),
+            },
+        };
+        let token_hex_len = vars.parse("PII_TOKEN_HEX_LEN", 8usize, "a number of hex digits")?;
+        if !(8..=64).contains(&token_hex_len) {
+            return Err(ConfigError::new("PII_TOKEN_HEX_LEN", "must be 8 to 64"));
+        }
+        let api_keys = match vars.get("WARDEN_API_KEYS") {
+            None => ApiKeys::disabled(),
+            Some(v) => ApiKeys::from_env_value(&v).map_err(|e| ConfigError::new("WARDEN_API_KEYS", e.to_string()))?,
+        };
+        let salt = vars.get("PII_TOKEN_SALT");
+        let dev = vars.flag("WARDEN_DEV", false)?;
+        if salt.is_none() && api_keys.is_enabled() && !dev {
+            // A production deployment (it has API keys) must not tokenize with a public salt:
+            // its tokens could be reversed by anyone with a list of candidate values.
+            return Err(ConfigError::new(
+                "PII_TOKEN_SALT",
+                "is required when WARDEN_API_KEYS is set (WARDEN_DEV=1 allows the built-in salt for development)",
+            ));
+        }
         Ok(Settings {
             policy_file: vars.get("POLICY_FILE").map(PathBuf::from),
-            salt: vars.get("PII_TOKEN_SALT"),
+            salt,
             on_error,
             body_limit: vars.positive("WARDEN_BODY_LIMIT", 1024 * 1024)?,
             max_batch: vars.positive("WARDEN_MAX_BATCH", 1000)?,
@@ -401,12 +462,15 @@ impl Settings {
             redis_url,
             store,
             rate_limit: NonZeroU32::new(vars.parse("RATE_LIMIT_PER_MINUTE", 100u32, "a non-negative integer")?),
-            api_keys: match vars.get("WARDEN_API_KEYS") {
-                None => ApiKeys::disabled(),
-                Some(v) => {
-                    ApiKeys::from_env_value(&v).map_err(|e| ConfigError::new("WARDEN_API_KEYS", e.to_string()))?
-                }
-            },
+            rate_limit_per_key: NonZeroU32::new(vars.parse(
+                "RATE_LIMIT_PER_KEY_PER_MINUTE",
+                1000u32,
+                "a non-negative integer",
+            )?),
+            request_policy,
+            token_hex_len,
+            dev,
+            api_keys,
             events: EventsConfig::from_vars(&vars)?,
             audit: AuditTarget::parse(vars.get("WARDEN_AUDIT")),
             trusted_proxies: TrustedProxies::new(trusted),
@@ -438,6 +502,8 @@ impl Settings {
             cors_origins: self.cors_origins.clone(),
             dedupe_ttl: self.dedupe_ttl,
             default_agent_id: None,
+            request_policy: self.request_policy,
+            token_hex_len: self.token_hex_len,
         }
     }
 }
@@ -524,6 +590,20 @@ mod tests {
         assert_eq!(t.client(proxy, Some("garbage")), proxy);
         assert_eq!(t.client("::1".parse().unwrap(), Some("198.51.100.7")), "198.51.100.7".parse::<IpAddr>().unwrap());
         assert!("::ffff:10.0.0.1".parse::<IpAddr>().is_ok_and(|a| t.contains(a)));
+    }
+
+    #[test]
+    fn api_keys_need_a_salt_unless_dev() {
+        let e = settings(&[("WARDEN_API_KEYS", "k1")]).unwrap_err();
+        assert_eq!(e.variable, "PII_TOKEN_SALT");
+        assert!(settings(&[("WARDEN_API_KEYS", "k1"), ("WARDEN_DEV", "1")]).is_ok());
+        assert!(settings(&[("WARDEN_API_KEYS", "k1"), ("PII_TOKEN_SALT", "s")]).is_ok());
+        assert_eq!(settings(&[("PII_TOKEN_HEX_LEN", "4")]).unwrap_err().variable, "PII_TOKEN_HEX_LEN");
+        assert_eq!(settings(&[("WARDEN_REQUEST_POLICY", "loose")]).unwrap_err().variable, "WARDEN_REQUEST_POLICY");
+        assert_eq!(
+            settings(&[("WARDEN_REQUEST_POLICY", "tighten")]).unwrap().request_policy,
+            RequestPolicyMode::Tighten
+        );
     }
 
     #[test]

@@ -119,6 +119,11 @@ impl DeadLetter for KvDeadLetter {
         let line = warden_service::events::dlq_line(event_json, error, attempts, now);
         let key = format!("dlq:{now}:{:08x}", (js_sys::Math::random() * f64::from(u32::MAX)) as u32);
         let put = self.0 .0.put(&key, line.as_str()).map_err(|e| StoreError::new("kv", e.to_string()))?;
-        SendFuture::new(put.execute()).await.map_err(|e| StoreError::new("kv", e.to_string()))
+        SendFuture::new(put.execute()).await.map_err(|e| StoreError::new("kv", e.to_string()))?;
+        worker::console_error!(
+            "{}",
+            serde_json::json!({"level": "error", "msg": "event dead-lettered", "key": key, "error": error})
+        );
+        Ok(())
     }
 }

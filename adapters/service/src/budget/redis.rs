@@ -58,6 +58,7 @@ if ARGV[4] == '1' and projected <= limit and projected * 10 < limit * 9 then
   redis.call('EXPIRE', KEYS[1], ARGV[8])
   redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[9]) - 1)
   redis.call('EXPIRE', KEYS[3], ARGV[8])
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
   recorded = 1
 end
 return {string.format('%.0f', limit), string.format('%.0f', llm), string.format('%.0f', purchase), recorded}

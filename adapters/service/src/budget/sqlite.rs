@@ -104,7 +104,8 @@ impl SqliteBudgetStore {
     }
 }
 
-/// Loads a user's row (creating it for `period` if absent) and rolls it to `period`, inside
+/// Loads a user's row (a fresh one for `period` if absent: nothing is stored for a user who
+/// spends nothing, so unknown user ids cannot grow the file) and rolls it to `period`, inside
 /// the caller's transaction.
 fn load_row(tx: &rusqlite::Transaction<'_>, user: &str, period: &str, now_secs: i64) -> Result<Row, rusqlite::Error> {
     let found = tx
@@ -121,27 +122,28 @@ fn load_row(tx: &rusqlite::Transaction<'_>, user: &str, period: &str, now_secs: 
             },
         )
         .optional()?;
-    let mut row = match found {
-        Some(row) => row,
-        None => {
-            tx.execute(
-                "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
-                 VALUES (?1, NULL, 0, 0, 0, ?2, ?3)",
-                params![user, period, now_secs],
-            )?;
-            Row::new(period.to_string())
-        }
-    };
+    let Some(mut row) = found else { return Ok(Row::new(period.to_string())) };
     if row.roll_to(period) {
         save_row(tx, user, &row, now_secs)?;
+        // Retention: a user's transactions older than TRANSACTION_RETENTION_SECS go when
+        // their budget rolls into a new month.
+        tx.execute(
+            "DELETE FROM budget_transactions WHERE user_id = ?1 AND created_at < ?2",
+            params![user, now_secs.saturating_sub(TRANSACTION_RETENTION_SECS)],
+        )?;
     }
     Ok(row)
 }
 
+/// How long budget transactions are kept: thirteen months, so a year can be compared.
+pub const TRANSACTION_RETENTION_SECS: i64 = 396 * 24 * 3600;
+
 fn save_row(tx: &rusqlite::Transaction<'_>, user: &str, row: &Row, now_secs: i64) -> Result<(), rusqlite::Error> {
     tx.execute(
-        "UPDATE budgets SET current_spend = ?2, llm_spend = ?3, purchase_spend = ?4, period = ?5, updated_at = ?6
-         WHERE user_id = ?1",
+        "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
+         VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (user_id) DO UPDATE SET current_spend = excluded.current_spend, llm_spend = excluded.llm_spend,
+           purchase_spend = excluded.purchase_spend, period = excluded.period, updated_at = excluded.updated_at",
         params![
             user,
             row.llm.saturating_add(row.purchase).micros(),
@@ -159,7 +161,7 @@ impl BudgetStore for SqliteBudgetStore {
     async fn status(&self, user: &str, now_secs: i64) -> Result<BudgetSnapshot, StoreError> {
         let user = user.to_string();
         self.with_conn(move |conn, default_limit| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let row = load_row(&tx, &user, &period_key(now_secs), now_secs)?;
             tx.commit()?;
             Ok(row.snapshot(default_limit))

@@ -52,6 +52,7 @@ pub struct ServiceBuilder {
     probes: Vec<Arc<dyn Probe>>,
     budgets: Option<Budgets>,
     limiter: Option<Arc<dyn RateLimiter>>,
+    caller_limiter: Option<Arc<dyn RateLimiter>>,
     dedupe: Option<Arc<dyn MessageDedupe>>,
 }
 
@@ -73,6 +74,7 @@ impl ServiceBuilder {
             probes: Vec::new(),
             budgets: None,
             limiter: None,
+            caller_limiter: None,
             dedupe: None,
         }
     }
@@ -112,6 +114,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// Limits every caller (API key, else client address) whatever user ids it names
+    /// (`RATE_LIMIT_PER_KEY_PER_MINUTE`).
+    pub fn caller_rate_limiter(mut self, l: Arc<dyn RateLimiter>) -> ServiceBuilder {
+        self.caller_limiter = Some(l);
+        self
+    }
+
     /// Remembers message ids, so redelivered messages are neither answered nor charged twice.
     pub fn dedupe(mut self, d: Arc<dyn MessageDedupe>) -> ServiceBuilder {
         self.dedupe = Some(d);
@@ -140,8 +149,10 @@ impl ServiceBuilder {
             probes: self.probes,
             budgets: self.budgets,
             limiter: self.limiter,
+            caller_limiter: self.caller_limiter,
             dedupe: self.dedupe,
             request_ids: std::sync::atomic::AtomicU64::new(0),
+            policy_cache: super::policy_cache::PolicyCache::default(),
         })
     }
 }

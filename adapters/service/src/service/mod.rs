@@ -16,6 +16,7 @@ pub mod operation;
 
 mod batch;
 mod pipeline;
+mod policy_cache;
 mod readiness;
 
 pub use builder::{Budgets, BuildError, ServiceBuilder};
@@ -32,7 +33,7 @@ use crate::settings::{CorsOrigins, TrustedProxies};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
-use warden_engine::{Detector, Gate, OnError, Policy, TokenKey};
+use warden_engine::{Detector, Gate, OnError, Policy, PolicyMode, RequestPolicy, TokenKey};
 
 pub use crate::settings::DEFAULT_SALT;
 
@@ -66,6 +67,10 @@ pub struct ServiceConfig {
     pub dedupe_ttl: core::time::Duration,
     /// `agent_id` of an HTTP `evaluate` that names none (the runtime's default).
     pub default_agent_id: Option<String>,
+    /// What a request's `policy_config` may do (`WARDEN_REQUEST_POLICY`).
+    pub request_policy: crate::settings::RequestPolicyMode,
+    /// The shortest token (`PII_TOKEN_HEX_LEN`).
+    pub token_hex_len: usize,
 }
 
 impl Default for ServiceConfig {
@@ -84,6 +89,8 @@ impl Default for ServiceConfig {
             cors_origins: CorsOrigins::Off,
             dedupe_ttl: crate::settings::DEFAULT_DEDUPE_TTL,
             default_agent_id: None,
+            request_policy: crate::settings::RequestPolicyMode::Replace,
+            token_hex_len: 8,
         }
     }
 }
@@ -128,8 +135,10 @@ pub struct Service {
     probes: Vec<Arc<dyn Probe>>,
     budgets: Option<Budgets>,
     limiter: Option<Arc<dyn RateLimiter>>,
+    caller_limiter: Option<Arc<dyn RateLimiter>>,
     dedupe: Option<Arc<dyn MessageDedupe>>,
     request_ids: std::sync::atomic::AtomicU64,
+    policy_cache: policy_cache::PolicyCache,
 }
 
 impl core::fmt::Debug for Service {
@@ -157,9 +166,37 @@ impl Service {
         &self.clock
     }
 
-    /// The engine's gate for `policy` with this service's key, detector and `on_error`.
+    /// The engine's gate for `policy` with this service's key, detector, `on_error`, request
+    /// policy mode and shortest token.
     pub fn gate<'a>(&'a self, policy: &'a Policy) -> Gate<'a> {
-        Gate::new(policy, &self.key, &self.detector).with_on_error(self.config.on_error)
+        let mode = match self.config.request_policy {
+            crate::settings::RequestPolicyMode::Tighten => PolicyMode::Tighten,
+            _ => PolicyMode::Replace,
+        };
+        Gate::new(policy, &self.key, &self.detector)
+            .with_on_error(self.config.on_error)
+            .with_mode(mode)
+            .with_min_token_len(self.config.token_hex_len)
+    }
+
+    /// A request's `policy_config`, validated once and cached by content (so a caller sending
+    /// the same policy on every request does not make Warden compile it every time); refused
+    /// with 422 `policy_config_disabled` when `WARDEN_REQUEST_POLICY=off`.
+    pub(crate) fn request_policy(&self, config: Option<&Value>) -> Result<Option<Arc<RequestPolicy>>, ApiError> {
+        let Some(config) = config else { return Ok(None) };
+        if self.config.request_policy == crate::settings::RequestPolicyMode::Off {
+            return Err(ApiError::new(
+                warden_engine::ErrorCode::PolicyConfigDisabled,
+                "per-request policies are disabled on this server (WARDEN_REQUEST_POLICY=off)",
+            )
+            .with_field("policy_config"));
+        }
+        let parsed = self.policy_cache.get_or_parse(config);
+        if let RequestPolicy::TooLarge { field, message } = parsed.as_ref() {
+            let field = if field.is_empty() { String::from("policy_config") } else { format!("policy_config.{field}") };
+            return Err(ApiError::invalid_request(message.clone()).with_field(field));
+        }
+        Ok(Some(parsed))
     }
 
     /// Runs `op` on a JSON request body; the result is the JSON response body.

@@ -4,7 +4,7 @@
 use super::{Channel, RequestMeta, Service};
 use crate::budget::SpendRequest;
 use crate::error::{from_value, ApiError};
-use crate::ratelimit::rate_key;
+use crate::ratelimit::{caller_key, rate_key};
 use crate::record::{pii_counts, DecisionRecord};
 use serde_json::Value;
 use warden_engine::budget::{BudgetInfo, BudgetStatus, Charge};
@@ -109,10 +109,20 @@ impl Service {
 
     pub(super) async fn check(&self, body: Value, direction: Direction, meta: &RequestMeta) -> Result<Value, ApiError> {
         let req: CheckRequest = from_value(body)?;
+        IdentityFields {
+            tool: Some(&req.tool),
+            scope: Some(&req.scope),
+            user_id: req.user_id.as_deref(),
+            corr_id: req.corr_id.as_deref(),
+            agent_id: None,
+            tags: &req.tags,
+        }
+        .check()?;
         self.rate_limit(req.user_id.as_deref(), meta).await?;
         let (now_ms, t0) = self.now();
+        let request = self.request_policy(req.policy_config.as_ref())?;
         let policy = self.policy.get();
-        let verdict = self.gate(&policy).check(&req, direction);
+        let verdict = self.gate(&policy).check_with(&req, direction, request.as_deref());
         let counts = pii_counts(verdict.findings.iter().map(|f| f.found.ty.name()));
         let mut resp = warden_engine::CheckResponse::from_verdict(verdict, now_ms.div_euclid(1000));
         if let Some(user) = req.user_id.as_deref() {
@@ -209,10 +219,20 @@ impl Service {
         // record, governed like any text so that no raw PII reaches the log.
         let context = body.get("context").map(|c| self.audit_context(c));
         let req: EvaluateRequest = from_value(body)?;
+        IdentityFields {
+            tool: req.tool.as_deref(),
+            scope: req.scope.as_deref(),
+            user_id: req.user_id.as_deref(),
+            corr_id: req.corr_id.as_deref(),
+            agent_id: Some(&req.agent_id),
+            tags: &[],
+        }
+        .check()?;
         self.rate_limit(req.user_id.as_deref(), meta).await?;
         let (now_ms, t0) = self.now();
+        let request = self.request_policy(req.policy_config.as_ref())?;
         let policy = self.policy.get();
-        let (mut resp, counts) = self.gate(&policy).evaluate_counted(&req, now_ms.div_euclid(1000));
+        let (mut resp, counts) = self.gate(&policy).evaluate_with(&req, now_ms.div_euclid(1000), request.as_deref());
         let tool = req.tool.clone().unwrap_or_default();
         if let Some(user) = req.user_id.as_deref() {
             let chars = string_chars(&req.payload);
@@ -273,9 +293,22 @@ impl Service {
     /// A failing limiter store lets requests through (reported to observers): rate limiting
     /// protects capacity, it is not an access control.
     pub(super) async fn rate_limit(&self, user: Option<&str>, meta: &RequestMeta) -> Result<(), ApiError> {
+        // Messages are paced by their platform (batch size, concurrency); a limit here would
+        // only turn them into redeliveries.
+        if meta.channel == Channel::Message {
+            return Ok(());
+        }
+        if let Some(limiter) = &self.caller_limiter {
+            let key = caller_key(meta.api_key.as_deref(), meta.client_addr);
+            self.hit(limiter.as_ref(), &key).await?;
+        }
         let Some(limiter) = &self.limiter else { return Ok(()) };
         let key = rate_key(user, meta.api_key.as_deref(), meta.client_addr);
-        match limiter.hit(&key, self.clock.now_ms()).await {
+        self.hit(limiter.as_ref(), &key).await
+    }
+
+    async fn hit(&self, limiter: &dyn crate::ratelimit::RateLimiter, key: &str) -> Result<(), ApiError> {
+        match limiter.hit(key, self.clock.now_ms()).await {
             Ok(d) if !d.allowed => {
                 for o in &self.observers {
                     o.rate_limited();
@@ -313,8 +346,13 @@ impl Service {
         let Some(b) = self.budgets.as_ref() else { return Ok(None) };
         let charge = Charge::estimate(chars, tool_config, &b.prices);
         let now_secs = now_ms.div_euclid(1000);
+        // A caller's users are its own: with API keys, "alice" of key A is not "alice" of key B.
+        let user = match meta.api_key.as_deref() {
+            Some(k) => format!("{}:{user}", crate::auth::key_fingerprint(k)),
+            None => user.to_owned(),
+        };
         let req = SpendRequest {
-            user: user.to_string(),
+            user,
             llm: charge.llm,
             purchase: charge.purchase,
             tool: tool.to_string(),
@@ -359,4 +397,56 @@ fn string_chars(v: &Value) -> usize {
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Longest `user_id`, `corr_id`, `tool`, `scope`, `agent_id` or tag, in bytes.
+pub(super) const MAX_ID_BYTES: usize = 256;
+/// Most tags on one request.
+pub(super) const MAX_TAGS: usize = 32;
+
+/// The identifying fields of a request, checked before they reach a store, a limiter, a log
+/// or an event: bounded in length and free of control characters.
+pub(super) struct IdentityFields<'a> {
+    pub tool: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub corr_id: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub tags: &'a [String],
+}
+
+impl IdentityFields<'_> {
+    pub(super) fn check(&self) -> Result<(), ApiError> {
+        let fields = [
+            ("tool", self.tool),
+            ("scope", self.scope),
+            ("user_id", self.user_id),
+            ("corr_id", self.corr_id),
+            ("agent_id", self.agent_id),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value {
+                identifier(name, v)?;
+            }
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(ApiError::invalid_request(format!("at most {MAX_TAGS} tags")).with_field("tags"));
+        }
+        for (i, tag) in self.tags.iter().enumerate() {
+            identifier(&format!("tags[{i}]"), tag)?;
+        }
+        Ok(())
+    }
+}
+
+fn identifier(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_ID_BYTES {
+        return Err(
+            ApiError::invalid_request(format!("`{field}` is longer than {MAX_ID_BYTES} bytes")).with_field(field)
+        );
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid_request(format!("`{field}` contains control characters")).with_field(field));
+    }
+    Ok(())
 }
