@@ -76,7 +76,8 @@ fn text(rng: &mut Rng) -> String {
     let mut t = String::from("note:");
     for _ in 0..(1 + rng.next() % 4) {
         t.push(' ');
-        t.push_str(*rng.pick(&VALUES));
+        let value: &&str = rng.pick(&VALUES);
+        t.push_str(value);
     }
     t
 }

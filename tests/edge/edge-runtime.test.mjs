@@ -101,7 +101,7 @@ for (const d of DEPLOYMENTS) {
   describe(`route handler, conformance ${JSON.stringify(d.env)}`, () => {
     let base;
     before(async () => {
-      base = await deploy({ PII_TOKEN_SALT: d.salt, ON_ERROR: d.onError, WARDEN_POLICY: d.policyText });
+      base = await deploy({ PII_TOKEN_SALT: d.salt, ON_ERROR: d.onError, WARDEN_POLICY: d.policyText, WARDEN_REQUEST_POLICY: 'replace' });
     });
     for (const [file, c] of d.cases) {
       test(`[${file}] ${c.name} (route and envelope)`, async () => {

@@ -74,7 +74,7 @@ DEPLOYMENTS.forEach((d, i) => {
   describe(`next start, conformance ${JSON.stringify(d.env)}`, () => {
     let base;
     before(async () => {
-      base = await start({ PII_TOKEN_SALT: d.salt, ON_ERROR: d.onError ?? '', WARDEN_POLICY: d.policyText });
+      base = await start({ PII_TOKEN_SALT: d.salt, ON_ERROR: d.onError ?? '', WARDEN_POLICY: d.policyText, WARDEN_REQUEST_POLICY: 'replace' });
     });
     for (const [file, c] of d.cases) {
       test(`[${file}] ${c.name} (route and envelope)`, () => assertCasesOverHttp(base, { cases: [[file, c]] }, 'next'));

@@ -8,6 +8,8 @@
 //   WARDEN_POLICY    optional policy text (YAML or JSON); default: the bundled policy
 //   WARDEN_API_KEYS  optional API keys for the HTTP API (X-Governs-Key)
 //   WARDEN_AGENT_ID  agent id the middleware reports (default "vercel-middleware")
+//   WARDEN_REQUEST_POLICY  what a request's policy_config may do: tighten (default here: only
+//                    stricter than WARDEN_POLICY), replace (SPEC §3) or off
 import { Warden, handleRequest } from 'warden-wasm';
 import type { EvaluateResponse, WardenOptions } from 'warden-wasm';
 
@@ -28,6 +30,7 @@ function settings() {
     onError: nonEmpty(process.env.ON_ERROR),
     apiKeys: nonEmpty(process.env.WARDEN_API_KEYS),
     agentId: nonEmpty(process.env.WARDEN_AGENT_ID) ?? 'vercel-middleware',
+    requestPolicy: nonEmpty(process.env.WARDEN_REQUEST_POLICY) ?? 'tighten',
   };
 }
 
@@ -45,6 +48,7 @@ export function getWarden(): Warden {
           piiTokenSalt: s.salt,
           onError: s.onError as OnError | undefined,
           apiKeys: s.apiKeys,
+          requestPolicy: s.requestPolicy as WardenOptions['requestPolicy'],
         }),
       };
     } catch (e) {

@@ -24,7 +24,7 @@ pub const DEFAULT_AGENT_ID: &str = "vercel-edge";
 
 /// Options that are settings of SPEC §9, by their variable; the value of those marked secret
 /// is never repeated in an error.
-const SETTING_OPTIONS: [(&str, &str, bool); 7] = [
+const SETTING_OPTIONS: [(&str, &str, bool); 8] = [
     ("piiTokenSalt", "PII_TOKEN_SALT", true),
     ("onError", "ON_ERROR", false),
     ("apiKeys", "WARDEN_API_KEYS", true),
@@ -32,6 +32,7 @@ const SETTING_OPTIONS: [(&str, &str, bool); 7] = [
     ("maxBatch", "WARDEN_MAX_BATCH", false),
     ("environment", "WARDEN_ENV", false),
     ("orgId", "WARDEN_ORG_ID", false),
+    ("requestPolicy", "WARDEN_REQUEST_POLICY", false),
 ];
 
 /// Options of `new Warden(options)`. Unknown keys are rejected so that a typo such as
@@ -66,6 +67,9 @@ struct Options {
     /// Organisation id (`WARDEN_ORG_ID`).
     #[serde(default)]
     org_id: Option<String>,
+    /// `WARDEN_REQUEST_POLICY`: `replace` (default), `tighten` or `off`.
+    #[serde(default)]
+    request_policy: Option<String>,
 }
 
 /// An HTTP response produced by [`Core::handle`].
@@ -118,6 +122,7 @@ impl Core {
             ("WARDEN_MAX_BATCH", options.max_batch.map(|n| n.to_string())),
             ("WARDEN_ENV", options.environment),
             ("WARDEN_ORG_ID", options.org_id),
+            ("WARDEN_REQUEST_POLICY", options.request_policy),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))

@@ -42,6 +42,8 @@ export interface WardenOptions {
   environment?: string;
   /** Organisation id (WARDEN_ORG_ID). */
   orgId?: string;
+  /** What a request's `policy_config` may do (WARDEN_REQUEST_POLICY): "replace" (default, SPEC §3), "tighten" (only stricter), "off" (refused). */
+  requestPolicy?: "replace" | "tighten" | "off";
 }
 
 export type Decision = "allow" | "deny" | "transform" | "confirm";

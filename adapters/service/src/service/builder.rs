@@ -42,18 +42,24 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// What is plugged into a service besides its policy, key and clock.
+#[derive(Default)]
+pub(crate) struct Plugins {
+    pub(crate) observers: Vec<Arc<dyn Observer>>,
+    pub(crate) probes: Vec<Arc<dyn Probe>>,
+    pub(crate) budgets: Option<Budgets>,
+    pub(crate) limiter: Option<Arc<dyn RateLimiter>>,
+    pub(crate) caller_limiter: Option<Arc<dyn RateLimiter>>,
+    pub(crate) dedupe: Option<Arc<dyn MessageDedupe>>,
+}
+
 /// Assembles a [`Service`].
 pub struct ServiceBuilder {
     policy: Arc<PolicySource>,
     key: TokenKey,
     config: ServiceConfig,
     clock: Option<Arc<dyn Clock>>,
-    observers: Vec<Arc<dyn Observer>>,
-    probes: Vec<Arc<dyn Probe>>,
-    budgets: Option<Budgets>,
-    limiter: Option<Arc<dyn RateLimiter>>,
-    caller_limiter: Option<Arc<dyn RateLimiter>>,
-    dedupe: Option<Arc<dyn MessageDedupe>>,
+    plugins: Plugins,
 }
 
 impl fmt::Debug for ServiceBuilder {
@@ -65,18 +71,7 @@ impl fmt::Debug for ServiceBuilder {
 impl ServiceBuilder {
     /// A builder evaluating `policy`, tokenizing with `key`, under `config`.
     pub fn new(policy: Arc<PolicySource>, key: TokenKey, config: ServiceConfig) -> ServiceBuilder {
-        ServiceBuilder {
-            policy,
-            key,
-            config,
-            clock: None,
-            observers: Vec::new(),
-            probes: Vec::new(),
-            budgets: None,
-            limiter: None,
-            caller_limiter: None,
-            dedupe: None,
-        }
+        ServiceBuilder { policy, key, config, clock: None, plugins: Plugins::default() }
     }
 
     /// A builder with the salt and service settings of `settings`.
@@ -92,38 +87,38 @@ impl ServiceBuilder {
 
     /// Adds an observer of every decision.
     pub fn observer(mut self, o: Arc<dyn Observer>) -> ServiceBuilder {
-        self.observers.push(o);
+        self.plugins.observers.push(o);
         self
     }
 
     /// Adds a readiness probe.
     pub fn probe(mut self, p: Arc<dyn Probe>) -> ServiceBuilder {
-        self.probes.push(p);
+        self.plugins.probes.push(p);
         self
     }
 
     /// Enables per-user budgets.
     pub fn budgets(mut self, b: Budgets) -> ServiceBuilder {
-        self.budgets = Some(b);
+        self.plugins.budgets = Some(b);
         self
     }
 
     /// Enables rate limiting.
     pub fn rate_limiter(mut self, l: Arc<dyn RateLimiter>) -> ServiceBuilder {
-        self.limiter = Some(l);
+        self.plugins.limiter = Some(l);
         self
     }
 
     /// Limits every caller (API key, else client address) whatever user ids it names
     /// (`RATE_LIMIT_PER_KEY_PER_MINUTE`).
     pub fn caller_rate_limiter(mut self, l: Arc<dyn RateLimiter>) -> ServiceBuilder {
-        self.caller_limiter = Some(l);
+        self.plugins.caller_limiter = Some(l);
         self
     }
 
     /// Remembers message ids, so redelivered messages are neither answered nor charged twice.
     pub fn dedupe(mut self, d: Arc<dyn MessageDedupe>) -> ServiceBuilder {
-        self.dedupe = Some(d);
+        self.plugins.dedupe = Some(d);
         self
     }
 
@@ -131,13 +126,13 @@ impl ServiceBuilder {
     /// unless one was given.
     pub fn build(mut self) -> Result<Service, BuildError> {
         let clock = self.clock.ok_or(BuildError::NoClock)?;
-        if !self.probes.iter().any(|p| p.name() == "stores") {
+        if !self.plugins.probes.iter().any(|p| p.name() == "stores") {
             let probe: Arc<dyn Probe> = Arc::new(StoresProbe {
-                budgets: self.budgets.as_ref().map(|b| Arc::clone(&b.store)),
-                limiter: self.limiter.clone(),
-                dedupe: self.dedupe.clone(),
+                budgets: self.plugins.budgets.as_ref().map(|b| Arc::clone(&b.store)),
+                limiter: self.plugins.limiter.clone(),
+                dedupe: self.plugins.dedupe.clone(),
             });
-            self.probes.push(probe);
+            self.plugins.probes.push(probe);
         }
         Ok(Service {
             policy: self.policy,
@@ -145,12 +140,7 @@ impl ServiceBuilder {
             detector: Detector::new(),
             config: self.config,
             clock,
-            observers: self.observers,
-            probes: self.probes,
-            budgets: self.budgets,
-            limiter: self.limiter,
-            caller_limiter: self.caller_limiter,
-            dedupe: self.dedupe,
+            plugins: self.plugins,
             request_ids: std::sync::atomic::AtomicU64::new(0),
             policy_cache: super::policy_cache::PolicyCache::default(),
         })

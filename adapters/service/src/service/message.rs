@@ -144,7 +144,7 @@ impl Service {
             Err(e) => return self.rejected(ApiError::invalid_json(format!("message is not valid JSON: {e}"))),
         };
         let now_ms = self.clock.now_ms();
-        let dedupe = self.dedupe.as_ref().zip(meta.id.as_deref());
+        let dedupe = self.plugins.dedupe.as_ref().zip(meta.id.as_deref());
         if let Some((store, id)) = dedupe {
             match store.claim(id, PENDING_TTL, now_ms).await {
                 Ok(Seen::New) => {}

@@ -28,7 +28,6 @@ pub use operation::Operation;
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::policy_source::PolicySource;
-use crate::ratelimit::RateLimiter;
 use crate::settings::{CorsOrigins, TrustedProxies};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -131,12 +130,7 @@ pub struct Service {
     detector: Detector,
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
-    observers: Vec<Arc<dyn Observer>>,
-    probes: Vec<Arc<dyn Probe>>,
-    budgets: Option<Budgets>,
-    limiter: Option<Arc<dyn RateLimiter>>,
-    caller_limiter: Option<Arc<dyn RateLimiter>>,
-    dedupe: Option<Arc<dyn MessageDedupe>>,
+    plugins: builder::Plugins,
     request_ids: std::sync::atomic::AtomicU64,
     policy_cache: policy_cache::PolicyCache,
 }
@@ -238,13 +232,13 @@ impl Service {
     }
 
     fn report_error(&self, code: warden_engine::ErrorCode, message: &str) {
-        for o in &self.observers {
+        for o in &self.plugins.observers {
             o.error(code.as_str(), message);
         }
     }
 
     fn observe(&self, record: &crate::record::DecisionRecord) {
-        for o in &self.observers {
+        for o in &self.plugins.observers {
             o.observe(record);
         }
     }

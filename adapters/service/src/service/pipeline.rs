@@ -9,7 +9,8 @@ use crate::record::{pii_counts, DecisionRecord};
 use serde_json::Value;
 use warden_engine::budget::{BudgetInfo, BudgetStatus, Charge};
 use warden_engine::{
-    CheckRequest, Decision, Direction, ErrorCode, EvaluateRequest, OnError, PiiOutcome, PolicyId, Reason, RedactRequest,
+    CheckRequest, CheckResponse, Decision, Direction, ErrorCode, EvaluateRequest, EvaluateResponse, OnError,
+    PiiOutcome, PolicyId, Reason, RedactRequest,
 };
 
 /// Longest `context` kept in an audit record, in bytes.
@@ -48,19 +49,59 @@ pub(super) struct BudgetJoin {
 }
 
 /// The fields of a response that a budget outcome changes.
-pub(super) struct Joinable<'a> {
-    pub decision: &'a mut Decision,
-    pub reasons: &'a mut Vec<Reason>,
-    pub policy_id: &'a mut PolicyId,
-    pub status: &'a mut Option<BudgetStatus>,
-    pub info: &'a mut Option<BudgetInfo>,
+struct Joinable<'a> {
+    decision: &'a mut Decision,
+    reasons: &'a mut Vec<Reason>,
+    policy_id: &'a mut PolicyId,
+    status: &'a mut Option<BudgetStatus>,
+    info: &'a mut Option<BudgetInfo>,
+}
+
+/// A response a budget outcome joins into.
+trait Budgeted {
+    fn joinable(&mut self) -> Joinable<'_>;
+    /// Drops the output (denied text is never echoed).
+    fn withhold(&mut self);
+}
+
+impl Budgeted for CheckResponse {
+    fn joinable(&mut self) -> Joinable<'_> {
+        Joinable {
+            decision: &mut self.decision,
+            reasons: &mut self.reasons,
+            policy_id: &mut self.policy_id,
+            status: &mut self.budget_status,
+            info: &mut self.budget_info,
+        }
+    }
+
+    fn withhold(&mut self) {
+        self.raw_text_out = None;
+    }
+}
+
+impl Budgeted for EvaluateResponse {
+    fn joinable(&mut self) -> Joinable<'_> {
+        Joinable {
+            decision: &mut self.decision,
+            reasons: &mut self.reasons,
+            policy_id: &mut self.policy_id,
+            status: &mut self.budget_status,
+            info: &mut self.budget_info,
+        }
+    }
+
+    fn withhold(&mut self) {
+        self.modified_payload = Value::Null;
+    }
 }
 
 impl BudgetJoin {
     /// Joins into a response: deny > confirm > transform > allow, reason appended. A store
-    /// failure under `on_error: block` denies with policy id `on-error`. Returns whether the
-    /// joined decision is `deny` (the caller withholds the output).
-    fn join(self, target: Joinable<'_>) -> bool {
+    /// failure under `on_error: block` denies with policy id `on-error`; a denied response
+    /// loses its output.
+    fn join(self, response: &mut impl Budgeted) {
+        let target = response.joinable();
         if self.failed && self.decision == Decision::Deny {
             *target.policy_id = PolicyId::OnError;
         }
@@ -68,7 +109,9 @@ impl BudgetJoin {
         target.reasons.push(self.reason);
         *target.status = self.status;
         *target.info = self.info;
-        *target.decision == Decision::Deny
+        if *target.decision == Decision::Deny {
+            response.withhold();
+        }
     }
 }
 
@@ -124,7 +167,7 @@ impl Service {
         let policy = self.policy.get();
         let verdict = self.gate(&policy).check_with(&req, direction, request.as_deref());
         let counts = pii_counts(verdict.findings.iter().map(|f| f.found.ty.name()));
-        let mut resp = warden_engine::CheckResponse::from_verdict(verdict, now_ms.div_euclid(1000));
+        let mut resp = CheckResponse::from_verdict(verdict, now_ms.div_euclid(1000));
         if let Some(user) = req.user_id.as_deref() {
             let chars = req.raw_text.chars().count();
             let join = self.budget(
@@ -138,16 +181,7 @@ impl Service {
                 meta,
             );
             if let Some(join) = join.await? {
-                let denied = join.join(Joinable {
-                    decision: &mut resp.decision,
-                    reasons: &mut resp.reasons,
-                    policy_id: &mut resp.policy_id,
-                    status: &mut resp.budget_status,
-                    info: &mut resp.budget_info,
-                });
-                if denied {
-                    resp.raw_text_out = None;
-                }
+                join.join(&mut resp);
             }
         }
         let operation = if direction == Direction::Ingress { "precheck" } else { "postcheck" };
@@ -238,16 +272,7 @@ impl Service {
             let chars = string_chars(&req.payload);
             let join = self.budget(user, chars, None, &tool, req.corr_id.as_deref(), resp.decision, now_ms, meta);
             if let Some(join) = join.await? {
-                let denied = join.join(Joinable {
-                    decision: &mut resp.decision,
-                    reasons: &mut resp.reasons,
-                    policy_id: &mut resp.policy_id,
-                    status: &mut resp.budget_status,
-                    info: &mut resp.budget_info,
-                });
-                if denied {
-                    resp.modified_payload = Value::Null;
-                }
+                join.join(&mut resp);
                 resp.tork_decision = resp.decision.tork();
             }
         }
@@ -298,11 +323,11 @@ impl Service {
         if meta.channel == Channel::Message {
             return Ok(());
         }
-        if let Some(limiter) = &self.caller_limiter {
+        if let Some(limiter) = &self.plugins.caller_limiter {
             let key = caller_key(meta.api_key.as_deref(), meta.client_addr);
             self.hit(limiter.as_ref(), &key).await?;
         }
-        let Some(limiter) = &self.limiter else { return Ok(()) };
+        let Some(limiter) = &self.plugins.limiter else { return Ok(()) };
         let key = rate_key(user, meta.api_key.as_deref(), meta.client_addr);
         self.hit(limiter.as_ref(), &key).await
     }
@@ -310,7 +335,7 @@ impl Service {
     async fn hit(&self, limiter: &dyn crate::ratelimit::RateLimiter, key: &str) -> Result<(), ApiError> {
         match limiter.hit(key, self.clock.now_ms()).await {
             Ok(d) if !d.allowed => {
-                for o in &self.observers {
+                for o in &self.plugins.observers {
                     o.rate_limited();
                 }
                 let mut e = ApiError::new(
@@ -343,7 +368,7 @@ impl Service {
         now_ms: i64,
         meta: &RequestMeta,
     ) -> Result<Option<BudgetJoin>, ApiError> {
-        let Some(b) = self.budgets.as_ref() else { return Ok(None) };
+        let Some(b) = self.plugins.budgets.as_ref() else { return Ok(None) };
         let charge = Charge::estimate(chars, tool_config, &b.prices);
         let now_secs = now_ms.div_euclid(1000);
         // A caller's users are its own: with API keys, "alice" of key A is not "alice" of key B.

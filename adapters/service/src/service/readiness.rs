@@ -46,12 +46,12 @@ impl Service {
         };
         checks.insert("environment".into(), to_json(&env));
         for name in ["dlq", "stores"] {
-            if !self.probes.iter().any(|p| p.name() == name) {
+            if !self.plugins.probes.iter().any(|p| p.name() == name) {
                 checks.insert(name.into(), to_json(&Check::new(CheckStatus::Disabled, None)));
             }
         }
         let mut ok = true;
-        for p in &self.probes {
+        for p in &self.plugins.probes {
             let check = p.check().await;
             ok &= check.status != CheckStatus::Error;
             checks.insert(p.name().into(), to_json(&check));
