@@ -32,13 +32,14 @@ pub struct AppState {
 /// Builds the router serving every route of SPEC §2, with CORS per `WARDEN_CORS_ORIGINS`.
 pub fn router(state: AppState) -> Router {
     let cors = state.service.config().cors_origins.clone();
+    let lanes = Lanes::new();
     let routes = Router::new()
-        .route("/", post(|s: State<AppState>, r: Request| op(s, None, r)))
-        .route("/api/v1/precheck", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Precheck), r)))
-        .route("/api/v1/postcheck", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Postcheck), r)))
-        .route("/api/v1/redact", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Redact), r)))
-        .route("/api/v1/evaluate", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Evaluate), r)))
-        .route("/api/v1/batch", post(|s: State<AppState>, r: Request| op(s, Some(Operation::Batch), r)))
+        .route("/", route_op(&lanes, None))
+        .route("/api/v1/precheck", route_op(&lanes, Some(Operation::Precheck)))
+        .route("/api/v1/postcheck", route_op(&lanes, Some(Operation::Postcheck)))
+        .route("/api/v1/redact", route_op(&lanes, Some(Operation::Redact)))
+        .route("/api/v1/evaluate", route_op(&lanes, Some(Operation::Evaluate)))
+        .route("/api/v1/batch", route_op(&lanes, Some(Operation::Batch)))
         .route("/api/v1/health", get(health))
         .route("/api/v1/ready", get(ready))
         .route("/api/metrics", get(metrics))
@@ -91,14 +92,26 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<String>,
     }
 }
 
-async fn op(State(state): State<AppState>, fixed: Option<Operation>, req: Request) -> Response {
-    match run_op(&state, fixed, req).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+/// `POST` of an operation (`None`: the invoke envelope).
+fn route_op(lanes: &Lanes, fixed: Option<Operation>) -> axum::routing::MethodRouter<AppState> {
+    let lanes = lanes.clone();
+    post(move |State(state): State<AppState>, req: Request| {
+        let lanes = lanes.clone();
+        async move {
+            match run_op(&state, &lanes, fixed, req).await {
+                Ok(v) => Json(v).into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+    })
 }
 
-async fn run_op(state: &AppState, fixed: Option<Operation>, req: Request) -> Result<serde_json::Value, ApiError> {
+async fn run_op(
+    state: &AppState,
+    lanes: &Lanes,
+    fixed: Option<Operation>,
+    req: Request,
+) -> Result<serde_json::Value, ApiError> {
     let api_key = authenticate(state, req.headers())?;
     let client_addr = client_addr(&req, &state.service.config().trusted_proxies);
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
@@ -106,9 +119,76 @@ async fn run_op(state: &AppState, fixed: Option<Operation>, req: Request) -> Res
     let bytes = read_body(req.into_body(), limit).await?;
     let body: serde_json::Value = parse_body(&bytes)?;
     let meta = RequestMeta { api_key, client_addr, request_id, ..RequestMeta::default() };
+    lanes.run(bytes.len(), Arc::clone(&state.service), fixed, body, meta).await
+}
+
+/// Where governed work runs. Natively, a request whose body is over [`HEAVY_BYTES`] is
+/// governed on tokio's blocking pool, at most `cores` at a time, so a few large bodies cannot
+/// occupy the async workers that answer probes and small requests. Elsewhere (wasm: one thread)
+/// everything runs inline.
+#[derive(Clone)]
+struct Lanes {
+    #[cfg(feature = "native")]
+    heavy: Arc<tokio::sync::Semaphore>,
+}
+
+/// Bodies above this many bytes are heavy.
+pub const HEAVY_BYTES: usize = 64 * 1024;
+
+async fn govern(
+    service: &Service,
+    fixed: Option<Operation>,
+    body: serde_json::Value,
+    meta: &RequestMeta,
+) -> Result<serde_json::Value, ApiError> {
     match fixed {
-        Some(op) => state.service.run(op, body, &meta).await,
-        None => state.service.invoke(body, &meta).await,
+        Some(op) => service.run(op, body, meta).await,
+        None => service.invoke(body, meta).await,
+    }
+}
+
+impl Lanes {
+    fn new() -> Lanes {
+        Lanes {
+            #[cfg(feature = "native")]
+            heavy: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
+        }
+    }
+
+    #[cfg(feature = "native")]
+    async fn run(
+        &self,
+        len: usize,
+        service: Arc<Service>,
+        fixed: Option<Operation>,
+        body: serde_json::Value,
+        meta: RequestMeta,
+    ) -> Result<serde_json::Value, ApiError> {
+        let runtime = tokio::runtime::Handle::try_current();
+        let (true, Ok(runtime)) = (len > HEAVY_BYTES, runtime) else {
+            return govern(&service, fixed, body, &meta).await;
+        };
+        let _permit = Arc::clone(&self.heavy)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the server is shutting down"))?;
+        tokio::task::spawn_blocking(move || runtime.block_on(govern(&service, fixed, body, &meta)))
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("governing the request failed: {e}")))?
+    }
+
+    #[cfg(not(feature = "native"))]
+    async fn run(
+        &self,
+        _len: usize,
+        service: Arc<Service>,
+        fixed: Option<Operation>,
+        body: serde_json::Value,
+        meta: RequestMeta,
+    ) -> Result<serde_json::Value, ApiError> {
+        govern(&service, fixed, body, &meta).await
     }
 }
 

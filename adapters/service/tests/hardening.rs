@@ -203,3 +203,17 @@ async fn readiness_details_need_a_key_when_auth_is_on() {
     assert_eq!(get(None).await, json!({"ready": true}));
     assert!(get(Some("k1")).await["checks"]["environment"].is_object());
 }
+
+/// Finding 2 (serving side): large bodies are governed on the blocking pool; the answer is
+/// the same as inline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_are_governed_off_the_async_workers_with_the_same_answer() {
+    let app = app(service(&[]).build().unwrap(), None);
+    let big = format!("{} ssn 123-45-6789", "lorem ipsum ".repeat(10_000));
+    assert!(big.len() > warden_service::router::HEAVY_BYTES);
+    let (status, body) = post(&app, "/api/v1/precheck", &json!({"tool": "t", "raw_text": big}), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["raw_text_out"].as_str().unwrap().ends_with("ssn <USER_SSN>"));
+    let (status, health) = post(&app, "/", &json!({"action": "health"}), None).await;
+    assert_eq!((status, &health["status"]), (200, &json!("healthy")));
+}
