@@ -318,3 +318,60 @@ fn ready_is_503_when_a_store_is_down() {
     assert_eq!(r["policy_id"], "on-error");
     assert_eq!(r["reasons"].as_array().unwrap().last().unwrap(), "error:budget_unavailable");
 }
+
+/// Group commit's guarantee: every spend that was answered is durable. The server is killed
+/// with SIGKILL while requests are in flight; after a restart on the same data directory the
+/// stored spend covers every acknowledged request (and at most the ones sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_spend_survives_kill_9() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let data = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("BUDGET_DEFAULT_LIMIT", "1000".to_string()),
+        ("RATE_LIMIT_PER_MINUTE", "0".to_string()),
+        ("WARDEN_DATA_DIR", data.path().display().to_string()),
+    ];
+    let mut server = serve(&env, &[]);
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/precheck", server.base);
+    let acked = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    // 16 clients sending one request after another, so the kill lands mid-stream.
+    for w in 0..16 {
+        let (client, url, acked, sent) = (client.clone(), url.clone(), Arc::clone(&acked), Arc::clone(&sent));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let body = json!({"tool": "shop.buy", "raw_text": "buy", "user_id": "buyer",
+                    "corr_id": format!("k{w}-{i}"), "tool_config": {"metadata": {"purchase_amount": 0.01}}});
+                sent.fetch_add(1, Ordering::SeqCst);
+                let Ok(resp) = client.post(&url).json(&body).send().await else { return };
+                match resp.json::<Value>().await {
+                    Ok(v) if v["decision"] == "allow" => {
+                        acked.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    wait_for(|| acked.load(Ordering::SeqCst) >= 300);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (acked, sent) = (acked.load(Ordering::SeqCst), sent.load(Ordering::SeqCst));
+    assert!(acked < 16 * 200, "the kill came after the last request");
+    let restarted = serve(&env, &[]);
+    let v = post_json(
+        &restarted.base,
+        "/api/v1/precheck",
+        &json!({"tool": "shop.buy", "raw_text": "", "user_id": "buyer"}),
+    )
+    .await;
+    let stored = v["budget_status"]["currentSpend"].as_f64().unwrap();
+    let each = 0.01003;
+    assert!(stored + 1e-9 >= acked as f64 * each, "lost acknowledged spend: {acked} acked, {stored} stored");
+    assert!(stored <= sent as f64 * each + 1e-9, "{stored} stored for {sent} sent");
+}
