@@ -214,7 +214,7 @@ async fn signed_events_reach_the_webhook_without_raw_pii() {
     assert_eq!(data["correlationId"], "ev-1");
     assert_eq!(data["decision"], "transform");
     assert_eq!(data["authentication"]["userId"], "u9");
-    assert!(data["payloadHash"].as_str().unwrap().starts_with("sha256:"));
+    assert!(data["payloadHash"].as_str().unwrap().starts_with("hmac-sha256:"));
     assert!(data.get("rawText").is_none());
     assert!(!event.to_string().contains("123-45-6789"));
 }

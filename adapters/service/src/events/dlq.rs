@@ -53,6 +53,8 @@ struct Pending {
     finished: u64,
     /// The last commit's error, until a commit succeeds.
     last_error: Option<String>,
+    /// Submits that found the buffer full and waited for a commit.
+    waits: u64,
     closed: bool,
 }
 
@@ -163,6 +165,12 @@ impl DeadLetterQueue {
         self.shared.flush()
     }
 
+    /// How many submits found the pending buffer full and waited for a group commit: the
+    /// only time a decision waits on the disk.
+    pub fn waits(&self) -> u64 {
+        self.shared.lock().waits
+    }
+
     /// Readiness without reading the DLQ: [`dlq_status`], plus the last commit's error.
     pub fn status(&self) -> DlqStatus {
         let mut status = dlq_status(&self.shared.path);
@@ -226,6 +234,9 @@ impl Shared {
     /// Queues `line`, waiting for room; `done` hears how its commit went.
     fn submit(&self, line: String, done: Option<Done>) -> io::Result<()> {
         let mut pending = self.lock();
+        if !pending.closed && !self.has_room(&pending, &line) {
+            pending.waits += 1;
+        }
         while !pending.closed && !self.has_room(&pending, &line) {
             pending = self.wait(pending);
         }
@@ -580,7 +591,8 @@ async fn replay_file(path: &Path, sink: &dyn EventSink) -> io::Result<(ReplayRep
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok((ReplayReport::default(), None)),
         Err(error) => return Err(error),
     };
-    let replaying = private_options().write(true).create(true).truncate(false).open(with_suffix(path, "replay.lock"))?;
+    let replaying =
+        private_options().write(true).create(true).truncate(false).open(with_suffix(path, "replay.lock"))?;
     if !try_lock_exclusive(&replaying)? {
         return Err(io::Error::other("another `warden dlq replay` of this file is running"));
     }

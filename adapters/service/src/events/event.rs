@@ -4,8 +4,8 @@ use super::privacy::{HashKey, Scrubber};
 use crate::record::DecisionRecord;
 use hmac::Mac;
 use serde_json::{json, Value};
-pub use warden_engine::encode::iso8601_utc_ms;
 use warden_engine::encode::hex_lower;
+pub use warden_engine::encode::iso8601_utc_ms;
 
 /// The event schema name.
 pub const DECISION_SCHEMA: &str = "decision.v1";
@@ -116,7 +116,7 @@ impl EventBuilder {
         })
     }
 
-/// The event as compact one-line JSON, ready to POST, send as a WebSocket text frame,
+    /// The event as compact one-line JSON, ready to POST, send as a WebSocket text frame,
     /// or append to the DLQ.
     pub fn json(&self, record: &DecisionRecord) -> String {
         self.event(record).to_string()
