@@ -25,9 +25,9 @@ pub struct DeliveryStats {
     pub delivered: Counter,
     /// Events whose every attempt failed (each then goes to the DLQ).
     pub failed: Counter,
-    /// Lines appended to the DLQ, for any reason (failed, `queue_full`, shutdown).
+    /// Lines committed to the DLQ, for any reason (failed, `queue_full`, shutdown).
     pub dead_lettered: Counter,
-    /// Lines currently in the DLQ file, as far as this process knows.
+    /// Lines in the DLQ file: its record after each commit, replay and readiness check.
     pub dlq_size: Gauge,
 }
 
@@ -36,7 +36,9 @@ pub struct DeliveryStats {
 pub enum Enqueued {
     /// Queued for background delivery.
     Queued,
-    /// The queue was full (or shut down): written to the DLQ instead.
+    /// The queue was full (or shut down): handed to the DLQ instead (on disk once
+    /// [`try_enqueue`](Dispatcher::try_enqueue) returns; after the next group commit for
+    /// [`enqueue`](Dispatcher::enqueue)).
     DeadLettered,
 }
 
