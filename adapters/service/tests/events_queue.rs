@@ -327,3 +327,30 @@ async fn decisions_do_not_wait_on_the_dlq_when_the_webhook_is_down() {
     report.push(format!("durable append per event (before): p50 {p50:?}, p99 {p99:?}, max {max:?}"));
     println!("enqueue latency with the webhook down:\n  {}", report.join("\n  "));
 }
+
+#[tokio::test]
+async fn the_queue_is_bounded_in_bytes_as_well_as_in_events() {
+    let (url, mut arrivals) = stalled_receiver().await;
+    let sink: Arc<dyn EventSink> = Arc::new(WebhookSink::new(url, "s".as_bytes(), Duration::from_secs(60)).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = Arc::new(DeadLetterQueue::new(dir.path().join("dlq.jsonl"), DeliveryStats::default()).unwrap());
+    let size = event("b0").len();
+    let config = DispatcherConfig {
+        queue_capacity: 1_000,
+        queue_bytes: 3 * size,
+        concurrency: 1,
+        retry: RetryPolicy { max_retries: 0, ..RetryPolicy::default() },
+    };
+    let dispatcher = Dispatcher::start(sink, Arc::clone(&dlq), config).unwrap();
+    // The first event is taken by the worker (and stalls); three fit in the byte budget.
+    assert_eq!(dispatcher.enqueue(event("b0")).unwrap(), Enqueued::Queued);
+    tokio::time::timeout(Duration::from_secs(5), arrivals.recv()).await.unwrap().unwrap();
+    let outcomes: Vec<Enqueued> = (1..=5).map(|i| dispatcher.enqueue(event(&format!("b{i}"))).unwrap()).collect();
+    assert_eq!(outcomes[..3], [Enqueued::Queued; 3]);
+    assert_eq!(outcomes[3..], [Enqueued::DeadLettered; 2]);
+    let snapshot = dispatcher.snapshot();
+    assert_eq!((snapshot.queue_depth, snapshot.queued_bytes), (3, 3 * size));
+    dispatcher.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(dispatcher.snapshot().queued_bytes, 0);
+    assert_eq!(read_jsonl(dlq.path()).len(), 6, "nothing lost: 2 overflowed, 4 dead-lettered at shutdown");
+}
