@@ -586,16 +586,24 @@ fn identity(_meta: &fs::Metadata) -> (u64, u64) {
 
 /// Replays and rewrites; also returns the file's new line count when it was rewritten.
 async fn replay_file(path: &Path, sink: &dyn EventSink) -> io::Result<(ReplayReport, Option<u64>)> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok((ReplayReport::default(), None)),
+    let missing = |error: &io::Error| error.kind() == io::ErrorKind::NotFound;
+    match fs::metadata(path) {
+        Err(error) if missing(&error) => return Ok((ReplayReport::default(), None)),
         Err(error) => return Err(error),
-    };
+        Ok(_) => {}
+    }
+    // Locked before the DLQ is opened, so a replay never reads a file another replay is
+    // about to replace.
     let replaying =
         private_options().write(true).create(true).truncate(false).open(with_suffix(path, "replay.lock"))?;
     if !try_lock_exclusive(&replaying)? {
         return Err(io::Error::other("another `warden dlq replay` of this file is running"));
     }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if missing(&error) => return Ok((ReplayReport::default(), None)),
+        Err(error) => return Err(error),
+    };
     let meta = file.metadata()?;
     let temporary = sibling(path, "replay");
     let kept = private_options().write(true).create_new(true).open(&temporary)?;
