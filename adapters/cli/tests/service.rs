@@ -214,9 +214,47 @@ async fn signed_events_reach_the_webhook_without_raw_pii() {
     assert_eq!(data["correlationId"], "ev-1");
     assert_eq!(data["decision"], "transform");
     assert_eq!(data["authentication"]["userId"], "u9");
-    assert!(data["payloadHash"].as_str().unwrap().starts_with("sha256:"));
+    assert!(data["payloadHash"].as_str().unwrap().starts_with("hmac-sha256:"));
     assert!(data.get("rawText").is_none());
     assert!(!event.to_string().contains("123-45-6789"));
+}
+
+/// Issue 10, finding 5: identifiers with PII (as a hostile or careless caller sends them) and
+/// a text that passed unchanged reach neither the event nor the audit line; hashes are keyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_with_pii_reach_neither_events_nor_audit_lines() {
+    let rx = receiver("s3cret", StatusCode::OK).await;
+    let server = serve(
+        &[
+            ("WEBHOOK_URL", rx.url.clone()),
+            ("WEBHOOK_SECRET", "s3cret".into()),
+            ("WARDEN_AUDIT", "stdout".into()),
+            ("PII_TOKEN_SALT", "operator-salt".into()),
+        ],
+        &[],
+    );
+    let body = json!({"tool": "t", "raw_text": "note xyz-private-note", "user_id": "bob@corp.example",
+        "corr_id": "ssn:123-45-6789", "tags": ["+14155550100"]});
+    let resp = post_json(&server.base, "/api/v1/precheck", &body).await;
+    assert_eq!(resp["decision"], "allow", "{resp}");
+    let got = Arc::clone(&rx.got);
+    tokio::task::spawn_blocking(move || wait_for(|| !got.lock().unwrap().is_empty())).await.unwrap();
+    let audit = Arc::clone(&server.stdout);
+    tokio::task::spawn_blocking(move || wait_for(|| !audit.lock().unwrap().is_empty())).await.unwrap();
+    let event = rx.got.lock().unwrap()[0].to_string();
+    let audit = server.stdout.lock().unwrap()[0].clone();
+    for written in [&event, &audit] {
+        for leak in ["bob@corp.example", "123-45-6789", "4155550100", "xyz-private-note"] {
+            assert!(!written.contains(leak), "{leak} leaked: {written}");
+        }
+        assert!(written.contains("hmac-sha256:"), "{written}");
+    }
+    let event: Value = serde_json::from_str(&event).unwrap();
+    assert!(event["data"].get("rawTextOut").is_none(), "{event}");
+    assert_eq!(event["data"]["authentication"]["userId"], "<USER_EMAIL>");
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    assert_eq!(audit["corr_id"], "ssn:<USER_SSN>");
+    assert_eq!(audit["payload_hash"], event["data"]["payloadHash"], "one key for both");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,14 +4,17 @@
 //! `{"type":"audit","ts":"2026-11-22T04:12:00.123Z","operation":"precheck","corr_id":"req-1",
 //! "user":"u1","tool":"verify_identity","scope":"net.external","direction":"ingress",
 //! "decision":"transform","policy_id":"tool-access","reasons":["pii.redacted:PII:us_ssn"],
-//! "pii":{"us_ssn":1},"latency_ms":0.42,"payload_hash":"sha256:..."}`.
+//! "pii":{"us_ssn":1},"latency_ms":0.42,"payload_hash":"hmac-sha256:..."}`.
 //! Neither `raw_text` nor `raw_text_out` is ever read: PII is described only by type counts,
-//! reasons (which name types, never values) and a hash of the input.
+//! reasons (which name types, never values) and a keyed hash of the input. The caller's
+//! identifiers (`corr_id`, `user`, `tool`, `scope`, `context`) pass through the
+//! built-in PII detector and every value it finds becomes its placeholder (`<USER_EMAIL>`);
+//! there is no opt-in to raw identifiers in audit lines.
 //!
 //! [`AuditLine`] and [`audit_line`] compile without the `native` feature; [`AuditWriter`]
-//! needs only `std`.
+//! and [`Auditor`] need only `std`.
 
-use crate::events::{iso8601_utc_ms, payload_hash};
+use crate::events::{iso8601_utc_ms, Scrubber};
 use crate::record::DecisionRecord;
 use crate::service::Observer;
 use serde_json::{json, Map, Value};
@@ -27,14 +30,16 @@ pub struct AuditLine {
     pub ts: String,
     /// `precheck`, `postcheck`, `evaluate`, `redact`.
     pub operation: &'static str,
-    /// Correlation id from the request.
+    /// Correlation id from the request, PII scrubbed.
     pub corr_id: Option<String>,
-    /// The end user as given in the request (not hashed, so audits can be joined to users).
+    /// The end user as given in the request, PII scrubbed (an id like `u-77` stays, so
+    /// audits can be joined to users; an e-mail address becomes `<USER_EMAIL>`).
     pub user: Option<String>,
-    /// Tool name.
+    /// Tool name, PII scrubbed.
     pub tool: String,
-    /// Scope.
+    /// Scope, PII scrubbed.
     pub scope: String,
+
     /// `ingress` or `egress`.
     pub direction: &'static str,
     /// Final decision.
@@ -47,30 +52,34 @@ pub struct AuditLine {
     pub pii: Vec<(String, usize)>,
     /// Time spent deciding, milliseconds.
     pub latency_ms: f64,
-    /// `sha256:<hex>` of the input text, to match a line to a payload without storing it.
+    /// `hmac-sha256:<hex>` of the input text, keyed with the operator's secret, to match a
+    /// line to a payload without storing it.
     pub payload_hash: String,
-    /// The caller's context (redacted), when it sent one.
+    /// The caller's context (redacted, then PII scrubbed), when it sent one.
     pub context: Option<String>,
 }
 
 impl AuditLine {
-    /// The audit view of `record`.
-    pub fn from_record(record: &DecisionRecord) -> AuditLine {
+    /// The audit view of `record`, its identifiers scrubbed and its input hashed by
+    /// `scrubber`.
+    pub fn from_record(record: &DecisionRecord, scrubber: &Scrubber) -> AuditLine {
+        let id = |text: &str| scrubber.scrub(text).into_owned();
         AuditLine {
             ts: iso8601_utc_ms(record.ts_unix_ms),
             operation: record.operation,
-            corr_id: record.corr_id.clone(),
-            user: record.user_id.clone(),
-            tool: record.tool.clone(),
-            scope: record.scope.clone(),
+            corr_id: record.corr_id.as_deref().map(id),
+            user: record.user_id.as_deref().map(id),
+            tool: id(&record.tool),
+            scope: id(&record.scope),
             direction: record.direction.name(),
             decision: record.decision.name(),
             policy_id: record.policy_id.name(),
-            reasons: record.reasons.iter().map(ToString::to_string).collect(),
-            pii: record.pii_counts.clone(),
+            // Type names (and so reasons) can come from a request's own policy.
+            reasons: record.reasons.iter().map(|r| id(&r.to_string())).collect(),
+            pii: record.pii_counts.iter().map(|(kind, n)| (id(kind), *n)).collect(),
             latency_ms: record.latency_ms,
-            payload_hash: payload_hash(&record.raw_text),
-            context: record.context.clone(),
+            payload_hash: scrubber.payload_hash(&record.raw_text),
+            context: record.context.as_deref().map(id),
         }
     }
 
@@ -102,8 +111,8 @@ impl AuditLine {
 }
 
 /// The audit line for `record`, compact JSON without a trailing newline.
-pub fn audit_line(record: &DecisionRecord) -> String {
-    AuditLine::from_record(record).to_json()
+pub fn audit_line(record: &DecisionRecord, scrubber: &Scrubber) -> String {
+    AuditLine::from_record(record, scrubber).to_json()
 }
 
 /// Where audit lines go. Every line is written with one `write` call including its newline,
@@ -154,14 +163,6 @@ impl AuditWriter {
         }
     }
 
-    /// Writes the audit line of `record`.
-    pub fn write(&self, record: &DecisionRecord) -> io::Result<()> {
-        if matches!(self, AuditWriter::Off) {
-            return Ok(());
-        }
-        self.write_line(&audit_line(record))
-    }
-
     /// Writes one already-built line (a newline is appended).
     pub fn write_line(&self, line: &str) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(line.len() + 1);
@@ -184,13 +185,42 @@ impl AuditWriter {
     }
 }
 
-impl Observer for AuditWriter {
+/// The audit observer: one scrubbed line per decision to an [`AuditWriter`]. Register it
+/// with `ServiceBuilder::observer`.
+#[derive(Debug)]
+pub struct Auditor {
+    writer: AuditWriter,
+    scrubber: Scrubber,
+}
+
+impl Auditor {
+    /// Writes to `writer`, scrubbing and hashing with `scrubber` (e.g.
+    /// `EventsConfig::scrubber()`, so audit lines and events share the hash key).
+    pub fn new(writer: AuditWriter, scrubber: Scrubber) -> Auditor {
+        Auditor { writer, scrubber }
+    }
+
+    /// The writer.
+    pub fn writer(&self) -> &AuditWriter {
+        &self.writer
+    }
+
+    /// Writes the audit line of `record`.
+    pub fn write(&self, record: &DecisionRecord) -> io::Result<()> {
+        if matches!(self.writer, AuditWriter::Off) {
+            return Ok(());
+        }
+        self.writer.write_line(&audit_line(record, &self.scrubber))
+    }
+}
+
+impl Observer for Auditor {
     fn observe(&self, record: &DecisionRecord) {
-        if matches!(self, AuditWriter::Off) {
+        if matches!(self.writer, AuditWriter::Off) {
             return;
         }
-        let line = audit_line(record);
-        if let Err(error) = self.write_line(&line) {
+        let line = audit_line(record, &self.scrubber);
+        if let Err(error) = self.writer.write_line(&line) {
             // Exactly one line per request: if the file fails, stderr still gets it.
             eprintln!("warden audit: cannot write audit line: {error}; line follows: {line}");
         }

@@ -31,6 +31,7 @@ mod config;
 mod delivery;
 mod event;
 mod gateway;
+mod privacy;
 mod signing;
 
 #[cfg(feature = "native")]
@@ -51,11 +52,12 @@ pub use event::{
     DETECTOR_CONFIDENCE,
 };
 pub use gateway::{redact_url, GatewayUrl};
+pub use privacy::{HashKey, Scrubber, PAYLOAD_HASH_PREFIX};
 pub use signing::{sign, verify, VerifyError, DEFAULT_TOLERANCE_SECS, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 pub use config::{
     EventsConfig, DEFAULT_BACKOFF_BASE_MS, DEFAULT_CONCURRENCY, DEFAULT_DLQ_FILE, DEFAULT_MAX_RETRIES,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_TIMEOUT_S, DEFAULT_WEBHOOK_SECRET,
+    DEFAULT_QUEUE_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_TIMEOUT_S, DEFAULT_WEBHOOK_SECRET,
 };
 pub use delivery::{
     deliver, dlq_line, BoxFuture, DeadLetter, DeliveryOutcome, DispatcherConfig, EventSink, FlushReport, Outbox,
@@ -65,7 +67,7 @@ pub use delivery::{
 #[cfg(feature = "native")]
 pub use dispatch::{deliver_with_retries, DeliveryStats, Dispatcher, DispatcherSnapshot, Enqueued, TokioTimer};
 #[cfg(feature = "native")]
-pub use dlq::{dlq_status, replay, DeadLetterQueue, DlqStatus, ReplayReport};
+pub use dlq::{dlq_status, replay, DeadLetterQueue, DlqStatus, ReplayReport, DEFAULT_DLQ_PENDING_BYTES};
 #[cfg(feature = "native")]
 pub use publish::EventPublisher;
 #[cfg(feature = "native")]

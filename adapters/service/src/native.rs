@@ -13,7 +13,7 @@
 //! # let _ = built; Ok(()) }
 //! ```
 
-use crate::audit::AuditWriter;
+use crate::audit::{AuditWriter, Auditor};
 use crate::budget::{
     connect_redis, BudgetStore, MemoryBudgetStore, RedisBudgetStore, SqliteBudgetStore, SQLITE_FILE_NAME,
 };
@@ -249,7 +249,7 @@ pub async fn assemble_with(settings: &Settings, platform: &Platform, extras: Ext
             AuditWriter::file(path).map_err(|e| format!("WARDEN_AUDIT: {}: {e}", path.display()))?
         }
     };
-    builder = builder.observer(Arc::new(audit));
+    builder = builder.observer(Arc::new(Auditor::new(audit, settings.events.scrubber())));
     let metrics = platform.metrics.then(|| Arc::new(Metrics::new()));
     if let Some(m) = &metrics {
         builder = builder.observer(Arc::clone(m) as Arc<dyn Observer>);
@@ -260,7 +260,7 @@ pub async fn assemble_with(settings: &Settings, platform: &Platform, extras: Ext
     let mut dead_letter = extras.dead_letter;
     if let Some(sink) = events.sink().map_err(|e| format!("WEBHOOK_URL: {e}"))? {
         let builder_events = EventBuilder::new(events.event_options());
-        let dlq = events.dead_letter_queue(stats);
+        let dlq = events.dead_letter_queue(stats).map_err(|e| format!("PRECHECK_DLQ: {e}"))?;
         match platform.events {
             EventMode::Background => {
                 let d = Arc::new(

@@ -5,7 +5,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use warden_engine::Direction;
 use warden_engine::{Decision, PolicyId};
-use warden_service::audit::{audit_line, AuditLine, AuditWriter};
+use warden_service::audit::{audit_line, AuditLine, AuditWriter, Auditor};
+use warden_service::events::{HashKey, Scrubber};
 use warden_service::record::DecisionRecord;
 use warden_service::service::Observer;
 
@@ -35,9 +36,13 @@ fn record() -> DecisionRecord {
     }
 }
 
+fn scrubber() -> Scrubber {
+    Scrubber::new(HashKey::from_secret("audit-test-salt"))
+}
+
 #[test]
 fn audit_line_has_no_raw_text_or_pii() {
-    let line = audit_line(&record());
+    let line = audit_line(&record(), &scrubber());
     assert!(!line.contains(SSN), "{line}");
     assert!(!line.contains("123456789"), "{line}");
     assert!(!line.contains(EMAIL), "{line}");
@@ -48,7 +53,7 @@ fn audit_line_has_no_raw_text_or_pii() {
 #[test]
 fn audit_line_fields() {
     let rec = record();
-    let line: Value = serde_json::from_str(&audit_line(&rec)).unwrap();
+    let line: Value = serde_json::from_str(&audit_line(&rec, &scrubber())).unwrap();
     assert_eq!(line["type"], "audit");
     assert_eq!(line["ts"], "2026-11-22T04:32:00.123Z");
     assert_eq!(line["operation"], "postcheck");
@@ -62,15 +67,17 @@ fn audit_line_fields() {
     assert_eq!(line["reasons"][0], "pii.redacted:PII:us_ssn");
     assert_eq!(line["pii"], serde_json::json!({"us_ssn": 1, "email_address": 1}));
     assert_eq!(line["latency_ms"], 0.42);
-    assert_eq!(line["payload_hash"], warden_service::events::payload_hash(&rec.raw_text).as_str());
-    assert_eq!(AuditLine::from_record(&rec).to_json(), audit_line(&rec));
+    let key = HashKey::from_secret("audit-test-salt");
+    assert_eq!(line["payload_hash"], warden_service::events::payload_hash(&key, &rec.raw_text).as_str());
+    assert!(line["payload_hash"].as_str().unwrap().starts_with("hmac-sha256:"));
+    assert_eq!(AuditLine::from_record(&rec, &scrubber()).to_json(), audit_line(&rec, &scrubber()));
 }
 
 #[test]
 fn file_writer_appends_whole_lines_from_many_threads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("logs").join("audit.jsonl");
-    let writer = Arc::new(AuditWriter::from_setting(path.to_str().unwrap()).unwrap());
+    let writer = Arc::new(Auditor::new(AuditWriter::from_setting(path.to_str().unwrap()).unwrap(), scrubber()));
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let writer = Arc::clone(&writer);
@@ -94,7 +101,7 @@ fn file_writer_appends_whole_lines_from_many_threads() {
 
     // Appending: a second writer on the same file keeps what is there; as a service
     // observer it writes exactly one line per decision.
-    let again = AuditWriter::file(&path).unwrap();
+    let again = Auditor::new(AuditWriter::file(&path).unwrap(), scrubber());
     Observer::observe(&again, &record());
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 401);
 }
@@ -105,6 +112,34 @@ fn settings_select_the_writer() {
     assert!(matches!(AuditWriter::from_setting("stdout").unwrap(), AuditWriter::Stdout));
     let off = AuditWriter::from_setting("off").unwrap();
     assert!(matches!(off, AuditWriter::Off));
-    off.write(&record()).unwrap();
-    AuditWriter::Stdout.write(&record()).unwrap();
+    Auditor::new(off, scrubber()).write(&record()).unwrap();
+    Auditor::new(AuditWriter::Stdout, scrubber()).write(&record()).unwrap();
+}
+
+#[test]
+fn identifiers_with_pii_are_scrubbed_and_the_hash_is_keyed() {
+    // As seen in the hardening report: `"user":"bob@corp.example","corr_id":"ssn 123-45-6789"`.
+    let mut rec = record();
+    rec.user_id = Some("bob@corp.example".to_owned());
+    rec.corr_id = Some(format!("ssn {SSN}"));
+    rec.tool = "lookup 4111 1111 1111 1111".to_owned();
+    rec.scope = format!("mail {EMAIL}");
+    rec.context = Some(format!("{{\"path\":\"/u/{EMAIL}\"}}"));
+    rec.raw_text = SSN.to_owned();
+    let line = audit_line(&rec, &scrubber());
+    for leak in [SSN, EMAIL, "bob@corp.example", "4111 1111 1111 1111"] {
+        assert!(!line.contains(leak), "{leak} leaked: {line}");
+    }
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["user"], "<USER_EMAIL>");
+    assert_eq!(v["corr_id"], "ssn <USER_SSN>");
+    assert_eq!(v["tool"], "lookup <CREDIT_CARD>");
+    assert_eq!(v["scope"], "mail <USER_EMAIL>");
+    assert_eq!(v["context"], "{\"path\":\"/u/<USER_EMAIL>\"}");
+    // The hash of a bare SSN is not the unsalted SHA-256 anyone can brute-force.
+    use sha2::Digest;
+    let unkeyed: String = sha2::Sha256::digest(SSN.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!line.contains(&unkeyed), "{line}");
+    // Ids without PII stay joinable.
+    assert_eq!(serde_json::from_str::<Value>(&audit_line(&record(), &scrubber())).unwrap()["user"], "u-77");
 }

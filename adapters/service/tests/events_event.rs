@@ -12,7 +12,7 @@ use std::time::Duration;
 use warden_engine::{Decision, PolicyId};
 use warden_service::events::{
     idempotency_key, iso8601_utc_ms, payload_hash, redact_url, sign, verify, EventBuilder, EventOptions, EventsConfig,
-    GatewayUrl, VerifyError,
+    GatewayUrl, HashKey, VerifyError,
 };
 
 fn decision_event(record: &warden_service::record::DecisionRecord, options: &EventOptions) -> Value {
@@ -25,6 +25,19 @@ fn decision_event_json(record: &warden_service::record::DecisionRecord, options:
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The payload hash as SPEC §7 defines it, computed independently of the crate:
+/// `hmac-sha256:` + hex HMAC-SHA256(HMAC-SHA256(secret, "warden/decision-hash/v1"), text).
+fn expected_payload_hash(secret: &str, text: &str) -> String {
+    let key = hmac(secret.as_bytes(), b"warden/decision-hash/v1");
+    format!("hmac-sha256:{}", hex(&hmac(&key, text.as_bytes())))
 }
 
 #[test]
@@ -61,7 +74,7 @@ fn event_has_the_ingest_shape() {
     assert_eq!(data["decision"], "transform");
     assert_eq!(data["tool"], "verify_identity");
     assert_eq!(data["scope"], "net.external");
-    assert_eq!(data["rawTextOut"], "my ssn is <USER_SSN>");
+    assert!(data.get("rawTextOut").is_none(), "output text only with EVENTS_INCLUDE_RAW_TEXT");
     assert_eq!(data["reasons"], serde_json::json!(["pii.redacted:PII:us_ssn"]));
     assert_eq!(
         data["detectorSummary"],
@@ -71,9 +84,11 @@ fn event_has_the_ingest_shape() {
             "piiDetected": ["us_ssn"],
         })
     );
-    let expected_hash = format!("sha256:{}", hex(&Sha256::digest(rec.raw_text.as_bytes())));
+    let expected_hash = expected_payload_hash(warden_service::settings::DEFAULT_SALT, &rec.raw_text);
     assert_eq!(data["payloadHash"], expected_hash.as_str());
-    assert_eq!(payload_hash(&rec.raw_text), expected_hash);
+    assert_eq!(payload_hash(&HashKey::default(), &rec.raw_text), expected_hash);
+    let unkeyed = hex(&Sha256::digest(rec.raw_text.as_bytes()));
+    assert!(!event.to_string().contains(&unkeyed), "no unkeyed hash of the input");
     assert_eq!(data["latencyMs"], 1.25);
     assert_eq!(data["correlationId"], "req-123");
     assert_eq!(data["tags"], serde_json::json!(["test"]));
@@ -94,6 +109,7 @@ fn raw_text_only_when_enabled() {
     let options = EventOptions { include_raw_text: true, ..EventOptions::default() };
     let with = decision_event(&rec, &options);
     assert_eq!(with["data"]["rawText"], "my ssn is 123-45-6789");
+    assert_eq!(with["data"]["rawTextOut"], "my ssn is <USER_SSN>");
     // One line, ready for JSONL and text frames.
     assert!(!decision_event_json(&rec, &options).contains('\n'));
 }
@@ -109,7 +125,9 @@ fn deny_has_null_output_and_missing_fields_are_null() {
     rec.org_id = None;
     let event = decision_event(&rec, &EventOptions::default());
     let data = &event["data"];
-    assert_eq!(data["rawTextOut"], Value::Null);
+    assert!(data.get("rawTextOut").is_none());
+    let raw = decision_event(&rec, &EventOptions { include_raw_text: true, ..EventOptions::default() });
+    assert_eq!(raw["data"]["rawTextOut"], Value::Null, "a deny has no output");
     assert_eq!(data["correlationId"], Value::Null);
     assert_eq!(data["authentication"]["userId"], Value::Null);
     assert_eq!(data["orgId"], "default");
@@ -125,6 +143,7 @@ fn org_and_channel_fall_back_to_options() {
         include_raw_text: false,
         org_id: Some("org-from-url".to_owned()),
         channel: Some("org:org-from-url:decisions".to_owned()),
+        ..EventOptions::default()
     };
     let event = decision_event(&rec, &options);
     assert_eq!(event["data"]["orgId"], "org-from-url");
@@ -137,8 +156,10 @@ fn org_and_channel_fall_back_to_options() {
 #[test]
 fn idempotency_key_is_stable_and_distinguishes_requests() {
     let rec = record("req-1");
-    let key = idempotency_key(&rec);
-    assert_eq!(key, idempotency_key(&rec.clone()));
+    let hash_key = HashKey::default();
+    let key = idempotency_key(&rec, &hash_key);
+    assert_eq!(key, idempotency_key(&rec.clone(), &hash_key));
+    assert_ne!(key, idempotency_key(&rec, &HashKey::from_secret("another secret")), "keyed");
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
     // Building the event twice (a retry or a replay) keeps the key.
     let first = decision_event(&rec, &EventOptions::default());
@@ -160,7 +181,7 @@ fn idempotency_key_is_stable_and_distinguishes_requests() {
     no_corr_other_text.raw_text.push('?');
     let keys: Vec<String> = [&rec, &other_op, &other_ts, &other_corr, &other_text, &no_corr, &no_corr_other_text]
         .iter()
-        .map(|r| idempotency_key(r))
+        .map(|r| idempotency_key(r, &hash_key))
         .collect();
     let mut unique = keys.clone();
     unique.sort();
@@ -272,6 +293,8 @@ fn config_defaults_match_the_spec() {
     assert!((config.dispatcher.retry.jitter - 0.2).abs() < f64::EPSILON);
     assert_eq!(config.dispatcher.queue_capacity, 10_000);
     assert_eq!(config.dispatcher.concurrency, 32);
+    assert_eq!(config.dispatcher.queue_bytes, 64 * 1024 * 1024);
+    assert_eq!(config.hash_key, HashKey::default());
     assert_eq!(config.dlq_path, std::path::Path::new("./data/dlq.jsonl"));
     assert!(!config.include_raw_text);
     assert!(config.sink().unwrap().is_none(), "no URL: events are off");
@@ -289,8 +312,13 @@ fn config_reads_every_variable() {
         ("EVENTS_INCLUDE_RAW_TEXT", "TRUE"),
         ("WARDEN_EVENTS_QUEUE_CAPACITY", "64"),
         ("WARDEN_EVENTS_CONCURRENCY", "4"),
+        ("WARDEN_EVENTS_QUEUE_BYTES", "65536"),
+        ("PII_TOKEN_SALT", "operator-salt"),
     ]))
     .unwrap();
+    assert_eq!(config.dispatcher.queue_bytes, 65_536);
+    assert_eq!(config.hash_key, HashKey::from_secret("operator-salt"));
+    assert_eq!(config.event_options().hash_key, config.hash_key);
     assert_eq!(config.webhook_url.as_deref(), Some("http://127.0.0.1:9/hook"));
     assert!(!config.uses_default_secret());
     assert_eq!(config.timeout, Duration::from_millis(750));
@@ -318,6 +346,7 @@ fn config_errors_name_the_variable_and_never_echo_values() {
         ("EVENTS_INCLUDE_RAW_TEXT", "maybe"),
         ("WARDEN_EVENTS_QUEUE_CAPACITY", "0"),
         ("WARDEN_EVENTS_CONCURRENCY", "0"),
+        ("WARDEN_EVENTS_QUEUE_BYTES", "0"),
     ] {
         let error = EventsConfig::from_lookup(lookup(&[(var, value)])).unwrap_err();
         assert_eq!(error.variable, var);
@@ -330,10 +359,72 @@ fn config_debug_hides_secrets() {
     let config = EventsConfig::from_lookup(lookup(&[
         ("WEBHOOK_URL", "ws://gw:1/ws?key=gai-secret-key&org=acme"),
         ("WEBHOOK_SECRET", "hmac-secret"),
+        ("PII_TOKEN_SALT", "salt-secret"),
     ]))
     .unwrap();
-    let debug = format!("{config:?}");
+    let debug = format!("{config:?} {:?}", config.event_options());
+    assert!(!debug.contains("salt-secret"), "{debug}");
+    let key_bytes = hmac(b"salt-secret", b"warden/decision-hash/v1");
+    assert!(!debug.contains(&hex(&key_bytes)), "{debug}");
     assert!(!debug.contains("gai-secret-key"), "{debug}");
     assert!(!debug.contains("hmac-secret"), "{debug}");
     assert!(debug.contains("org=acme"), "{debug}");
+}
+
+/// Identifiers the caller chose, with PII in them, as seen in the hardening report.
+fn leaky_record() -> warden_service::record::DecisionRecord {
+    let mut rec = record("ssn 123-45-6789");
+    rec.user_id = Some("bob@corp.example".to_owned());
+    rec.tool = "mail.send bob@corp.example".to_owned();
+    rec.scope = "card 4111 1111 1111 1111".to_owned();
+    rec.tags = vec!["ok".to_owned(), "call +1 415 555 0100".to_owned()];
+    // Passed unchanged (pass_through, on_error: pass): the output is the raw input.
+    rec.raw_text = "ssn 123-45-6789 for bob@corp.example".to_owned();
+    rec.raw_text_out = Some(rec.raw_text.clone());
+    rec
+}
+
+const LEAKS: [&str; 6] =
+    ["123-45-6789", "bob@corp.example", "4111 1111 1111 1111", "+1 415 555 0100", "415 555 0100", "ssn 123"];
+
+#[test]
+fn no_detected_pii_in_any_event_field_without_the_opt_in() {
+    let rec = leaky_record();
+    let json = decision_event_json(&rec, &EventOptions::default());
+    for leak in LEAKS {
+        assert!(!json.contains(leak), "{leak} leaked: {json}");
+    }
+    let event: Value = serde_json::from_str(&json).unwrap();
+    let data = &event["data"];
+    assert!(data.get("rawText").is_none() && data.get("rawTextOut").is_none(), "{data}");
+    assert_eq!(data["authentication"]["userId"], "<USER_EMAIL>");
+    assert_eq!(data["correlationId"], "ssn <USER_SSN>");
+    assert_eq!(data["tool"], "mail.send <USER_EMAIL>");
+    assert_eq!(data["scope"], "card <CREDIT_CARD>");
+    assert_eq!(data["tags"], serde_json::json!(["ok", "call <USER_PHONE>"]));
+    assert!(data["payloadHash"].as_str().unwrap().starts_with("hmac-sha256:"));
+
+    // The operator's opt-in brings raw data back, API keys excepted.
+    let raw = decision_event(&rec, &EventOptions { include_raw_text: true, ..EventOptions::default() });
+    assert_eq!(raw["data"]["authentication"]["userId"], "bob@corp.example");
+    assert_eq!(raw["data"]["correlationId"], "ssn 123-45-6789");
+    assert_eq!(raw["data"]["rawTextOut"], rec.raw_text.as_str());
+}
+
+#[test]
+fn payload_hashes_are_keyed_by_the_operator_secret() {
+    let ssn = "123-45-6789";
+    let key = HashKey::from_secret("operator-salt");
+    let hash = payload_hash(&key, ssn);
+    assert_eq!(hash, expected_payload_hash("operator-salt", ssn));
+    // Without the key, a guess cannot be confirmed: the plain SHA-256 of the guess and the
+    // hash under any other key differ.
+    assert_ne!(hash, format!("hmac-sha256:{}", hex(&Sha256::digest(ssn.as_bytes()))));
+    assert_ne!(hash, payload_hash(&HashKey::from_secret("guessed-salt"), ssn));
+    assert_ne!(hash, payload_hash(&HashKey::default(), ssn));
+    let options = EventOptions { hash_key: key.clone(), ..EventOptions::default() };
+    let mut rec = record("x");
+    rec.raw_text = ssn.to_owned();
+    assert_eq!(decision_event(&rec, &options)["data"]["payloadHash"], hash.as_str());
+    assert_eq!(format!("{key:?}"), "HashKey(***)");
 }

@@ -82,7 +82,7 @@ fn fast_retries() -> RetryPolicy {
 }
 
 fn dispatcher(sink: Arc<dyn EventSink>, dlq: &std::path::Path) -> Dispatcher {
-    let dlq = Arc::new(DeadLetterQueue::new(dlq, DeliveryStats::default()));
+    let dlq = Arc::new(DeadLetterQueue::new(dlq, DeliveryStats::default()).unwrap());
     let config = DispatcherConfig { retry: fast_retries(), ..DispatcherConfig::default() };
     Dispatcher::start(sink, dlq, config).unwrap()
 }
@@ -171,7 +171,7 @@ async fn always_failing_receiver_puts_the_event_in_the_dlq_once() {
 async fn replay_to_a_healthy_receiver_empties_the_dlq() {
     let dir = tempfile::tempdir().unwrap();
     let dlq_path = dir.path().join("dlq.jsonl");
-    let dlq = DeadLetterQueue::new(&dlq_path, DeliveryStats::default());
+    let dlq = DeadLetterQueue::new(&dlq_path, DeliveryStats::default()).unwrap();
     let events: Vec<String> = (0..3).map(|i| event(&format!("req-{i}"))).collect();
     for body in &events {
         dlq.append(body, "http status 500", 4).await.unwrap();
@@ -197,7 +197,7 @@ async fn replay_to_a_healthy_receiver_empties_the_dlq() {
 async fn replay_keeps_only_the_lines_that_failed_again() {
     let dir = tempfile::tempdir().unwrap();
     let dlq_path = dir.path().join("dlq.jsonl");
-    let dlq = DeadLetterQueue::new(&dlq_path, DeliveryStats::default());
+    let dlq = DeadLetterQueue::new(&dlq_path, DeliveryStats::default()).unwrap();
     for corr in ["ok-1", "fail-1", "ok-2", "fail-2"] {
         dlq.append(&event(corr), "timeout", 4).await.unwrap();
     }
@@ -239,7 +239,7 @@ async fn replay_resends_the_stored_bytes() {
     // Unusual key order and spacing, and a non-JSON event stored as a string: both come
     // back exactly as they were handed to the DLQ.
     let odd = r#"{"z": 1,  "a": [ 2 ]}"#;
-    let dlq = DeadLetterQueue::new(&dlq_path, DeliveryStats::default());
+    let dlq = DeadLetterQueue::new(&dlq_path, DeliveryStats::default()).unwrap();
     dlq.append(odd, "timeout", 1).await.unwrap();
     dlq.append("plain text event", "timeout", 1).await.unwrap();
 

@@ -149,7 +149,7 @@ async fn unreachable_gateway_fails_without_leaking_the_key_and_dead_letters() {
 
     let dir = tempfile::tempdir().unwrap();
     let dlq_path = dir.path().join("dlq.jsonl");
-    let dlq = Arc::new(DeadLetterQueue::new(&dlq_path, DeliveryStats::default()));
+    let dlq = Arc::new(DeadLetterQueue::new(&dlq_path, DeliveryStats::default()).unwrap());
     let config = DispatcherConfig {
         retry: RetryPolicy { max_retries: 1, backoff_base: Duration::from_millis(5), ..RetryPolicy::default() },
         ..DispatcherConfig::default()

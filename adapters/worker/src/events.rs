@@ -15,13 +15,16 @@ use warden_service::service::Observer;
 use worker::send::SendFuture;
 
 /// One audit line per decision on the Worker's log (`console.log`: Workers Logs and
-/// `wrangler tail` collect it).
+/// `wrangler tail` collect it), identifiers scrubbed and the input hashed with `scrubber`.
 #[derive(Debug, Default)]
-pub struct ConsoleAudit;
+pub struct ConsoleAudit {
+    /// Scrubs identifiers and keys the payload hash (`EventsConfig::scrubber()`).
+    pub scrubber: warden_service::events::Scrubber,
+}
 
 impl Observer for ConsoleAudit {
     fn observe(&self, record: &DecisionRecord) {
-        worker::console_log!("{}", warden_service::audit::audit_line(record));
+        worker::console_log!("{}", warden_service::audit::audit_line(record, &self.scrubber));
     }
 
     fn error(&self, code: &str, message: &str) {

@@ -168,7 +168,7 @@ impl App {
         config.default_agent_id = Some(String::from(DEFAULT_AGENT_ID));
         let mut builder = ServiceBuilder::new(Arc::new(source), settings.token_key(), config).clock(Arc::new(JsClock));
         if audit {
-            builder = builder.observer(Arc::new(ConsoleAudit));
+            builder = builder.observer(Arc::new(ConsoleAudit { scrubber: settings.events.scrubber() }));
         }
         let dlq = env.kv(DLQ_KV_BINDING).ok();
         let outbox = settings.events.webhook_url.clone().map(|url| {

@@ -3,6 +3,7 @@
 use super::delivery::{DispatcherConfig, RetryPolicy};
 use super::event::EventOptions;
 use super::gateway::{redact_url, GatewayUrl};
+use super::privacy::{HashKey, Scrubber};
 use crate::settings::{ConfigError, Vars};
 use core::fmt;
 use std::path::PathBuf;
@@ -16,6 +17,8 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const DEFAULT_BACKOFF_BASE_MS: u64 = 150;
 /// `WARDEN_EVENTS_QUEUE_CAPACITY` default.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+/// `WARDEN_EVENTS_QUEUE_BYTES` default: 64 MiB of event JSON waiting for delivery.
+pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// `WARDEN_EVENTS_CONCURRENCY` default.
 pub const DEFAULT_CONCURRENCY: usize = 32;
 /// DLQ file name inside `WARDEN_DATA_DIR` (default `./data`) when `PRECHECK_DLQ` is unset.
@@ -36,12 +39,15 @@ pub struct EventsConfig {
     /// `WEBHOOK_TIMEOUT_S` (default 2.5 s): per attempt.
     pub timeout: Duration,
     /// Queue, concurrency and retries (`WEBHOOK_MAX_RETRIES`, `WEBHOOK_BACKOFF_BASE_MS`,
-    /// `WARDEN_EVENTS_QUEUE_CAPACITY`, `WARDEN_EVENTS_CONCURRENCY`).
+    /// `WARDEN_EVENTS_QUEUE_CAPACITY`, `WARDEN_EVENTS_QUEUE_BYTES`, `WARDEN_EVENTS_CONCURRENCY`).
     pub dispatcher: DispatcherConfig,
     /// `PRECHECK_DLQ` (default `$WARDEN_DATA_DIR/dlq.jsonl`, i.e. `./data/dlq.jsonl`).
     pub dlq_path: PathBuf,
     /// `EVENTS_INCLUDE_RAW_TEXT` (default false).
     pub include_raw_text: bool,
+    /// Key of payload hashes and idempotency keys in events and audit lines, derived from
+    /// `PII_TOKEN_SALT` (the default salt when unset: development only).
+    pub hash_key: HashKey,
 }
 
 impl Default for EventsConfig {
@@ -52,6 +58,7 @@ impl Default for EventsConfig {
             timeout: Duration::from_millis(2_500),
             dispatcher: DispatcherConfig {
                 queue_capacity: DEFAULT_QUEUE_CAPACITY,
+                queue_bytes: DEFAULT_QUEUE_BYTES,
                 concurrency: DEFAULT_CONCURRENCY,
                 retry: RetryPolicy {
                     max_retries: DEFAULT_MAX_RETRIES,
@@ -61,6 +68,7 @@ impl Default for EventsConfig {
             },
             dlq_path: PathBuf::from("./data").join(DEFAULT_DLQ_FILE),
             include_raw_text: false,
+            hash_key: HashKey::default(),
         }
     }
 }
@@ -74,6 +82,7 @@ impl fmt::Debug for EventsConfig {
             .field("dispatcher", &self.dispatcher)
             .field("dlq_path", &self.dlq_path)
             .field("include_raw_text", &self.include_raw_text)
+            .field("hash_key", &self.hash_key)
             .finish()
     }
 }
@@ -117,6 +126,7 @@ impl EventsConfig {
         };
         let dispatcher = DispatcherConfig {
             queue_capacity: vars.positive("WARDEN_EVENTS_QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY)?,
+            queue_bytes: vars.positive("WARDEN_EVENTS_QUEUE_BYTES", DEFAULT_QUEUE_BYTES)?,
             concurrency: vars.positive("WARDEN_EVENTS_CONCURRENCY", DEFAULT_CONCURRENCY)?,
             retry,
         };
@@ -134,6 +144,7 @@ impl EventsConfig {
             dispatcher,
             dlq_path,
             include_raw_text: vars.flag("EVENTS_INCLUDE_RAW_TEXT", false)?,
+            hash_key: vars.get("PII_TOKEN_SALT").map_or_else(HashKey::default, |salt| HashKey::from_secret(&salt)),
         })
     }
 
@@ -150,7 +161,13 @@ impl EventsConfig {
             include_raw_text: self.include_raw_text,
             org_id: gateway.as_ref().and_then(|g| g.org().map(str::to_owned)),
             channel: gateway.as_ref().and_then(|g| g.decisions_channel().map(str::to_owned)),
+            hash_key: self.hash_key.clone(),
         }
+    }
+
+    /// The scrubber audit lines use: the same hash key as events (build it once).
+    pub fn scrubber(&self) -> Scrubber {
+        Scrubber::new(self.hash_key.clone())
     }
 
     /// Whether `WEBHOOK_URL` is a WebSocket gateway.
@@ -185,9 +202,9 @@ mod native {
             Ok(Some(sink))
         }
 
-        /// The DLQ at `dlq_path`, updating `stats`.
-        pub fn dead_letter_queue(&self, stats: DeliveryStats) -> Arc<DeadLetterQueue> {
-            Arc::new(DeadLetterQueue::new(self.dlq_path.clone(), stats))
+        /// The DLQ at `dlq_path`, updating `stats` (starts its writer thread).
+        pub fn dead_letter_queue(&self, stats: DeliveryStats) -> io::Result<Arc<DeadLetterQueue>> {
+            DeadLetterQueue::new(self.dlq_path.clone(), stats).map(Arc::new)
         }
 
         /// Starts a [`Dispatcher`] for `WEBHOOK_URL` on the current tokio runtime, counting into
@@ -196,7 +213,7 @@ mod native {
             let Some(sink) = self.sink()? else {
                 return Ok(None);
             };
-            let dlq = self.dead_letter_queue(stats);
+            let dlq = self.dead_letter_queue(stats)?;
             Dispatcher::start(sink, dlq, self.dispatcher.clone()).map(Some)
         }
     }

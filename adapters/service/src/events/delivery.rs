@@ -128,6 +128,9 @@ pub struct DispatcherConfig {
     /// Events waiting for delivery before new ones go straight to the DLQ
     /// (`WARDEN_EVENTS_QUEUE_CAPACITY`, default 10 000; at least 1).
     pub queue_capacity: usize,
+    /// Bytes of event JSON waiting for delivery before new events go straight to the DLQ
+    /// (`WARDEN_EVENTS_QUEUE_BYTES`, default 64 MiB); one event is always accepted.
+    pub queue_bytes: usize,
     /// Deliveries in flight at once (`WARDEN_EVENTS_CONCURRENCY`, default 32; at least 1).
     pub concurrency: usize,
     /// Retries per event.
@@ -136,7 +139,12 @@ pub struct DispatcherConfig {
 
 impl Default for DispatcherConfig {
     fn default() -> Self {
-        DispatcherConfig { queue_capacity: 10_000, concurrency: 32, retry: RetryPolicy::default() }
+        DispatcherConfig {
+            queue_capacity: 10_000,
+            queue_bytes: 64 * 1024 * 1024,
+            concurrency: 32,
+            retry: RetryPolicy::default(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
@@ -25,9 +25,9 @@ pub struct DeliveryStats {
     pub delivered: Counter,
     /// Events whose every attempt failed (each then goes to the DLQ).
     pub failed: Counter,
-    /// Lines appended to the DLQ, for any reason (failed, `queue_full`, shutdown).
+    /// Lines committed to the DLQ, for any reason (failed, `queue_full`, shutdown).
     pub dead_lettered: Counter,
-    /// Lines currently in the DLQ file, as far as this process knows.
+    /// Lines in the DLQ file: its record after each commit, replay and readiness check.
     pub dlq_size: Gauge,
 }
 
@@ -36,7 +36,9 @@ pub struct DeliveryStats {
 pub enum Enqueued {
     /// Queued for background delivery.
     Queued,
-    /// The queue was full (or shut down): written to the DLQ instead.
+    /// The queue was full (or shut down): handed to the DLQ instead (on disk once
+    /// [`try_enqueue`](Dispatcher::try_enqueue) returns; after the next group commit for
+    /// [`enqueue`](Dispatcher::enqueue)).
     DeadLettered,
 }
 
@@ -55,15 +57,20 @@ pub struct DispatcherSnapshot {
     pub queue_depth: usize,
     /// The queue's capacity.
     pub queue_capacity: usize,
+    /// Bytes of event JSON waiting in the queue.
+    pub queued_bytes: usize,
 }
 
-/// A bounded queue with a background worker that delivers events with limited
-/// concurrency, so enqueueing never waits for the network. An event that cannot be
-/// delivered (retries exhausted, queue full, shutdown deadline) is appended to the DLQ:
-/// nothing is dropped silently.
+/// A queue bounded in events and bytes, with a background worker that delivers events with
+/// limited concurrency, so enqueueing never waits for the network. An event that cannot be
+/// delivered (retries exhausted, queue full, shutdown deadline) is handed to the DLQ's
+/// group-committing writer: nothing is dropped silently, and a decision waits for the disk
+/// only when both the queue and the DLQ's pending buffer are full.
 #[derive(Debug)]
 pub struct Dispatcher {
     queue: mpsc::Sender<String>,
+    queued_bytes: Arc<AtomicUsize>,
+    queue_bytes: usize,
     dlq: Arc<DeadLetterQueue>,
     shutdown: watch::Sender<Option<Instant>>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -79,8 +86,10 @@ impl Dispatcher {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let (shutdown, shutdown_rx) = watch::channel(None);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
             queue: receiver,
+            queued_bytes: Arc::clone(&queued_bytes),
             sink,
             dlq: Arc::clone(&dlq),
             retry: config.retry,
@@ -88,12 +97,14 @@ impl Dispatcher {
             shutdown: shutdown_rx,
         };
         let handle = runtime.spawn(worker.run());
-        Ok(Dispatcher { queue, dlq, shutdown, worker: Mutex::new(Some(handle)) })
+        let queue_bytes = config.queue_bytes;
+        Ok(Dispatcher { queue, queued_bytes, queue_bytes, dlq, shutdown, worker: Mutex::new(Some(handle)) })
     }
 
     /// Queues `event_json` without waiting for delivery. When the queue is full or shut
-    /// down the event is appended to the DLQ right away (error `queue_full` / `shutdown`,
-    /// 0 attempts); an `Err` means even that failed, and the event was written to stderr.
+    /// down the event is appended to the DLQ instead (error `queue_full` / `shutdown`,
+    /// 0 attempts) and this waits for that append's group commit, so on `DeadLettered` the
+    /// line is on disk; an `Err` means even that failed, and the event was written to stderr.
     pub async fn try_enqueue(&self, event_json: String) -> io::Result<Enqueued> {
         let Some((event, reason)) = self.offer(event_json) else {
             return Ok(Enqueued::Queued);
@@ -102,24 +113,36 @@ impl Dispatcher {
         Ok(Enqueued::DeadLettered)
     }
 
-    /// [`try_enqueue`](Self::try_enqueue) for synchronous callers such as a
-    /// [`Observer`](crate::service::Observer): queueing never blocks, but when the queue is
-    /// full the DLQ append (one write and one `fsync`) runs on the calling thread.
+    /// Queues `event_json` for synchronous callers such as an
+    /// [`Observer`](crate::service::Observer) on the request path. Never waits for delivery
+    /// or for the disk: when the queue is full the event goes to the DLQ writer's pending
+    /// buffer, to be written by its next group commit. Only when that buffer is full too does
+    /// this wait, for the commit in progress, so memory stays bounded and nothing is lost.
     pub fn enqueue(&self, event_json: String) -> io::Result<Enqueued> {
         let Some((event, reason)) = self.offer(event_json) else {
             return Ok(Enqueued::Queued);
         };
-        self.dlq.append_blocking(&event, reason, 0)?;
+        self.dlq.submit(&event, reason, 0)?;
         Ok(Enqueued::DeadLettered)
     }
 
-    /// Queues the event, or hands it back with the DLQ reason when it cannot be queued.
+    /// Queues the event, or hands it back with the DLQ reason when it cannot be queued
+    /// (too many events or bytes waiting, or shut down).
     fn offer(&self, event_json: String) -> Option<(String, &'static str)> {
-        match self.queue.try_send(event_json) {
-            Ok(()) => None,
-            Err(TrySendError::Full(event)) => Some((event, "queue_full")),
-            Err(TrySendError::Closed(event)) => Some((event, "shutdown")),
+        let len = event_json.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        // One event is always accepted into an empty queue, however large.
+        if before > 0 && before.saturating_add(len) > self.queue_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Some((event_json, if self.queue.is_closed() { "shutdown" } else { "queue_full" }));
         }
+        let refused = match self.queue.try_send(event_json) {
+            Ok(()) => return None,
+            Err(TrySendError::Full(event)) => (event, "queue_full"),
+            Err(TrySendError::Closed(event)) => (event, "shutdown"),
+        };
+        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        Some(refused)
     }
 
     /// Events waiting in the queue.
@@ -142,13 +165,15 @@ impl Dispatcher {
             dlq_size: stats.dlq_size.get(),
             queue_depth: self.queue_depth(),
             queue_capacity: self.queue.max_capacity(),
+            queued_bytes: self.queued_bytes.load(Ordering::Acquire),
         }
     }
 
     /// Stops accepting events and keeps delivering what is queued or in flight for at most
     /// `grace`; whatever is still undelivered then goes to the DLQ (error
-    /// `shutdown: delivery interrupted` or `shutdown`). Later calls return at once, and
-    /// later [`try_enqueue`](Self::try_enqueue) calls dead-letter.
+    /// `shutdown: delivery interrupted` or `shutdown`), and this waits until the DLQ has
+    /// committed every line. Later calls return at once, and later
+    /// [`try_enqueue`](Self::try_enqueue) calls dead-letter.
     pub async fn shutdown(&self, grace: Duration) {
         let now = Instant::now();
         let deadline = now.checked_add(grace).or_else(|| now.checked_add(Duration::from_secs(86_400))).unwrap_or(now);
@@ -159,6 +184,8 @@ impl Dispatcher {
                 eprintln!("warden events: delivery worker ended abnormally: {error}");
             }
         }
+        // A failed commit already printed its lines to stderr, the last place left.
+        let _ = self.dlq.flush().await;
     }
 }
 
@@ -170,6 +197,7 @@ struct InFlight {
 
 struct Worker {
     queue: mpsc::Receiver<String>,
+    queued_bytes: Arc<AtomicUsize>,
     sink: Arc<dyn EventSink>,
     dlq: Arc<DeadLetterQueue>,
     retry: RetryPolicy,
@@ -207,6 +235,7 @@ impl Worker {
                 }
                 received = self.queue.recv(), if accepting => match received {
                     Some(event) => {
+                        self.queued_bytes.fetch_sub(event.len(), Ordering::AcqRel);
                         let flight = InFlight {
                             event: Arc::from(event),
                             attempts: Arc::new(AtomicU32::new(0)),
@@ -241,6 +270,7 @@ impl Worker {
             self.dead_letter(&flight.event, "shutdown: delivery interrupted", attempts).await;
         }
         while let Ok(event) = self.queue.try_recv() {
+            self.queued_bytes.fetch_sub(event.len(), Ordering::AcqRel);
             self.dead_letter(&event, "shutdown", 0).await;
         }
     }
@@ -276,9 +306,9 @@ impl Worker {
     }
 
     async fn dead_letter(&self, event: &str, reason: &str, attempts: u32) {
-        // On failure `append` has already written the event to stderr, the last place
-        // left; the worker keeps going so one bad disk moment does not stop delivery.
-        let _ = self.dlq.append(event, reason, attempts).await;
+        // Handed to the DLQ writer without waiting for its commit, so delivery goes on. A
+        // failed commit prints its lines to stderr, the last place left.
+        let _ = self.dlq.submit_async(event, reason, attempts).await;
     }
 }
 

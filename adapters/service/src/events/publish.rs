@@ -2,7 +2,6 @@
 //! one event per decision, and the `dlq` readiness probe.
 
 use super::dispatch::Dispatcher;
-use super::dlq::dlq_status;
 use super::event::EventBuilder;
 use crate::record::DecisionRecord;
 use crate::service::{Check, CheckStatus, Observer, Probe};
@@ -43,12 +42,14 @@ impl Probe for EventPublisher {
         "dlq"
     }
 
-    /// `error` when the DLQ cannot be written, `warning` while it holds undelivered
-    /// events (replay them with `warden dlq replay`), else `ok`.
+    /// `error` when the DLQ cannot be written (or its last append failed), `warning` while
+    /// it holds undelivered events (replay them with `warden dlq replay`), else `ok`. Cheap
+    /// whatever the DLQ's size: a `stat`, the line count recorded in its lock file and an
+    /// open for appending; the file itself is never read.
     async fn check(&self) -> Check {
-        let path = self.dispatcher.dlq().path().to_owned();
-        let shown = path.display().to_string();
-        let status = match tokio::task::spawn_blocking(move || dlq_status(path)).await {
+        let dlq = Arc::clone(self.dispatcher.dlq());
+        let shown = dlq.path().display().to_string();
+        let status = match tokio::task::spawn_blocking(move || dlq.status()).await {
             Ok(status) => status,
             Err(error) => return Check::new(CheckStatus::Error, Some(format!("{shown}: {error}"))),
         };
@@ -58,13 +59,14 @@ impl Probe for EventPublisher {
             let error = status.error.unwrap_or_else(|| "not writable".to_owned());
             return Check::new(CheckStatus::Error, Some(format!("{error}; {queue}")));
         }
-        if status.lines > 0 {
+        if status.bytes > 0 {
+            let held = match status.lines {
+                Some(lines) => format!("{lines} undelivered event(s)"),
+                None => format!("{} bytes of undelivered events", status.bytes),
+            };
             return Check::new(
                 CheckStatus::Warning,
-                Some(format!(
-                    "{shown}: {} undelivered event(s), replay with `warden dlq replay`; {queue}",
-                    status.lines
-                )),
+                Some(format!("{shown}: {held}, replay with `warden dlq replay`; {queue}")),
             );
         }
         Check::new(CheckStatus::Ok, Some(format!("{shown}: empty; {queue}")))

@@ -113,7 +113,7 @@ fn signed_mac(secret: &[u8], timestamp_secs: u64, body: &[u8]) -> HmacSha256 {
 /// HMAC-SHA256 keyed with `secret`. RFC 2104 pads short keys with zeros and hashes keys
 /// longer than a block; doing that here lets us use the infallible block-sized constructor
 /// instead of `new_from_slice`, whose error case cannot occur but would need a panic path.
-fn keyed(secret: &[u8]) -> HmacSha256 {
+pub(super) fn keyed(secret: &[u8]) -> HmacSha256 {
     let mut block = [0u8; BLOCK_LEN];
     let hashed;
     let key: &[u8] = if secret.len() > BLOCK_LEN {
