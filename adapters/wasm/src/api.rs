@@ -162,9 +162,14 @@ impl Core {
     /// `POST /api/v1/precheck` (ingress) or `/postcheck` (egress) on a request value.
     pub fn check(&self, request: Value, direction: Direction) -> Result<CheckResponse, ApiError> {
         let req: CheckRequest = from_value(request)?;
+        Ok(self.check_request(&req, direction))
+    }
+
+    /// [`Core::check`] on an already typed request.
+    pub fn check_request(&self, req: &CheckRequest, direction: Direction) -> CheckResponse {
         let policy = self.service.policy_source().get();
-        let verdict = self.service.gate(&policy).check(&req, direction);
-        Ok(CheckResponse::from_verdict(verdict, self.now_secs()))
+        let verdict = self.service.gate(&policy).check(req, direction);
+        CheckResponse::from_verdict(verdict, self.now_secs())
     }
 
     /// `POST /api/v1/evaluate` (JSON mode) on a request value.

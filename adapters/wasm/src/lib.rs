@@ -15,7 +15,7 @@ use crate::api::{Core, HttpResult};
 use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};
 use serde_json::Value;
 use std::sync::Arc;
-use warden_engine::Direction;
+use warden_engine::{CheckRequest, CheckResponse, Direction};
 use warden_service::clock::JsClock;
 use warden_service::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -170,6 +170,57 @@ fn to_js<T: serde::Serialize>(op: &str, v: &T) -> Result<JsValue, JsValue> {
     JSON::parse(&text)
 }
 
+/// The fields of a check request read straight from a plain JS object, without a JSON round
+/// trip: only when every key is one of these and has the expected type. Anything else
+/// (`policy_config`, `tool_config`, a wrong type) takes the JSON path, whose errors name the
+/// field exactly as the HTTP API does.
+fn fast_request(v: &JsValue) -> Option<CheckRequest> {
+    let obj = v.dyn_ref::<js_sys::Object>().filter(|_| !js_sys::Array::is_array(v))?;
+    let mut req = CheckRequest::default();
+    let mut has_text = false;
+    for key in js_sys::Object::keys(obj).iter() {
+        let key = key.as_string()?;
+        let value = Reflect::get(obj, &JsValue::from_str(&key)).ok()?;
+        match key.as_str() {
+            "tool" => req.tool = value.as_string()?,
+            "raw_text" => {
+                req.raw_text = value.as_string()?;
+                has_text = true;
+            }
+            "scope" => req.scope = value.as_string()?,
+            "corr_id" | "user_id" if value.is_null() || value.is_undefined() => {}
+            "corr_id" => req.corr_id = Some(value.as_string()?),
+            "user_id" => req.user_id = Some(value.as_string()?),
+            "tags" => {
+                let tags = value.dyn_ref::<js_sys::Array>()?;
+                req.tags = tags.iter().map(|t| t.as_string()).collect::<Option<Vec<_>>>()?;
+            }
+            _ => return None,
+        }
+    }
+    (has_text && !req.tool.is_empty()).then_some(req)
+}
+
+/// A check response as a plain JS object built field by field (no `JSON.parse`): the common
+/// case without budget fields or an `on_error` detail; `None` sends the rest through JSON.
+fn fast_response(resp: &CheckResponse) -> Option<JsValue> {
+    if resp.error.is_some() || resp.budget_status.is_some() || resp.budget_info.is_some() {
+        return None;
+    }
+    let obj = js_sys::Object::new();
+    let set = |k: &str, v: &JsValue| Reflect::set(&obj, &JsValue::from_str(k), v).ok();
+    set("decision", &JsValue::from_str(resp.decision.name()))?;
+    let out = resp.raw_text_out.as_deref().map_or(JsValue::NULL, JsValue::from_str);
+    set("raw_text_out", &out)?;
+    let reasons: js_sys::Array = resp.reasons.iter().map(|r| JsValue::from_str(&r.to_string())).collect();
+    set("reasons", &reasons)?;
+    set("policy_id", &JsValue::from_str(resp.policy_id.name()))?;
+    // Unix seconds fit an f64 exactly.
+    #[allow(clippy::cast_precision_loss)]
+    set("ts", &JsValue::from_f64(resp.ts as f64))?;
+    Some(obj.into())
+}
+
 /// Warden, configured once (policy parsed, detector built) and reused for every call.
 #[wasm_bindgen]
 pub struct Warden {
@@ -214,6 +265,13 @@ impl Warden {
     }
 
     fn check(&self, op: &str, request: &JsValue, direction: Direction) -> Result<JsValue, JsValue> {
+        if let Some(req) = fast_request(request) {
+            let resp = self.core.check_request(&req, direction);
+            if let Some(js) = fast_response(&resp) {
+                return Ok(js);
+            }
+            return to_js(op, &resp);
+        }
         let body = to_json(op, "request", request)?;
         let resp = self.core.check(body, direction).map_err(|e| api_error(op, &e))?;
         to_js(op, &resp)
