@@ -272,7 +272,7 @@ impl Service {
     /// Applies the rate limit for this request's key (user, else API key, else address).
     /// A failing limiter store lets requests through (reported to observers): rate limiting
     /// protects capacity, it is not an access control.
-    pub(super) async fn rate_limit(&self, user: Option<&str>, meta: &RequestMeta) -> Result<(), ApiError> {
+    pub async fn rate_limit(&self, user: Option<&str>, meta: &RequestMeta) -> Result<(), ApiError> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
         let key = rate_key(user, meta.api_key.as_deref(), meta.client_addr);
         match limiter.hit(&key, self.clock.now_ms()).await {
