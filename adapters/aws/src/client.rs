@@ -91,6 +91,8 @@ pub struct Object {
     pub bytes: Vec<u8>,
     /// `Content-Type`.
     pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`, names without the prefix).
+    pub metadata: Vec<(String, String)>,
 }
 
 /// The signed client.
@@ -126,7 +128,7 @@ impl AwsClient {
             ("content-type".to_owned(), "application/x-amz-json-1.0".to_owned()),
             ("x-amz-target".to_owned(), target.to_owned()),
         ];
-        let (_, _, bytes) = self.send(service, reqwest::Method::POST, &url, headers, payload).await?;
+        let bytes = self.send(service, reqwest::Method::POST, &url, headers, payload).await?.bytes;
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
@@ -151,10 +153,12 @@ impl AwsClient {
         let url = self.object_url(bucket, key);
         let headers = vec![("range".to_owned(), format!("bytes=0-{}", max.saturating_sub(1)))];
         match self.send("s3", reqwest::Method::GET, &url, headers, Vec::new()).await {
-            Ok((_, content_type, bytes)) => Ok(Some(Object { bytes, content_type })),
+            Ok(r) => Ok(Some(Object { bytes: r.bytes, content_type: r.content_type, metadata: r.metadata })),
             Err(e) if e.status == 404 || e.kind == "NoSuchKey" => Ok(None),
             // An empty object cannot satisfy a range.
-            Err(e) if e.status == 416 => Ok(Some(Object { bytes: Vec::new(), content_type: None })),
+            Err(e) if e.status == 416 => {
+                Ok(Some(Object { bytes: Vec::new(), content_type: None, metadata: Vec::new() }))
+            }
             Err(e) => Err(e),
         }
     }
@@ -209,7 +213,7 @@ impl AwsClient {
         url: &str,
         mut headers: Vec<(String, String)>,
         body: Vec<u8>,
-    ) -> Result<(u16, Option<String>, Vec<u8>), AwsError> {
+    ) -> Result<Answer, AwsError> {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| AwsError { status: 0, kind: "Url".into(), message: e.to_string() })?;
         let host = match (parsed.host_str(), parsed.port()) {
@@ -237,13 +241,27 @@ impl AwsClient {
         let resp = req.send().await.map_err(AwsError::network)?;
         let status = resp.status().as_u16();
         let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let metadata = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((k.as_str().strip_prefix("x-amz-meta-")?.to_owned(), v.to_str().ok()?.to_owned()))
+            })
+            .collect();
         let amz_error = resp.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let bytes = read_limited(resp).await?;
         if (200..300).contains(&status) {
-            return Ok((status, content_type, bytes));
+            return Ok(Answer { content_type, metadata, bytes });
         }
         Err(error_of(status, amz_error, &bytes))
     }
+}
+
+/// A successful answer.
+struct Answer {
+    content_type: Option<String>,
+    metadata: Vec<(String, String)>,
+    bytes: Vec<u8>,
 }
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, AwsError> {
