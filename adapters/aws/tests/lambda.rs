@@ -212,6 +212,62 @@ async fn sqs_store_outage_fails_only_the_affected_records() {
     assert_eq!(results[0]["request_id"], first.as_str());
 }
 
+/// A function in this process with the given environment (plus moto's endpoint and credentials).
+async fn local_app(env: &[(&str, String)]) -> warden_aws::App {
+    let mut all: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    all.extend([
+        ("AWS_ENDPOINT_URL".to_owned(), moto()),
+        ("AWS_ACCESS_KEY_ID".to_owned(), "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), "testing".to_owned()),
+        ("WARDEN_EMF".to_owned(), "false".to_owned()),
+        ("WARDEN_AUDIT".to_owned(), "off".to_owned()),
+    ]);
+    warden_aws::config::build(move |k| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())).await.unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs moto: scripts/test-aws"]
+async fn events_are_delivered_before_return_and_dead_lettered_to_sqs() {
+    // A webhook receiver on loopback.
+    let received = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = Arc::clone(&received);
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(serde_json::from_str(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let app = local_app(&[("WEBHOOK_URL", format!("http://{addr}/hook"))]).await;
+    let inv = warden_aws::Invocation { request_id: "r-1".into(), deadline_ms: 0 };
+    app.handle(json!({"action": "evaluate", "payload": {"message": "SSN 123-45-6789"}}), &inv).await.unwrap();
+    let events = received.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "delivered before the handler returned: {events:?}");
+    assert!(!events[0].to_string().contains("123-45-6789"), "{}", events[0]);
+
+    // A webhook that refuses connections: after the retries, the event is in the SQS DLQ.
+    let dlq = create_queue("warden-events-dlq").await;
+    drain(&dlq).await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let app = local_app(&[
+        ("WEBHOOK_URL", format!("http://{closed}/hook")),
+        ("WEBHOOK_MAX_RETRIES", "1".into()),
+        ("WEBHOOK_BACKOFF_BASE_MS", "10".into()),
+        ("WARDEN_DLQ_QUEUE_URL", dlq.clone()),
+    ])
+    .await;
+    app.handle(json!({"action": "evaluate", "payload": {"message": "hello"}}), &inv).await.unwrap();
+    let lines = drain(&dlq).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].to_string().contains("decision"), "{}", lines[0]);
+}
+
 async fn put(bucket: &str, key: &str, body: &[u8], content_type: &str) {
     aws().put_object(bucket, key, body.to_vec(), Some(content_type), &[]).await.unwrap();
 }
