@@ -185,6 +185,30 @@ async fn sqs_results_partial_failures_and_dedupe() {
     // A redelivery of an answered message is acknowledged without a new result.
     assert_eq!(invoke(&sqs_event(&[(&ids[0], &ok)])).await, json!({"batchItemFailures": []}));
     assert!(drain(&queue).await.is_empty());
+    // A result over the queue's 256 KiB limit becomes an error result, not a retry.
+    let big = json!({"action": "evaluate", "payload": {"message": "word ".repeat(60_000)}}).to_string();
+    let big_id = format!("big-{run}");
+    assert_eq!(invoke(&sqs_event(&[(&big_id, &big)])).await, json!({"batchItemFailures": []}));
+    let results = drain(&queue).await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["error"]["code"], "payload_too_large", "{}", results[0]);
+    assert_eq!(results[0]["request_id"], big_id.as_str());
+}
+
+#[tokio::test]
+#[ignore = "needs cargo lambda watch and moto: scripts/test-aws"]
+async fn authorizers_through_the_runtime() {
+    // The test function has no WARDEN_API_KEYS: an authorizer then denies everyone.
+    let mut token = fixture("example-apigw-custom-auth-request.json");
+    let denied = invoke(&token).await;
+    assert_eq!(denied["policyDocument"]["Statement"][0]["Effect"], "Deny", "{denied}");
+    assert_eq!(denied["context"]["reason"], "auth_not_configured");
+    token["authorizationToken"] = json!("");
+    let unauthorized = invoke(&token).await;
+    assert_eq!(unauthorized["errorMessage"], "Unauthorized", "{unauthorized}");
+    let mut v2 = fixture("example-apigw-v2-custom-authorizer-v2-request.json");
+    v2["headers"]["x-governs-key"] = json!("some-key");
+    assert_eq!(invoke(&v2).await["isAuthorized"], false);
 }
 
 #[tokio::test]
