@@ -343,6 +343,23 @@ async fn s3_three_outcomes_metadata_deletion_and_redelivery() {
         dispositions[1] != "approve" && dispositions[2] != "approve",
         "PII is never approved unchanged: {dispositions:?}"
     );
+    // Binary content is governed by its metadata; content over WARDEN_DOCUMENT_LIMIT (64 KiB
+    // in the test function) is quarantined unread, copied byte for byte.
+    let png: Vec<u8> = [0x89, b'P', b'N', b'G', 0xff, 0xfe, 0x00].iter().copied().cycle().take(4096).collect();
+    aws().put_object(&src, "img/photo.png", png.clone(), Some("image/png"), &[]).await.unwrap();
+    let huge: Vec<u8> = b"plain text, no PII. ".iter().copied().cycle().take(100_000).collect();
+    put(&src, "big/log.txt", &huge, "text/plain").await;
+    let answer = invoke(&s3_event(&[(&src, "img/photo.png"), (&src, "big/log.txt")])).await;
+    let more = answer["results"].as_array().unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(more[0]["disposition"], "approve", "{answer}");
+    assert_eq!(
+        aws().get_object(&format!("{src}-approved"), "img/photo.png", 1 << 20).await.unwrap().unwrap().bytes,
+        png
+    );
+    assert_eq!(more[1]["disposition"], "quarantine", "{answer}");
+    assert_eq!(more[1]["reasons"], json!(["error:payload_too_large"]));
+    let copied = aws().get_object(&format!("{src}-quarantine"), "big/log.txt", 1 << 20).await.unwrap().unwrap();
+    assert_eq!(copied.bytes, huge);
     // Redelivery: the sources are gone, nothing changes, nothing fails.
     let again = invoke(&event).await;
     assert!(again["results"].as_array().unwrap().iter().all(|r| r["status"] == "gone"), "{again}");
