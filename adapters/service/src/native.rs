@@ -111,6 +111,8 @@ pub struct Extras {
     /// Where the outbox dead-letters events (an SQS queue, a bucket prefix...); `None` → the
     /// file at `PRECHECK_DLQ`.
     pub dead_letter: Option<Box<dyn DeadLetter>>,
+    /// More observers of every decision (e.g. a platform's metrics format).
+    pub observers: Vec<Arc<dyn Observer>>,
 }
 
 /// An assembled native Warden.
@@ -250,6 +252,9 @@ pub async fn assemble_with(settings: &Settings, platform: &Platform, extras: Ext
         }
     };
     builder = builder.observer(Arc::new(Auditor::new(audit, settings.events.scrubber())));
+    for o in extras.observers {
+        builder = builder.observer(o);
+    }
     let metrics = platform.metrics.then(|| Arc::new(Metrics::new()));
     if let Some(m) = &metrics {
         builder = builder.observer(Arc::clone(m) as Arc<dyn Observer>);

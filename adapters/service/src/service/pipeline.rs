@@ -317,7 +317,7 @@ impl Service {
     /// Applies the rate limit for this request's key (user, else API key, else address).
     /// A failing limiter store lets requests through (reported to observers): rate limiting
     /// protects capacity, it is not an access control.
-    pub(super) async fn rate_limit(&self, user: Option<&str>, meta: &RequestMeta) -> Result<(), ApiError> {
+    pub async fn rate_limit(&self, user: Option<&str>, meta: &RequestMeta) -> Result<(), ApiError> {
         // Messages are paced by their platform (batch size, concurrency); a limit here would
         // only turn them into redeliveries.
         if meta.channel == Channel::Message {

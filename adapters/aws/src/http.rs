@@ -1,0 +1,153 @@
+//! API Gateway REST (v1), HTTP API (v2), Function URL and ALB requests → the router of
+//! `warden serve`. `lambda_http` converts the event (base64 bodies included) and the answer;
+//! this module strips the stage prefix (`/prod/api/v1/precheck` → `/api/v1/precheck`), and
+//! passes the client address from `requestContext` and Lambda's request id to the router.
+
+use crate::{App, Invocation};
+use axum::body::Body as AxumBody;
+use lambda_http::{Body, LambdaEvent, Service as _};
+use serde_json::Value;
+use std::net::IpAddr;
+use tower::ServiceExt as _;
+use warden_service::error::ApiError;
+use warden_service::router::{ClientAddr, RequestId};
+
+/// What the router needs from the event besides the request itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The API Gateway stage (`None` or `$default`: nothing to strip).
+    pub stage: Option<String>,
+    /// The caller's address as the platform saw it.
+    pub client: Option<IpAddr>,
+}
+
+/// Reads the stage and the client address from the raw event.
+pub fn origin(event: &Value) -> Origin {
+    let ctx = event.get("requestContext");
+    let stage = ctx.and_then(|c| c.get("stage")).and_then(Value::as_str).filter(|s| !s.is_empty() && *s != "$default");
+    let source = ctx
+        .and_then(|c| c.pointer("/http/sourceIp").or_else(|| c.pointer("/identity/sourceIp")))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
+    // ALB has no source address in the event: it appends the client to X-Forwarded-For.
+    let alb = ctx.is_some_and(|c| c.get("elb").is_some());
+    let client = source.or_else(|| {
+        alb.then(|| {
+            let headers = event.get("headers").and_then(|h| h.get("x-forwarded-for")).and_then(Value::as_str);
+            let multi = event.pointer("/multiValueHeaders/x-forwarded-for/0").and_then(Value::as_str);
+            headers.or(multi)?.rsplit(',').next()?.trim().parse().ok()
+        })
+        .flatten()
+    });
+    Origin { stage: stage.map(str::to_owned), client }
+}
+
+/// The path without a leading `/{stage}` segment.
+pub fn strip_stage<'a>(path: &'a str, stage: Option<&str>) -> &'a str {
+    let Some(stage) = stage else { return path };
+    match path.strip_prefix('/').and_then(|p| p.strip_prefix(stage)) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+/// Handles an HTTP event; the answer is the Lambda response for the event's origin.
+pub async fn handle(app: &App, event: Value, inv: &Invocation) -> Value {
+    let origin = origin(&event);
+    let request: lambda_http::request::LambdaRequest = match serde_json::from_value(event) {
+        Ok(r) => r,
+        Err(e) => {
+            app.emf.count_error();
+            return ApiError::invalid_request(format!("malformed HTTP event: {e}")).body();
+        }
+    };
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.request_id.clone_from(&inv.request_id);
+    let request_id = inv.request_id.clone();
+    let service = lambda_http::service_fn(|req: lambda_http::Request| {
+        let router = app.router.clone();
+        let origin = origin.clone();
+        let request_id = request_id.clone();
+        async move { Ok::<_, std::convert::Infallible>(serve(router, req, &origin, request_id).await) }
+    });
+    let mut adapter = lambda_http::Adapter::from(service);
+    match adapter.call(LambdaEvent::new(request, ctx)).await {
+        Ok(resp) => serde_json::to_value(resp).unwrap_or_else(|e| ApiError::invalid_request(e.to_string()).body()),
+        Err(never) => match never {},
+    }
+}
+
+async fn serve(
+    router: axum::Router,
+    req: lambda_http::Request,
+    origin: &Origin,
+    request_id: String,
+) -> http::Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let path = strip_stage(parts.uri.path(), origin.stage.as_deref());
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    if let Ok(uri) = path_and_query.parse() {
+        parts.uri = uri;
+    }
+    let bytes = match body {
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    let mut req = http::Request::from_parts(parts, AxumBody::from(bytes));
+    if let Some(ip) = origin.client {
+        req.extensions_mut().insert(ClientAddr(ip));
+    }
+    if !request_id.is_empty() {
+        req.extensions_mut().insert(RequestId(request_id));
+    }
+    let resp = match router.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let (parts, body) = resp.into_parts();
+    // The router's answers are small JSON documents; the cap only guards against surprises.
+    let bytes = axum::body::to_bytes(body, 16 * 1024 * 1024).await.unwrap_or_default();
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(t) if t.is_empty() => Body::Empty,
+        Ok(t) => Body::Text(t),
+        Err(e) => Body::Binary(e.into_bytes()),
+    };
+    http::Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strips_only_the_stage_segment() {
+        assert_eq!(strip_stage("/prod/api/v1/precheck", Some("prod")), "/api/v1/precheck");
+        assert_eq!(strip_stage("/prod", Some("prod")), "/");
+        assert_eq!(strip_stage("/production/x", Some("prod")), "/production/x");
+        assert_eq!(strip_stage("/api/v1/precheck", Some("prod")), "/api/v1/precheck");
+        assert_eq!(strip_stage("/prod/x", None), "/prod/x");
+    }
+
+    #[test]
+    fn client_address_from_request_context() {
+        let v2 = json!({"requestContext": {"stage": "$default", "http": {"sourceIp": "203.0.113.9"}}});
+        assert_eq!(
+            origin(&v2),
+            Origin { stage: None, client: Some("203.0.113.9".parse().unwrap_or(IpAddr::from([0; 4]))) }
+        );
+        let v1 = json!({"requestContext": {"stage": "prod", "identity": {"sourceIp": "198.51.100.1"}}});
+        assert_eq!(origin(&v1).stage.as_deref(), Some("prod"));
+        assert_eq!(origin(&v1).client.map(|c| c.to_string()).as_deref(), Some("198.51.100.1"));
+        let alb = json!({"requestContext": {"elb": {}}, "headers": {"x-forwarded-for": "10.0.0.1, 192.0.2.7"}});
+        assert_eq!(origin(&alb).client.map(|c| c.to_string()).as_deref(), Some("192.0.2.7"));
+        let spoofed =
+            json!({"requestContext": {"http": {"sourceIp": "bogus"}}, "headers": {"x-forwarded-for": "192.0.2.7"}});
+        assert_eq!(origin(&spoofed).client, None);
+    }
+}
