@@ -166,7 +166,13 @@ async fn dynamodb_stream_governs_new_images() {
 
 #[tokio::test]
 async fn authorizers_check_key_rate_and_tool() {
-    let app = app(&[("WARDEN_API_KEYS", "k-good"), ("RATE_LIMIT_PER_MINUTE", "2"), ("WARDEN_EMF", "false")]).await;
+    let app = app(&[
+        ("WARDEN_API_KEYS", "k-good"),
+        ("PII_TOKEN_SALT", "s"),
+        ("RATE_LIMIT_PER_MINUTE", "2"),
+        ("WARDEN_EMF", "false"),
+    ])
+    .await;
     let mut token = fixture("example-apigw-custom-auth-request.json");
     token["authorizationToken"] = json!("k-good");
     let allow = call(&app, token.clone()).await;

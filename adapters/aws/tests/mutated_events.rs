@@ -86,7 +86,7 @@ fn fixtures() -> Vec<Value> {
 
 #[tokio::test]
 async fn mutated_events_never_panic() {
-    let env = [("WARDEN_EMF", "false"), ("WARDEN_AUDIT", "off"), ("WARDEN_API_KEYS", "k")];
+    let env = [("WARDEN_EMF", "false"), ("WARDEN_AUDIT", "off"), ("WARDEN_API_KEYS", "k"), ("PII_TOKEN_SALT", "s")];
     let app: App = warden_aws::config::build(move |k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()))
         .await
         .unwrap();
