@@ -116,6 +116,7 @@ class FunctionsHost:
         self.proc = None
         self.port = None
         self.logs = []
+        self.failed_invocations = 0
 
     # -- process -------------------------------------------------------------------------------
     def start(self, log_path, timeout=30.0):
@@ -168,6 +169,7 @@ class FunctionsHost:
         except OSError as e:
             return False, {"error": str(e)}
         if not 200 <= status < 300:  # EnsureSuccessStatusCode
+            self.failed_invocations += 1
             return False, {"status": status, "body": body.decode(errors="replace")}
         result = json.loads(body)
         self.logs.extend(result.get("Logs") or [])

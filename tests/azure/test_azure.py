@@ -11,6 +11,8 @@ Prints one line `azure: N passed, N failed`.
 
 import base64
 import glob
+import http.server
+import threading
 import json
 import os
 import subprocess
@@ -85,6 +87,31 @@ class Serve:
         self.log.close()
 
 
+class Events:
+    """A webhook receiver on loopback: the decision events the handler sends."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Receive(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receive)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+EVENTS = Events()
 RESULTS = {"passed": 0, "failed": 0}
 
 
@@ -243,12 +270,18 @@ def queue_message_gets_a_result_message(host, serve):
     envelope = {"action": "precheck", "tool": "web.fetch", "raw_text": "email jane.doe@example.com"}
     bare = {"email": "x@example.com", "note": "bare payload"}
     qc = queue_client(CONN, "governance-queue")
+    before = len(EVENTS.received)
     qc.send_message(json.dumps(envelope))
     qc.send_message(json.dumps(bare))
     got = []
     assert host.run_until(lambda: got.extend(queue_messages("governance-results")) or len(got) >= 2)
     results = [json.loads(m) for m in got]
     by_kind = {("raw_text_out" in r): r for r in results}
+    # Each decision event left before its invocation answered (the outbox is flushed first).
+    events = [e for _, e in EVENTS.received[before:]]
+    assert len(events) >= 2 and all(e["schema"] == "decision.v1" for e in events), events
+    assert all(h.get("x-warden-signature", "").startswith("sha256=") for h, _ in EVENTS.received), "unsigned event"
+    assert "jane.doe@example.com" not in json.dumps(events), "raw PII in an event"
     status, body = serve.request("POST", "/", json.dumps(envelope).encode())
     want = json.loads(body)
     assert strip(by_kind[True]) == strip(want), (by_kind[True], want)
@@ -421,6 +454,7 @@ def a_store_outage_is_retried_then_poisoned(*_):
         assert host.run_until(poisoned_yet, timeout=60, interval=0.5), "never poisoned"
         assert len(poisoned) == 1 and b"during the outage" in poisoned[0], poisoned
         assert queue_messages("governance-results") == [], "a failed attempt published a result"
+        assert host.failed_invocations == host.max_dequeue, host.failed_invocations
         # maxDequeueCount attempts, each visibilityTimeout apart.
         assert time.time() - t0 >= (host.max_dequeue - 1) * host.visibility, time.time() - t0
     finally:
@@ -432,7 +466,9 @@ def main():
     env = shipped_settings()
     env.update({"WARDEN_DOCUMENT_LIMIT": "4096", "WARDEN_MAX_BATCH": "20"})
     serve = Serve(env, "main")
-    host = FunctionsHost(APP, HANDLER, env, CONN).start(os.path.join(WORK, "handler.log"))
+    handler_env = dict(env, WEBHOOK_URL=EVENTS.url, WEBHOOK_SECRET="harness-secret")
+    handler_env["PRECHECK_DLQ"] = os.path.join(WORK, "dlq.jsonl")
+    host = FunctionsHost(APP, HANDLER, handler_env, CONN).start(os.path.join(WORK, "handler.log"))
     try:
         for test in (
             blob_batch_gets_results_with_the_same_decisions_as_serve,
@@ -451,6 +487,7 @@ def main():
     conformance_corpus_through_the_http_function_in_both_modes()
     every_route_answers_as_serve_does_in_both_modes()
     a_store_outage_is_retried_then_poisoned()
+    EVENTS.stop()
     print(f"azure: {RESULTS['passed']} passed, {RESULTS['failed']} failed")
     return 1 if RESULTS["failed"] else 0
 
