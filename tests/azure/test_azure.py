@@ -431,7 +431,8 @@ def a_store_outage_is_retried_then_poisoned(*_):
     url = start_redis()
     port = url.rsplit(":", 1)[1]
     env = shipped_settings()
-    env.update({"REDIS_URL": url, "WARDEN_STORE": "redis"})
+    # Rate limiting off: it fails open, and each call to the stopped Redis costs seconds.
+    env.update({"REDIS_URL": url, "WARDEN_STORE": "redis", "RATE_LIMIT_PER_MINUTE": "0"})
     host = FunctionsHost(APP, HANDLER, env, CONN).start(os.path.join(WORK, "outage.log"))
     try:
         queue_messages("governance-results")
@@ -455,6 +456,21 @@ def a_store_outage_is_retried_then_poisoned(*_):
         assert len(poisoned) == 1 and b"during the outage" in poisoned[0], poisoned
         assert queue_messages("governance-results") == [], "a failed attempt published a result"
         assert host.failed_invocations == host.max_dequeue, host.failed_invocations
+        # A batch blob whose item needs the budget store: the blob's invocation fails likewise
+        # and, after its retries, is recorded in webjobs-blobtrigger-poison with no results.
+        queue_messages("webjobs-blobtrigger-poison")
+        item = {"id": "b1", "action": "precheck", "tool": "t", "raw_text": "hello", "user_id": "u-outage"}
+        upload(CONN, "ai-requests", "outage.json", json.dumps([item]).encode())
+        blob_poison = []
+        poisoned_blob = host.run_until(
+            lambda: blob_poison.extend(queue_messages("webjobs-blobtrigger-poison")) or blob_poison, timeout=60
+        )
+        results = blob_text("ai-results", "outage.json") if blob_exists("ai-results", "outage.json") else None
+        assert poisoned_blob, (host.failed_invocations, results)
+        record = json.loads(blob_poison[0])
+        assert (record["ContainerName"], record["BlobName"]) == ("ai-requests", "outage.json"), record
+        assert not blob_exists("ai-results", "outage.json")
+        assert host.failed_invocations == 2 * host.max_dequeue, host.failed_invocations
         # maxDequeueCount attempts, each visibilityTimeout apart.
         assert time.time() - t0 >= (host.max_dequeue - 1) * host.visibility, time.time() - t0
     finally:
