@@ -257,15 +257,15 @@ async fn queue_invocation(State(h): State<Handler>, headers: HeaderMap, body: Bo
         Ok(inv) => inv,
         Err(e) => return malformed_message(&e, None),
     };
+    let id = payload::metadata_text(&inv.metadata, "Id");
     let bytes = match inv.data.get(bindings::QUEUE_IN).map(|v| payload::trigger_bytes(v, false)) {
         Some(Ok(b)) => b,
-        Some(Err(e)) => return malformed_message(&e, None),
+        Some(Err(e)) => return malformed_message(&e, id.as_deref()),
         None => {
             let e = PayloadError(format!("invocation has no `Data.{}`", bindings::QUEUE_IN));
-            return malformed_message(&e, None);
+            return malformed_message(&e, id.as_deref());
         }
     };
-    let id = payload::metadata_text(&inv.metadata, "Id");
     let meta = MessageMeta {
         id: id.clone(),
         attempt: payload::metadata_u32(&inv.metadata, "DequeueCount").unwrap_or(1),

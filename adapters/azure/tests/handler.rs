@@ -177,6 +177,7 @@ async fn queue_messages_in_every_documented_encoding() {
         let (status, got) = call(&app, "POST", "/governance-queue", invocation(json!({"msg": msg}), meta)).await;
         assert_eq!(status, 200, "{got}");
         assert!(got["Outputs"]["result"]["error"]["code"].is_string(), "{got}");
+        assert_eq!(got["Outputs"]["result"]["request_id"], format!("bad-{i}"));
     }
     let (status, got) = call(&app, "POST", "/governance-queue", b"{\"Data\":".to_vec()).await;
     assert_eq!((status, got["Outputs"]["result"]["error"]["code"].clone()), (200, json!("invalid_request")));
