@@ -361,6 +361,19 @@ pub async fn serve(
     settings: &Settings,
     grace: Duration,
 ) -> Result<(), String> {
+    let app = router(built.state.clone());
+    serve_app(built, app, listener, settings, grace).await
+}
+
+/// [`serve`] with the adapter's own `app` (e.g. a platform's invocation routes in front of
+/// [`router`]): the same policy watcher, metrics and graceful shutdown.
+pub async fn serve_app(
+    built: Built,
+    mut app: axum::Router,
+    listener: tokio::net::TcpListener,
+    settings: &Settings,
+    grace: Duration,
+) -> Result<(), String> {
     if let Some(path) = built.policy_file.clone() {
         let source = Arc::clone(built.service.policy_source());
         let metrics = built.metrics.clone();
@@ -370,7 +383,6 @@ pub async fn serve(
             }
         }));
     }
-    let mut app = router(built.state.clone());
     if let Some(metrics) = built.metrics.clone() {
         app = app.layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
             let guard = metrics.active_request();
