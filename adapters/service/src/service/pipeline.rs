@@ -64,37 +64,29 @@ trait Budgeted {
     fn withhold(&mut self);
 }
 
-impl Budgeted for CheckResponse {
-    fn joinable(&mut self) -> Joinable<'_> {
-        Joinable {
-            decision: &mut self.decision,
-            reasons: &mut self.reasons,
-            policy_id: &mut self.policy_id,
-            status: &mut self.budget_status,
-            info: &mut self.budget_info,
-        }
-    }
+/// Both responses carry the same budget fields; they differ in what output a deny drops.
+macro_rules! budgeted {
+    ($ty:ty, $output:ident = $empty:expr) => {
+        impl Budgeted for $ty {
+            fn joinable(&mut self) -> Joinable<'_> {
+                Joinable {
+                    decision: &mut self.decision,
+                    reasons: &mut self.reasons,
+                    policy_id: &mut self.policy_id,
+                    status: &mut self.budget_status,
+                    info: &mut self.budget_info,
+                }
+            }
 
-    fn withhold(&mut self) {
-        self.raw_text_out = None;
-    }
+            fn withhold(&mut self) {
+                self.$output = $empty;
+            }
+        }
+    };
 }
 
-impl Budgeted for EvaluateResponse {
-    fn joinable(&mut self) -> Joinable<'_> {
-        Joinable {
-            decision: &mut self.decision,
-            reasons: &mut self.reasons,
-            policy_id: &mut self.policy_id,
-            status: &mut self.budget_status,
-            info: &mut self.budget_info,
-        }
-    }
-
-    fn withhold(&mut self) {
-        self.modified_payload = Value::Null;
-    }
-}
+budgeted!(CheckResponse, raw_text_out = None);
+budgeted!(EvaluateResponse, modified_payload = Value::Null);
 
 impl BudgetJoin {
     /// Joins into a response: deny > confirm > transform > allow, reason appended. A store
