@@ -3,7 +3,7 @@
 //! trigger in a single pass; it matches ASCII case-insensitively (password and SSN keywords are
 //! case-insensitive) and the case-sensitive prefixes are re-checked on each hit.
 
-use super::{at, prev, run_end};
+use super::{at, prev, run_end, spend};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind, PatternID};
 
 /// Provider key families, each with its own body rules.
@@ -47,7 +47,7 @@ pub(super) enum Trigger {
 }
 
 /// Every trigger string. Keys and `eyJ` must match exactly; the rest ignore ASCII case.
-const PATTERNS: [(&str, Trigger); 32] = [
+pub(super) const PATTERNS: [(&str, Trigger); 32] = [
     ("eyJ", Trigger::Jwt),
     ("sk-", Trigger::Key(KeyKind::OpenAi)),
     ("sk_live_", Trigger::Key(KeyKind::Stripe)),
@@ -275,6 +275,41 @@ const NOT_PASSWORDS: [&str; 40] = [
     "saved", "sent", "hidden", "optional", "mandatory", "secure", "short", "long", "same",
 ];
 
+/// The last whitespace-free run an unquoted password value was read from. A later keyword inside
+/// the same run (`pwd=${pwd=${...`, where every value is rejected) reuses its end instead of
+/// rescanning to it, so the values of all keywords cost one read of the text in all.
+#[derive(Default)]
+pub(super) struct ValueRun {
+    /// Where the run was first read from.
+    start: usize,
+    /// Its end (whitespace or the end of the text).
+    end: usize,
+    /// Its end without trailing punctuation, never before `start`.
+    trimmed: usize,
+}
+
+impl ValueRun {
+    /// End of the unquoted value starting at `j`: the whitespace-free run, without trailing
+    /// punctuation.
+    fn value_end(&mut self, b: &[u8], j: usize) -> usize {
+        if !(self.start <= j && j < self.end) {
+            let end = run_end(b, j, usize::MAX, |c| !c.is_ascii_whitespace());
+            let mut k = end;
+            while k > j && matches!(prev(b, k), b',' | b';' | b'.' | b')' | b']' | b'}' | b'"' | b'\'' | b'>') {
+                k -= 1;
+            }
+            spend(end - k);
+            *self = ValueRun { start: j, end, trimmed: k };
+        }
+        // Trimming from a later start stops at that start or where trimming from `start` stopped.
+        self.trimmed.max(j)
+    }
+}
+
+/// Longest value the whole-value checks (masks, placeholders, plain words) look at: longer values
+/// are never stand-ins, and the bound keeps the work per keyword constant.
+const MAX_MASK: usize = 256;
+
 /// Skips spaces and tabs (at most 16, which bounds the work per keyword).
 fn skip_blanks(b: &[u8], i: usize) -> usize {
     run_end(b, i, 16, |c| c == b' ' || c == b'\t')
@@ -284,7 +319,7 @@ fn skip_blanks(b: &[u8], i: usize) -> usize {
 /// `pwd=x`, `passwd := x`, `"password": "x"`, `Password is x`. The keyword must be a word (`_`
 /// and `-` count as separators, so `db_password=` qualifies and `mypasswords` does not). The
 /// value runs to whitespace, without trailing punctuation, or to the closing quote. Returns it.
-pub(super) fn password_value(b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+pub(super) fn password_value(b: &[u8], start: usize, end: usize, run: &mut ValueRun) -> Option<(usize, usize)> {
     let (before, after) = (prev(b, start), at(b, end));
     // After `/` or `\\` it is a path (`/etc/passwd: ...`), not a keyword.
     if before.is_ascii_alphanumeric()
@@ -338,18 +373,14 @@ pub(super) fn password_value(b: &[u8], start: usize, end: usize) -> Option<(usiz
         }
         return None;
     }
-    let raw_end = run_end(b, j, usize::MAX, |c| !c.is_ascii_whitespace());
-    let mut k = raw_end;
-    while k > j && matches!(prev(b, k), b',' | b';' | b'.' | b')' | b']' | b'}' | b'"' | b'\'' | b'>') {
-        k -= 1;
-    }
+    let k = run.value_end(b, j);
     let value = b.get(j..k)?;
     let placeholder = b.get(j..=k).is_some_and(is_placeholder);
     let literal =
         ["null", "true", "false", "none", "undefined"].iter().any(|w| w.as_bytes().eq_ignore_ascii_case(value));
     let stop_word = prose && NOT_PASSWORDS.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(value));
     // After a flag, a plain word is prose about the flag (`use --password to set it`).
-    let word = flag && value.iter().all(u8::is_ascii_alphabetic);
+    let word = flag && value.len() <= MAX_MASK && value.iter().all(u8::is_ascii_alphabetic);
     (!value.is_empty() && !placeholder && !literal && !stop_word && !word && !is_stand_in(value)).then_some((j, k))
 }
 
@@ -366,6 +397,10 @@ fn xml_value(b: &[u8], vs: usize) -> Option<(usize, usize)> {
 /// `xxxxxx`, `•••`) or a reference to one held elsewhere (`${DB_PASSWORD}`, `{{ db_pass }}`,
 /// `$(cat secret)`, `$DB_PASSWORD`).
 fn is_stand_in(v: &[u8]) -> bool {
+    if v.len() > MAX_MASK {
+        // Only a reference prefix can be checked on a long value in constant time.
+        return matches!(v, [b'$', b'{' | b'(', ..] | [b'{', b'{', ..]);
+    }
     let masked = |c: u8| v.iter().all(|&x| x == c);
     // Prefixes only: the unquoted value has lost its closing bracket to the punctuation trim.
     let reference = match v {
@@ -382,5 +417,6 @@ fn is_stand_in(v: &[u8]) -> bool {
 
 /// True for an already-redacted value such as `<PASSWORD>`, so redacted text stays stable.
 fn is_placeholder(v: &[u8]) -> bool {
-    matches!(v, [b'<', mid @ .., b'>'] if !mid.is_empty() && mid.iter().all(|&c| c.is_ascii_uppercase() || c == b'_'))
+    v.len() <= MAX_MASK + 2
+        && matches!(v, [b'<', mid @ .., b'>'] if !mid.is_empty() && mid.iter().all(|&c| c.is_ascii_uppercase() || c == b'_'))
 }

@@ -10,6 +10,8 @@
 //! start, the parsers are tried in priority order.
 
 mod keywords;
+#[cfg(all(test, feature = "std"))]
+mod linear;
 mod net;
 mod numbers;
 #[cfg(test)]
@@ -17,7 +19,7 @@ mod tests;
 
 use crate::pii::PiiKind;
 use alloc::vec::Vec;
-use keywords::Trigger;
+use keywords::{Trigger, ValueRun};
 
 /// One detected value: byte offsets into the input (`start < end`, both on char boundaries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,13 +59,14 @@ impl Detector {
 
 fn detect_with(triggers: Option<&aho_corasick::AhoCorasick>, text: &str) -> Vec<Found> {
     let b = text.as_bytes();
-    let mut scan = Scan { b, out: Vec::new(), floor: 0, ssn_context_end: None };
+    let mut scan = Scan { b, out: Vec::new(), floor: 0, ssn_context_end: None, value_run: ValueRun::default() };
     let mut hits = triggers.map(|ac| ac.find_iter(text));
     let mut next_hit = hits.as_mut().and_then(Iterator::next);
     // Everything before `pos` has been handled; no new value may start there.
     let mut pos = 0;
     let mut next_byte = next_trigger(b, 0);
     loop {
+        spend(1);
         while next_hit.is_some_and(|h| h.start() < pos) {
             next_hit = hits.as_mut().and_then(Iterator::next);
         }
@@ -130,6 +133,8 @@ struct Scan<'a> {
     floor: usize,
     /// End of the most recent SSN context word (`SSN`, `social security`, `ss#`).
     ssn_context_end: Option<usize>,
+    /// Where unquoted password values were last read to.
+    value_run: ValueRun,
 }
 
 impl Scan<'_> {
@@ -151,7 +156,7 @@ impl Scan<'_> {
                 None
             }
             Trigger::Password => {
-                let (vs, ve) = keywords::password_value(b, start, end)?;
+                let (vs, ve) = keywords::password_value(b, start, end, &mut self.value_run)?;
                 Some(self.emit(PiiKind::Password, vs, ve))
             }
             Trigger::Jwt => {
@@ -229,7 +234,39 @@ fn prev(b: &[u8], i: usize) -> u8 {
 /// End of the run of bytes matching `pred` starting at `i`, reading at most `max` bytes.
 fn run_end(b: &[u8], i: usize, max: usize, pred: impl Fn(u8) -> bool) -> usize {
     let rest = b.get(i..).unwrap_or_default();
-    i + rest.iter().take(max).take_while(|&&c| pred(c)).count()
+    let len = rest.iter().take(max).take_while(|&&c| pred(c)).count();
+    spend(len + 1);
+    i + len
+}
+
+/// Charges `units` of work to the linear-time test's counter (nothing outside that test).
+/// Charged: one unit per event of the main loop and per byte read by a run scan, the only reads
+/// whose length is not bounded by a constant per event.
+#[inline(always)]
+fn spend(units: usize) {
+    #[cfg(all(test, feature = "std"))]
+    work::add(units);
+    #[cfg(not(all(test, feature = "std")))]
+    let _ = units;
+}
+
+/// Per-thread work counter read by the linear-time test.
+#[cfg(all(test, feature = "std"))]
+mod work {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static UNITS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(super) fn add(units: usize) {
+        UNITS.with(|u| u.set(u.get().saturating_add(units as u64)));
+    }
+
+    /// Returns the work counted on this thread since the last call, and resets it.
+    pub(super) fn take() -> u64 {
+        UNITS.with(|u| u.replace(0))
+    }
 }
 
 /// Length of the digit run at `i`, counting at most `max` digits (callers pass one more than the
