@@ -44,10 +44,14 @@ pub(super) enum Trigger {
     Password,
     /// `ssn`, `social security`, `ss#` (any case).
     SsnContext,
+    /// A word that says a phone number follows (`phone`, `tel`, `mobile`, `Handy`, `móvil`, ...).
+    PhoneContext,
+    /// A word that says a card number follows (`card`, `visa`, `tarjeta`, `Karte`, ...).
+    CardContext,
 }
 
-/// Every trigger string. Keys and `eyJ` must match exactly; the rest ignore ASCII case.
-pub(super) const PATTERNS: [(&str, Trigger); 32] = [
+/// Key prefixes, JWT start, password and SSN words.
+const KEYS: [(&str, Trigger); 32] = [
     ("eyJ", Trigger::Jwt),
     ("sk-", Trigger::Key(KeyKind::OpenAi)),
     ("sk_live_", Trigger::Key(KeyKind::Stripe)),
@@ -82,6 +86,42 @@ pub(super) const PATTERNS: [(&str, Trigger); 32] = [
     ("ss#", Trigger::SsnContext),
 ];
 
+/// Words (and field names: `phone_number`, `"mobile":`) after which a number is a phone number,
+/// in the languages Warden's users write: English, German, French, Spanish, Portuguese, Italian,
+/// Dutch and the Nordic languages.
+#[rustfmt::skip]
+const PHONE_WORDS: [&str; 36] = [
+    "phone", "telephone", "tel", "mobile", "mob", "cell", "cellphone", "call", "fax", "contact", "whatsapp",
+    "landline", "sms", "ph", "téléphone", "tél", "portable", "handy", "telefon", "telefonnummer", "rufnummer",
+    "mobil", "mobilnummer", "teléfono", "telefono", "móvil", "movil", "celular", "cellulare", "telemóvel",
+    "telefone", "telefoon", "mobiel", "puhelin", "tlf", "numéro",
+];
+
+/// Words after which a digit run is a card number.
+#[rustfmt::skip]
+const CARD_WORDS: [&str; 20] = [
+    "card", "visa", "mastercard", "amex", "maestro", "discover", "jcb", "diners", "unionpay", "cc", "credit",
+    "debit", "carte", "karte", "kreditkarte", "tarjeta", "cartão", "carta", "kaart", "pan",
+];
+
+/// Every trigger string with what it starts, in automaton pattern order. Keys and `eyJ` must
+/// match exactly; the rest ignore ASCII case.
+pub(super) fn patterns() -> impl Iterator<Item = (&'static str, Trigger)> {
+    KEYS.iter()
+        .copied()
+        .chain(PHONE_WORDS.iter().map(|&w| (w, Trigger::PhoneContext)))
+        .chain(CARD_WORDS.iter().map(|&w| (w, Trigger::CardContext)))
+}
+
+/// True when a context-word hit at `start..end` is a word, or the first word of a field name
+/// (`phone`, `Phone:`, `phones`, `mobile_number`, `tel.`), not part of another word (`telex`,
+/// `cellar`, `recall`).
+pub(super) fn is_context_word(b: &[u8], start: usize, end: usize) -> bool {
+    let after = at(b, end);
+    let plural = after.eq_ignore_ascii_case(&b's') && !at(b, end + 1).is_ascii_alphabetic();
+    !prev(b, start).is_ascii_alphanumeric() && (!after.is_ascii_alphabetic() || plural) && after < 0x80
+}
+
 /// Builds the trigger automaton (`None` only if building failed, which the fixed pattern set
 /// rules out; detection then simply finds no keyword-led values).
 pub(super) fn build_automaton() -> Option<AhoCorasick> {
@@ -90,16 +130,21 @@ pub(super) fn build_automaton() -> Option<AhoCorasick> {
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
         .kind(Some(AhoCorasickKind::DFA))
-        .build(PATTERNS.iter().map(|p| p.0))
+        .build(patterns().map(|p| p.0))
         .ok()
 }
 
 /// The trigger for a hit of pattern `id` at `start..end`, or `None` when a case-sensitive
 /// prefix matched only case-insensitively (`Asia`, `SK-`).
 pub(super) fn trigger(b: &[u8], id: PatternID, start: usize, end: usize) -> Option<Trigger> {
-    let (pattern, t) = PATTERNS.get(id.as_usize())?;
+    let id = id.as_usize();
+    let (pattern, t) = match id.checked_sub(KEYS.len()) {
+        None => *KEYS.get(id)?,
+        Some(w) if w < PHONE_WORDS.len() => return Some(Trigger::PhoneContext),
+        Some(_) => return Some(Trigger::CardContext),
+    };
     let exact = matches!(t, Trigger::Jwt | Trigger::Key(_));
-    (!exact || b.get(start..end) == Some(pattern.as_bytes())).then_some(*t)
+    (!exact || b.get(start..end) == Some(pattern.as_bytes())).then_some(t)
 }
 
 /// Characters of key bodies and of the token a key must start (`-`/`_` included so that a

@@ -21,7 +21,7 @@ const MAX_UNITS_PER_BYTE: f64 = 24.0;
 /// that is neither a letter nor a digit (a superset of every separator a parser tests).
 fn triggers() -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (pattern, _) in keywords::PATTERNS {
+    for (pattern, _) in keywords::patterns() {
         out.push(pattern.into());
         let upper = pattern.to_ascii_uppercase();
         if upper != pattern {

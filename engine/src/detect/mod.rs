@@ -59,7 +59,15 @@ impl Detector {
 
 fn detect_with(triggers: Option<&aho_corasick::AhoCorasick>, text: &str) -> Vec<Found> {
     let b = text.as_bytes();
-    let mut scan = Scan { b, out: Vec::new(), floor: 0, ssn_context_end: None, value_run: ValueRun::default() };
+    let mut scan = Scan {
+        b,
+        out: Vec::new(),
+        floor: 0,
+        ssn_context_end: None,
+        value_run: ValueRun::default(),
+        phone_context_end: None,
+        card_context_end: None,
+    };
     let mut hits = triggers.map(|ac| ac.find_iter(text));
     let mut next_hit = hits.as_mut().and_then(Iterator::next);
     // Everything before `pos` has been handled; no new value may start there.
@@ -135,6 +143,10 @@ struct Scan<'a> {
     ssn_context_end: Option<usize>,
     /// Where unquoted password values were last read to.
     value_run: ValueRun,
+    /// End of the most recent phone context word or field name (`phone`, `mobile_number`).
+    phone_context_end: Option<usize>,
+    /// End of the most recent card context word or field name (`card`, `visa`, `cc`).
+    card_context_end: Option<usize>,
 }
 
 impl Scan<'_> {
@@ -152,6 +164,18 @@ impl Scan<'_> {
             Trigger::SsnContext => {
                 if keywords::is_ssn_context(b, start, end) {
                     self.ssn_context_end = Some(end);
+                }
+                None
+            }
+            Trigger::PhoneContext => {
+                if keywords::is_context_word(b, start, end) {
+                    self.phone_context_end = Some(end);
+                }
+                None
+            }
+            Trigger::CardContext => {
+                if keywords::is_context_word(b, start, end) {
+                    self.card_context_end = Some(end);
                 }
                 None
             }
@@ -186,9 +210,9 @@ impl Scan<'_> {
                 Some(e) => self.emit(PiiKind::PhoneNumber, i, e),
                 None => i + 1,
             },
-            b'(' => match numbers::paren_phone(b, i) {
-                Some(e) => self.emit(PiiKind::PhoneNumber, i, e),
-                None => i + 1,
+            b'(' => match numbers::paren_phone(b, i).or_else(|| numbers::national_phone(b, i, false)) {
+                Some(e) if !prev(b, i).is_ascii_alphanumeric() => self.emit(PiiKind::PhoneNumber, i, e),
+                _ => i + 1,
             },
             _ => self.on_digit(i),
         }
@@ -204,11 +228,13 @@ impl Scan<'_> {
             None => {}
         }
         if numbers::starts_token(b, i) {
-            let found = numbers::card(b, i)
+            let (card_word, phone_word) = (near(b, self.card_context_end, i), near(b, self.phone_context_end, i));
+            let found = numbers::card(b, i, card_word)
                 .map(|e| (PiiKind::CreditCard, e))
                 .or_else(|| numbers::ssn(b, i, self.ssn_context_end).map(|e| (PiiKind::UsSsn, e)))
-                .or_else(|| numbers::us_phone(b, i).map(|e| (PiiKind::PhoneNumber, e)))
-                .or_else(|| net::ipv4(b, i).map(|e| (PiiKind::IpAddress, e)));
+                .or_else(|| numbers::us_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)))
+                .or_else(|| net::ipv4(b, i).map(|e| (PiiKind::IpAddress, e)))
+                .or_else(|| numbers::national_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)));
             if let Some((kind, e)) = found {
                 return self.emit(kind, i, e);
             }
@@ -221,14 +247,43 @@ impl Scan<'_> {
     }
 }
 
+/// True when a context word ending at `end` speaks for a value starting at `i`: at most 32 bytes
+/// and three words lie between them, and no sentence or line ends there (`Phone: `,
+/// `"mobile_number": "`, `call me at `, `Tarjeta de crédito n.º `; not `... cell. See ticket `).
+fn near(b: &[u8], end: Option<usize>, i: usize) -> bool {
+    let Some(gap) = end.filter(|&c| c <= i && i - c <= 32).and_then(|c| b.get(c..i)) else {
+        return false;
+    };
+    let mut words = 0;
+    let mut in_word = false;
+    for (k, &c) in gap.iter().enumerate() {
+        let letter = c.is_ascii_alphabetic() || c >= 0x80;
+        words += usize::from(letter && !in_word);
+        in_word = letter;
+        let next = gap.get(k + 1..).unwrap_or_default().iter().find(|&&x| x != b' ');
+        let sentence_end = matches!(c, b'.' | b'!' | b'?')
+            && gap.get(k + 1) == Some(&b' ')
+            && next.is_some_and(u8::is_ascii_uppercase);
+        if c == b'\n' || sentence_end {
+            return false;
+        }
+    }
+    words <= 3
+}
+
 /// The byte at `i`, or 0 past the end (0 belongs to no class the parsers accept).
 fn at(b: &[u8], i: usize) -> u8 {
     b.get(i).copied().unwrap_or(0)
 }
 
-/// The byte before `i`, or 0 at the start of the text.
+/// The byte before `i`, or 0 at the start of the text. The escape sequences `\n`, `\r` and `\t`
+/// of text copied out of JSON or logs read as the blank they stand for, so a value right after
+/// one starts a token (`\nalice@example.com` is not `nalice@...`); `\\n` is a backslash and `n`.
 fn prev(b: &[u8], i: usize) -> u8 {
-    i.checked_sub(1).map_or(0, |j| at(b, j))
+    match i.checked_sub(1).map_or(0, |j| at(b, j)) {
+        b'n' | b'r' | b't' if i >= 2 && at(b, i - 2) == b'\\' && (i < 3 || at(b, i - 3) != b'\\') => b' ',
+        c => c,
+    }
 }
 
 /// End of the run of bytes matching `pred` starting at `i`, reading at most `max` bytes.
