@@ -90,18 +90,19 @@ const KEYS: [(&str, Trigger); 32] = [
 /// in the languages Warden's users write: English, German, French, Spanish, Portuguese, Italian,
 /// Dutch and the Nordic languages.
 #[rustfmt::skip]
-const PHONE_WORDS: [&str; 36] = [
+const PHONE_WORDS: [&str; 49] = [
     "phone", "telephone", "tel", "mobile", "mob", "cell", "cellphone", "call", "fax", "contact", "whatsapp",
-    "landline", "sms", "ph", "téléphone", "tél", "portable", "handy", "telefon", "telefonnummer", "rufnummer",
-    "mobil", "mobilnummer", "teléfono", "telefono", "móvil", "movil", "celular", "cellulare", "telemóvel",
-    "telefone", "telefoon", "mobiel", "puhelin", "tlf", "numéro",
+    "landline", "sms", "ph", "téléphone", "tél", "portable", "handy", "handynummer", "telefon", "telefonnummer",
+    "rufnummer", "rückruf", "anrufen", "mobil", "mobilnummer", "teléfono", "telefono", "móvil", "movil", "celular",
+    "cellulare", "telemóvel", "telefone", "telefoon", "mobiel", "puhelin", "tlf", "numéro", "número", "numero",
+    "rappelé", "llamen", "richiamato", "teruggebeld", "text", "reach", "callback", "ring",
 ];
 
 /// Words after which a digit run is a card number.
 #[rustfmt::skip]
-const CARD_WORDS: [&str; 20] = [
+const CARD_WORDS: [&str; 21] = [
     "card", "visa", "mastercard", "amex", "maestro", "discover", "jcb", "diners", "unionpay", "cc", "credit",
-    "debit", "carte", "karte", "kreditkarte", "tarjeta", "cartão", "carta", "kaart", "pan",
+    "debit", "carte", "karte", "kreditkarte", "tarjeta", "cartão", "carta", "kaart", "pan", "payment",
 ];
 
 /// Every trigger string with what it starts, in automaton pattern order. Keys and `eyJ` must

@@ -248,8 +248,9 @@ impl Scan<'_> {
 }
 
 /// True when a context word ending at `end` speaks for a value starting at `i`: at most 32 bytes
-/// and three words lie between them, and no sentence or line ends there (`Phone: `,
-/// `"mobile_number": "`, `call me at `, `Tarjeta de crédito n.º `; not `... cell. See ticket `).
+/// and two words lie between them, no other number, and no sentence or line ends there (`Phone: `,
+/// `"mobile_number": "`, `call me at `, `text me on `; not `call us about invoice `, nor
+/// `... cell. See ticket `).
 fn near(b: &[u8], end: Option<usize>, i: usize) -> bool {
     let Some(gap) = end.filter(|&c| c <= i && i - c <= 32).and_then(|c| b.get(c..i)) else {
         return false;
@@ -264,11 +265,12 @@ fn near(b: &[u8], end: Option<usize>, i: usize) -> bool {
         let sentence_end = matches!(c, b'.' | b'!' | b'?')
             && gap.get(k + 1) == Some(&b' ')
             && next.is_some_and(u8::is_ascii_uppercase);
-        if c == b'\n' || sentence_end {
+        // A number in between is the one the word speaks for (`tel 923019935, order 0480981098`).
+        if c == b'\n' || c.is_ascii_digit() || sentence_end {
             return false;
         }
     }
-    words <= 3
+    words <= 2
 }
 
 /// The byte at `i`, or 0 past the end (0 belongs to no class the parsers accept).

@@ -169,7 +169,8 @@ fn exchange(b: &[u8], i: usize) -> bool {
 /// used after `+1`). Returns the end and the separator (0 for bare).
 fn nanp(b: &[u8], i: usize, bare: bool) -> Option<(usize, u8)> {
     if at(b, i) == b'(' {
-        if !area(b, i + 1) || at(b, i + 4) != b')' {
+        // Brackets say "area code" whatever its first digit (`+1 (152) 317-1611`).
+        if digit_run(b, i + 1, 4) != 3 || at(b, i + 4) != b')' {
             return None;
         }
         let j = if at(b, i + 5) == b' ' { i + 6 } else { i + 5 };
@@ -223,10 +224,12 @@ fn extension(b: &[u8], end: usize) -> usize {
 /// separator (`1-800-555-0199`), optionally with an extension. A bare digit run is a phone only
 /// with a phone word near (`context`). Returns the end.
 pub(super) fn us_phone(b: &[u8], i: usize, context: bool) -> Option<usize> {
-    if at(b, i) == b'1' && is_group_sep(at(b, i + 1)) {
-        if let Some((end, sep)) = nanp(b, i + 2, false) {
+    // `1-800-...`, and `001-...` as the number is dialled from abroad.
+    let cc = if b.get(i..i + 3) == Some(b"001") { 3 } else { usize::from(at(b, i) == b'1') };
+    if cc > 0 && is_group_sep(at(b, i + cc)) {
+        if let Some((end, sep)) = nanp(b, i + cc + 1, false) {
             let end = extension(b, end);
-            if !runs_on(b, end, sep) && !glued_before(b, i, at(b, i + 1)) {
+            if !runs_on(b, end, sep) && !glued_before(b, i, at(b, i + cc)) {
                 return Some(end);
             }
         }
@@ -254,12 +257,12 @@ fn is_phone_sep(c: u8) -> bool {
 
 /// National phone number (no country code) at `i`, in the trunk formats of common locales:
 /// `041 164 9606`, `0650 126 40 10`, `07700 754 923`, `03.93.92.16.85`, `0555-3477864`,
-/// `(07) 4550 6193`, `(029) 0059-366`, `030/1234 5678`. The trunk `0` and a non-zero digit start
-/// it (or the bracketed area code); 9–12 digits in groups split by one kind of separator (the
-/// area code may be set off by another). Taken without a phone word near only when the format
-/// says it is a phone: a bracketed area code, three or more groups, or two groups of 10+ digits.
-/// With a phone word near (`context`) the trunk is not required (`612 345 678`) and one compact
-/// run of 10–11 digits qualifies too. Returns the end.
+/// `(07) 4550 6193`, `(029) 0059-366`, `030/1234 5678`, `(351) 255438748`. The trunk `0` and a
+/// non-zero digit start it (or a bracketed area or country code); 9–13 digits in groups split by
+/// one kind of separator (the area code may be set off by another). Taken without a phone word
+/// near only when the format says it is a phone: a bracketed code, three or more groups, or two
+/// groups of 10+ digits. With a phone word near (`context`) the trunk is not required
+/// (`612 345 678`) and one compact run qualifies too. Returns the end.
 pub(super) fn national_phone(b: &[u8], i: usize, context: bool) -> Option<usize> {
     let mut j = i;
     let mut total = 0;
@@ -267,13 +270,13 @@ pub(super) fn national_phone(b: &[u8], i: usize, context: bool) -> Option<usize>
     let paren = at(b, i) == b'(';
     if paren {
         let len = digit_run(b, i + 1, 6);
-        if !(2..=5).contains(&len) || at(b, i + 1) != b'0' || at(b, i + 2) == b'0' || at(b, i + 1 + len) != b')' {
+        if !(2..=5).contains(&len) || b.get(i + 1..i + 3) == Some(b"00") || at(b, i + 1 + len) != b')' {
             return None;
         }
         total = len;
         groups = 1;
         j = i + 2 + len;
-        if at(b, j) == b' ' {
+        if matches!(at(b, j), b' ' | b'-') {
             j += 1;
         }
     } else if !(context || at(b, i) == b'0' && at(b, i + 1) != b'0') {
@@ -282,8 +285,8 @@ pub(super) fn national_phone(b: &[u8], i: usize, context: bool) -> Option<usize>
     let mut sep = 0;
     let mut lens = [0usize; 3];
     loop {
-        let len = digit_run(b, j, 13);
-        if len == 0 || total + len > 12 || (groups > 0 && len < 2) {
+        let len = digit_run(b, j, 14);
+        if len == 0 || total + len > 13 || (groups > 0 && len < 2) {
             return None;
         }
         if let Some(slot) = lens.get_mut(groups) {
@@ -306,7 +309,7 @@ pub(super) fn national_phone(b: &[u8], i: usize, context: bool) -> Option<usize>
     // An area code has at most 5 digits; 3-2-4 is the SSN layout.
     let [first, second, third] = lens;
     let layout_ok = (groups == 1 || paren || first <= 5) && !(groups == 3 && [first, second, third] == [3, 2, 4]);
-    let shaped = paren || groups >= 3 || (groups == 2 && (total >= 10 || context)) || (context && total >= 10);
+    let shaped = paren || groups >= 3 || (groups == 2 && (total >= 10 || context)) || context;
     let time = at(b, j) == b':' && at(b, j + 1).is_ascii_digit();
     // Not the tail of a longer number (`3773 079660 71401`).
     let glued = is_phone_sep(prev(b, i)) && i.checked_sub(2).is_some_and(|k| at(b, k).is_ascii_digit());
@@ -353,6 +356,11 @@ pub(super) fn plus_phone(b: &[u8], i: usize) -> Option<usize> {
                 j = k;
                 continue;
             }
+            if let Some((_, area_len, k)) = bracketed_area(b, j) {
+                total += area_len;
+                j = k;
+                continue;
+            }
         }
         if is_group_sep(at(b, j)) && at(b, j + 1).is_ascii_digit() {
             j += 1;
@@ -372,6 +380,20 @@ fn trunk_prefix(b: &[u8], j: usize) -> Option<usize> {
     }
     let d = if at(b, k + 3) == b' ' { k + 4 } else { k + 3 };
     at(b, d).is_ascii_digit().then_some(d)
+}
+
+/// An area code of 2–4 digits in brackets after a country code at `j` (`+62 (183) 291 7857`),
+/// optionally set off by a space on either side: returns its digits' span and the index of the
+/// digit after it.
+fn bracketed_area(b: &[u8], j: usize) -> Option<(usize, usize, usize)> {
+    let k = if at(b, j) == b' ' { j + 1 } else { j };
+    let len = digit_run(b, k + 1, 5);
+    if at(b, k) != b'(' || !(2..=4).contains(&len) || at(b, k + 1 + len) != b')' {
+        return None;
+    }
+    let d = k + 2 + len;
+    let d = if matches!(at(b, d), b' ' | b'-') { d + 1 } else { d };
+    at(b, d).is_ascii_digit().then_some((k + 1, len, d))
 }
 
 /// What [`iban`] found.
