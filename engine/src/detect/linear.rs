@@ -54,8 +54,11 @@ fn cost(detector: &Detector, unit: &str, len: usize) -> u64 {
     work::take()
 }
 
-/// Work for each unit at 16 KiB, 64 KiB and (unless already superlinear) 1 MiB.
-fn measure(detector: &Detector, units: &[String]) -> Vec<(String, u64, u64, Option<u64>)> {
+/// A unit and its work at 16 KiB, 64 KiB and (unless already superlinear there) 1 MiB.
+type Measured = (String, u64, u64, Option<u64>);
+
+/// Work for each unit.
+fn measure(detector: &Detector, units: &[String]) -> Vec<Measured> {
     units
         .iter()
         .map(|unit| {
@@ -77,7 +80,7 @@ fn every_trigger_costs_linear_work() {
     let units = units();
     // Two threads (the counter is per thread): the sweep detects on about 1.3 GB of text.
     let (first, second) = units.split_at(units.len() / 2);
-    let results: Vec<Vec<(String, u64, u64, Option<u64>)>> = std::thread::scope(|s| {
+    let results: Vec<Vec<Measured>> = std::thread::scope(|s| {
         let handles = [first, second].map(|part| s.spawn(|| measure(&detector, part)));
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });

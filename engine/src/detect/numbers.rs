@@ -217,7 +217,11 @@ fn extension(b: &[u8], end: usize) -> usize {
         return end;
     }
     let len = digit_run(b, k, 6);
-    ((1..=5).contains(&len) && !at(b, k + len).is_ascii_alphanumeric()).then_some(k + len).unwrap_or(end)
+    if (1..=5).contains(&len) && !at(b, k + len).is_ascii_alphanumeric() {
+        k + len
+    } else {
+        end
+    }
 }
 
 /// US phone led by a digit at `i`: a NANP body, optionally after country code `1` and a
@@ -309,7 +313,7 @@ pub(super) fn national_phone(b: &[u8], i: usize, context: bool) -> Option<usize>
     // An area code has at most 5 digits; 3-2-4 is the SSN layout.
     let [first, second, third] = lens;
     let layout_ok = (groups == 1 || paren || first <= 5) && !(groups == 3 && [first, second, third] == [3, 2, 4]);
-    let shaped = paren || groups >= 3 || (groups == 2 && (total >= 10 || context)) || context;
+    let shaped = paren || groups >= 3 || context || (groups == 2 && total >= 10);
     let time = at(b, j) == b':' && at(b, j + 1).is_ascii_digit();
     // Not the tail of a longer number (`3773 079660 71401`).
     let glued = is_phone_sep(prev(b, i)) && i.checked_sub(2).is_some_and(|k| at(b, k).is_ascii_digit());
