@@ -160,6 +160,8 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) key: &'a TokenKey,
     pub(crate) detector: &'a Detector,
+    /// The JSON member name of the text being evaluated, if any: context for detection.
+    pub(crate) field: Option<&'a str>,
 }
 
 /// How a level treats PII: per-type overrides, then a fallback action.
@@ -175,7 +177,7 @@ impl<'a> Evaluator<'a> {
     /// Every PII value in `text` (built-in and the policy's custom types), sorted by start,
     /// non-overlapping. Built-in detection wins a tie with a custom match of the same span.
     pub(crate) fn find(&self, text: &str) -> Vec<Match> {
-        let builtin = self.detector.detect(text);
+        let builtin = self.detector.detect_in_field(self.field, text);
         let mut all: Vec<Match> =
             builtin.into_iter().map(|f| Match { ty: PiiType::Builtin(f.kind), start: f.start, end: f.end }).collect();
         let custom_pii = self.policy.custom_pii();

@@ -33,7 +33,7 @@ impl<'a> Gate<'a> {
     /// A request whose `policy_config` is invalid and names no `on_error` is blocked; see
     /// [`Gate::with_on_error`].
     pub fn new(policy: &'a Policy, key: &'a TokenKey, detector: &'a Detector) -> Gate<'a> {
-        Gate { eval: Evaluator { policy, key, detector }, on_error: OnError::Block }
+        Gate { eval: Evaluator { policy, key, detector, field: None }, on_error: OnError::Block }
     }
 
     /// Sets the `on_error` used when a request's `policy_config` is invalid and names none
@@ -101,9 +101,12 @@ impl<'a> Gate<'a> {
             }
             Resolved::Invalid { on_error, message } => (self.eval, Some((on_error, message))),
         };
-        crate::json_mode::evaluate(&req.payload, ts, |leaf| match &invalid {
-            Some((on_error, message)) => eval.on_error(*on_error, ErrorCode::PolicyInvalid, message, leaf),
-            None => eval.check(direction, tool, scope, leaf),
+        crate::json_mode::evaluate(&req.payload, ts, |field, leaf| {
+            let eval = Evaluator { field, ..eval };
+            match &invalid {
+                Some((on_error, message)) => eval.on_error(*on_error, ErrorCode::PolicyInvalid, message, leaf),
+                None => eval.check(direction, tool, scope, leaf),
+            }
         })
     }
 

@@ -57,7 +57,7 @@ impl Combined {
 pub(crate) fn evaluate(
     payload: &Value,
     ts: i64,
-    check: impl Fn(&str) -> Verdict,
+    check: impl Fn(Option<&str>, &str) -> Verdict,
 ) -> (EvaluateResponse, Vec<(PiiType, usize)>) {
     let mut acc = Combined {
         decision: Decision::Allow,
@@ -69,9 +69,9 @@ pub(crate) fn evaluate(
         leaves: 0,
         counts: Vec::new(),
     };
-    let modified = walk(payload, &check, &mut acc);
+    let modified = walk(payload, None, &check, &mut acc);
     if acc.leaves == 0 {
-        acc.add(&check(""));
+        acc.add(&check(None, ""));
     }
     let modified_payload = if acc.decision == Decision::Deny { Value::Null } else { modified };
     let response = EvaluateResponse {
@@ -90,16 +90,20 @@ pub(crate) fn evaluate(
     (response, acc.counts)
 }
 
-// Recursion depth is bounded by the JSON parser's nesting limit (128 in serde_json).
-fn walk(v: &Value, check: &impl Fn(&str) -> Verdict, acc: &mut Combined) -> Value {
+// Recursion depth is bounded by the JSON parser's nesting limit (128 in serde_json). `field` is
+// the name of the member the value belongs to (array items inherit it: `{"phones": [...]}`),
+// which tells detection what the value is (`{"phone": "0412 345 678"}`).
+fn walk(v: &Value, field: Option<&str>, check: &impl Fn(Option<&str>, &str) -> Verdict, acc: &mut Combined) -> Value {
     match v {
         Value::String(s) => {
-            let verdict = check(s);
+            let verdict = check(field, s);
             acc.add(&verdict);
             verdict.text_out.map_or(Value::Null, Value::String)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, check, acc)).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, i)| (k.clone(), walk(i, check, acc))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, field, check, acc)).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, i)| (k.clone(), walk(i, Some(k), check, acc))).collect())
+        }
         other => other.clone(),
     }
 }

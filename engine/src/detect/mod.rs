@@ -53,20 +53,69 @@ impl Detector {
 
     /// Finds every built-in PII value in `text`, sorted by `start`, non-overlapping.
     pub fn detect(&self, text: &str) -> Vec<Found> {
-        detect_with(self.triggers.as_ref(), text)
+        detect_with(self.triggers.as_ref(), Context::default(), text)
+    }
+
+    /// Like [`detect`](Self::detect), for the value of a field named `field` (a JSON member
+    /// name): when the name says what the value is (`phone`, `mobile_number`, `customerPhone`,
+    /// `ssn`, `card_number`), a value at the start of `text` counts as if that word preceded it,
+    /// so `{"phone": "0412 345 678"}` and `{"ssn": "123456789"}` are found.
+    pub fn detect_in_field(&self, field: Option<&str>, text: &str) -> Vec<Found> {
+        let context = match (self.triggers.as_ref(), field) {
+            (Some(ac), Some(name)) => field_context(ac, name),
+            _ => Context::default(),
+        };
+        detect_with(self.triggers.as_ref(), context, text)
     }
 }
 
-fn detect_with(triggers: Option<&aho_corasick::AhoCorasick>, text: &str) -> Vec<Found> {
+/// Which context words a field name holds.
+#[derive(Clone, Copy, Default)]
+struct Context {
+    phone: bool,
+    card: bool,
+    ssn: bool,
+}
+
+/// The context words of a field name: each automaton hit that is a word of the identifier
+/// (`phone`, `mobile_number`, `customerPhone`, `PHONE_NO`, `cardNumber`), at most 64 bytes read.
+fn field_context(ac: &aho_corasick::AhoCorasick, name: &str) -> Context {
+    let b = name.as_bytes();
+    let b = b.get(..b.len().min(64)).unwrap_or_default();
+    let mut c = Context::default();
+    for h in ac.find_iter(b) {
+        let (s, e) = (h.start(), h.end());
+        // A word of an identifier starts after a non-letter or as a camelCase hump, and ends
+        // before a non-lowercase letter (or an `s`, `phones`).
+        let starts =
+            !prev(b, s).is_ascii_alphabetic() || (at(b, s).is_ascii_uppercase() && prev(b, s).is_ascii_lowercase());
+        let after = at(b, e);
+        let ends = !after.is_ascii_lowercase() || (after == b's' && !at(b, e + 1).is_ascii_lowercase());
+        if !(starts && ends) {
+            continue;
+        }
+        match keywords::trigger(b, h.pattern(), s, e) {
+            Some(Trigger::PhoneContext) => c.phone = true,
+            Some(Trigger::CardContext) => c.card = true,
+            Some(Trigger::SsnContext) => c.ssn = true,
+            _ => {}
+        }
+    }
+    c
+}
+
+fn detect_with(triggers: Option<&aho_corasick::AhoCorasick>, context: Context, text: &str) -> Vec<Found> {
     let b = text.as_bytes();
+    // A field name's context word stands right before the text.
+    let field = |on: bool| on.then_some(0);
     let mut scan = Scan {
         b,
         out: Vec::new(),
         floor: 0,
-        ssn_context_end: None,
+        ssn_context_end: field(context.ssn),
         value_run: ValueRun::default(),
-        phone_context_end: None,
-        card_context_end: None,
+        phone_context_end: field(context.phone),
+        card_context_end: field(context.card),
     };
     let mut hits = triggers.map(|ac| ac.find_iter(text));
     let mut next_hit = hits.as_mut().and_then(Iterator::next);
@@ -231,7 +280,7 @@ impl Scan<'_> {
             let (card_word, phone_word) = (near(b, self.card_context_end, i), near(b, self.phone_context_end, i));
             let found = numbers::card(b, i, card_word)
                 .map(|e| (PiiKind::CreditCard, e))
-                .or_else(|| numbers::ssn(b, i, self.ssn_context_end).map(|e| (PiiKind::UsSsn, e)))
+                .or_else(|| numbers::ssn(b, i, near(b, self.ssn_context_end, i)).map(|e| (PiiKind::UsSsn, e)))
                 .or_else(|| numbers::us_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)))
                 .or_else(|| net::ipv4(b, i).map(|e| (PiiKind::IpAddress, e)))
                 .or_else(|| numbers::national_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)));

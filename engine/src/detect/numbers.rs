@@ -129,9 +129,9 @@ fn luhn(d: &[u8]) -> bool {
 }
 
 /// US SSN at `i`: `AAA-GG-SSSS` or `AAA GG SSSS` (one separator kind), or a bare 9-digit run
-/// when a context word ended at most 30 bytes before it. Area 000, 666 and 900–999, group 00 and
+/// when an SSN word speaks for it (`context`, see `near`). Area 000, 666 and 900–999, group 00 and
 /// serial 0000 are never issued. Returns the end.
-pub(super) fn ssn(b: &[u8], i: usize, context_end: Option<usize>) -> Option<usize> {
+pub(super) fn ssn(b: &[u8], i: usize, context: bool) -> Option<usize> {
     let valid = |a: usize, g: usize, s: usize| {
         let area = number(b, a, 3);
         area != 0 && area != 666 && area < 900 && number(b, g, 2) != 0 && number(b, s, 4) != 0
@@ -145,10 +145,7 @@ pub(super) fn ssn(b: &[u8], i: usize, context_end: Option<usize>) -> Option<usiz
                 && digit_run(b, i + 7, 5) == 4;
             (shaped && valid(i, i + 4, i + 7) && !glued_before(b, i, sep) && !runs_on(b, i + 11, sep)).then_some(i + 11)
         }
-        9 => {
-            let near = context_end.is_some_and(|c| c <= i && i - c <= 30);
-            (near && valid(i, i + 3, i + 5) && !runs_on(b, i + 9, 0)).then_some(i + 9)
-        }
+        9 => (context && valid(i, i + 3, i + 5) && !runs_on(b, i + 9, 0)).then_some(i + 9),
         _ => None,
     }
 }
