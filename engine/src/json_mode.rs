@@ -1,5 +1,5 @@
-//! JSON mode (`POST /api/v1/evaluate`): every string leaf of an arbitrary payload is governed
-//! and the per-leaf verdicts are combined into one response.
+//! JSON mode (`POST /api/v1/evaluate`): every string and number leaf of an arbitrary payload is
+//! governed and the per-leaf verdicts are combined into one response.
 
 use crate::api::{ErrorDetail, EvaluateResponse, PiiFound};
 use crate::eval::{Decision, PolicyId, Verdict};
@@ -50,7 +50,8 @@ impl Combined {
     }
 }
 
-/// Walks `payload`, evaluating every string leaf with `check`, and combines the verdicts;
+/// Walks `payload`, evaluating every string and number leaf with `check` (given the leaf's
+/// member name), and combines the verdicts;
 /// also returns how many values of each PII type were found over all leaves. A payload
 /// without string leaves is evaluated as one empty text, so tool-level rules (`deny_tools`,
 /// a denying tool rule) still apply.
@@ -99,6 +100,18 @@ fn walk(v: &Value, field: Option<&str>, check: &impl Fn(Option<&str>, &str) -> V
             let verdict = check(field, s);
             acc.add(&verdict);
             verdict.text_out.map_or(Value::Null, Value::String)
+        }
+        // A number is governed as its JSON text (`4111111111111111`, `2125551234` under
+        // `phone`); a transformed number becomes a string, an unchanged one stays a number.
+        Value::Number(n) => {
+            let text = n.to_string();
+            let verdict = check(field, &text);
+            acc.add(&verdict);
+            match verdict.text_out {
+                Some(out) if out == text => v.clone(),
+                Some(out) => Value::String(out),
+                None => Value::Null,
+            }
         }
         Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, field, check, acc)).collect()),
         Value::Object(map) => {

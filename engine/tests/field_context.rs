@@ -60,3 +60,14 @@ fn keys_in_text_give_context() {
     assert_eq!(kinds(r#"{"ssn": "123456789", "order": "123456789"}"#), [(PiiKind::UsSsn, "123456789".into())]);
     assert!(kinds("order_id=0412345678 zip=123456789").is_empty());
 }
+
+#[test]
+fn numeric_leaves_are_governed_as_their_json_text() {
+    let out = redacted(json!({"card": 4111111111111111u64, "phone": 2125551234u64, "count": 42, "price": 12.5,
+        "items": [{"qty": 3}]}));
+    assert_eq!(out["card"], "<CREDIT_CARD>");
+    assert_eq!(out["phone"], "<USER_PHONE>");
+    assert_eq!(out["count"], json!(42));
+    assert_eq!(out["price"], json!(12.5));
+    assert_eq!(out["items"][0]["qty"], json!(3));
+}

@@ -209,22 +209,24 @@ impl Scan<'_> {
     /// Handles an automaton hit at `start..end`; returns the new cursor if a value was emitted.
     fn on_hit(&mut self, t: Trigger, start: usize, end: usize) -> Option<usize> {
         let b = self.b;
+        // A context word's plural `s` is part of it (`SSNs on file: `).
+        let word_end = if at(b, end).eq_ignore_ascii_case(&b's') { end + 1 } else { end };
         match t {
             Trigger::SsnContext => {
                 if keywords::is_ssn_context(b, start, end) {
-                    self.ssn_context_end = Some(end);
+                    self.ssn_context_end = Some(word_end);
                 }
                 None
             }
             Trigger::PhoneContext => {
                 if keywords::is_context_word(b, start, end) {
-                    self.phone_context_end = Some(end);
+                    self.phone_context_end = Some(word_end);
                 }
                 None
             }
             Trigger::CardContext => {
                 if keywords::is_context_word(b, start, end) {
-                    self.card_context_end = Some(end);
+                    self.card_context_end = Some(word_end);
                 }
                 None
             }
