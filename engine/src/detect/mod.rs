@@ -16,6 +16,7 @@ mod net;
 mod numbers;
 #[cfg(test)]
 mod tests;
+mod unicode;
 
 use crate::pii::PiiKind;
 use alloc::vec::Vec;
@@ -104,7 +105,20 @@ fn field_context(ac: &aho_corasick::AhoCorasick, name: &str) -> Context {
     c
 }
 
+/// Detection on `text`, through its Unicode look-alikes (see `unicode`): offsets point into
+/// `text`.
 fn detect_with(triggers: Option<&aho_corasick::AhoCorasick>, context: Context, text: &str) -> Vec<Found> {
+    let Some(folded) = unicode::folded(text) else {
+        return detect_folded(triggers, context, text);
+    };
+    let mut out = detect_folded(triggers, context, &folded.text);
+    for f in &mut out {
+        (f.start, f.end) = (folded.start(f.start), folded.end(f.end));
+    }
+    out
+}
+
+fn detect_folded(triggers: Option<&aho_corasick::AhoCorasick>, context: Context, text: &str) -> Vec<Found> {
     let b = text.as_bytes();
     // A field name's context word stands right before the text.
     let field = |on: bool| on.then_some(0);

@@ -843,3 +843,44 @@ fn escape_sequences_are_boundaries() {
     // A literal backslash before the letter keeps it a letter.
     assert_one(r"dir\\nalice@example.com", EmailAddress, "nalice@example.com");
 }
+
+// ---- Unicode look-alikes (issue 10, finding 9) ----
+
+#[test]
+fn detection_sees_through_format_characters_fullwidth_forms_dashes_and_spaces() {
+    // Offsets point into the original text, look-alikes included.
+    assert_one(
+        "card 4111\u{200B}1111\u{200B}1111\u{200B}1111 ok",
+        CreditCard,
+        "4111\u{200B}1111\u{200B}1111\u{200B}1111",
+    );
+    assert_one("SSN 123\u{2011}45\u{2011}6789.", UsSsn, "123\u{2011}45\u{2011}6789");
+    assert_one("call +44\u{00A0}20\u{00A0}7946\u{00A0}0958", PhoneNumber, "+44\u{00A0}20\u{00A0}7946\u{00A0}0958");
+    assert_one("mail alice\u{FF20}example.com", EmailAddress, "alice\u{FF20}example.com");
+    assert_one(
+        "Tel: \u{FF10}\u{FF14}\u{FF11}\u{FF12} 345 678",
+        PhoneNumber,
+        "\u{FF10}\u{FF14}\u{FF11}\u{FF12} 345 678",
+    );
+    assert_one("ip 10.0.0.1\u{FEFF}", IpAddress, "10.0.0.1");
+    assert_one("\u{200B}alice@example.com\u{200B}", EmailAddress, "alice@example.com");
+    // Look-alikes do not make new values out of non-values.
+    assert_none("order 1234\u{2013}5678 on 2024\u{2013}01\u{2013}15");
+    // Other non-ASCII text is detected as it is.
+    assert_one("Grüße, Jürgen — schreib an x@example.com", EmailAddress, "x@example.com");
+}
+
+#[test]
+fn folded_offsets_stay_on_char_boundaries() {
+    let mut rng = XorShift(0x1234_5678_9ABC_DEF1);
+    const PARTS: [&str; 14] =
+        ["4", "1", " ", "\u{200B}", "\u{FF11}", "\u{2013}", "\u{00A0}", "@", "a", ".", "é", "\u{FF20}", "com", "-"];
+    for _ in 0..3000 {
+        let len = rng.next() % 40;
+        let mut s = String::new();
+        for _ in 0..len {
+            s.push_str(PARTS.get(usize::try_from(rng.next() % 14).unwrap_or(0)).copied().unwrap_or("?"));
+        }
+        assert_well_formed(&s, &detect(&s));
+    }
+}
