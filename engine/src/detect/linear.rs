@@ -43,6 +43,12 @@ fn units() -> Vec<String> {
             out.push(format!("{t}{r}"));
         }
     }
+    // Unicode look-alikes are folded in a pre-pass before the triggers above see them: each
+    // alone and between digits.
+    for c in super::unicode::folded_chars() {
+        out.push(format!("{c}"));
+        out.push(format!("1{c}"));
+    }
     out
 }
 

@@ -58,9 +58,20 @@ impl Folded {
     }
 }
 
+/// Every character folding changes (for the linear-time test).
+#[cfg(all(test, feature = "std"))]
+pub(super) fn folded_chars() -> impl Iterator<Item = char> {
+    ('\u{80}'..='\u{FFFF}').filter(|&c| !matches!(fold(c), Fold::Keep))
+}
+
 /// The folded form of `text`, or `None` when folding would change nothing.
 pub(super) fn folded(text: &str) -> Option<Folded> {
-    if text.is_ascii() || !text.chars().any(|c| !matches!(fold(c), Fold::Keep)) {
+    if text.is_ascii() {
+        return None;
+    }
+    // One read to decide, one to fold.
+    super::spend(2 * text.len());
+    if !text.chars().any(|c| !matches!(fold(c), Fold::Keep)) {
         return None;
     }
     let mut out = Folded { text: String::with_capacity(text.len()), starts: Vec::new(), ends: Vec::new() };
