@@ -105,8 +105,10 @@ const CARD_WORDS: [&str; 21] = [
     "debit", "carte", "karte", "kreditkarte", "tarjeta", "cartão", "carta", "kaart", "pan", "payment",
 ];
 
-/// Every trigger string with what it starts, in automaton pattern order. Keys and `eyJ` must
-/// match exactly; the rest ignore ASCII case.
+/// Every trigger string with what it starts: the trigger automaton's patterns, then the context
+/// automaton's (for the linear-time test). Keys and `eyJ` must match exactly; the rest ignore
+/// ASCII case.
+#[cfg(all(test, feature = "std"))]
 pub(super) fn patterns() -> impl Iterator<Item = (&'static str, Trigger)> {
     KEYS.iter()
         .copied()
@@ -131,19 +133,34 @@ pub(super) fn build_automaton() -> Option<AhoCorasick> {
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
         .kind(Some(AhoCorasickKind::DFA))
-        .build(patterns().map(|p| p.0))
+        .build(KEYS.iter().map(|p| p.0))
         .ok()
+}
+
+/// Builds the automaton of phone and card context words. It is not part of the trigger scan:
+/// these words are common in prose (`call`, `card`, `contact`), so they are looked for only in the
+/// few dozen bytes before a number that needs them.
+pub(super) fn build_context_automaton() -> Option<AhoCorasick> {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(PHONE_WORDS.iter().chain(CARD_WORDS.iter()))
+        .ok()
+}
+
+/// What a hit of pattern `id` of the context automaton says.
+pub(super) fn context_trigger(id: PatternID) -> Trigger {
+    if id.as_usize() < PHONE_WORDS.len() {
+        Trigger::PhoneContext
+    } else {
+        Trigger::CardContext
+    }
 }
 
 /// The trigger for a hit of pattern `id` at `start..end`, or `None` when a case-sensitive
 /// prefix matched only case-insensitively (`Asia`, `SK-`).
 pub(super) fn trigger(b: &[u8], id: PatternID, start: usize, end: usize) -> Option<Trigger> {
-    let id = id.as_usize();
-    let (pattern, t) = match id.checked_sub(KEYS.len()) {
-        None => *KEYS.get(id)?,
-        Some(w) if w < PHONE_WORDS.len() => return Some(Trigger::PhoneContext),
-        Some(_) => return Some(Trigger::CardContext),
-    };
+    let (pattern, t) = *KEYS.get(id.as_usize())?;
     let exact = matches!(t, Trigger::Jwt | Trigger::Key(_));
     (!exact || b.get(start..end) == Some(pattern.as_bytes())).then_some(t)
 }

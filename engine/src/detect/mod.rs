@@ -3,7 +3,9 @@
 //! The pass merges two position-ordered event streams: trigger bytes (digits, `@`, `+`, `(`,
 //! `:`) found by a byte-class scan that skips plain prose, and hits of one Aho-Corasick
 //! automaton over keyword/prefix triggers (API-key prefixes, the JWT start `eyJ`, password
-//! keywords, SSN context words). Each event runs one parser that either reads a bounded window
+//! keywords, SSN context words). Phone and card context words have an automaton of their own,
+//! run only over the few dozen bytes before a number whose format alone does not say what it is.
+//! Each event runs one parser that either reads a bounded window
 //! (failure costs O(1)) or consumes what it reads (the cursor moves past it), so the whole pass is
 //! linear on any input. A value is emitted only at or after the end of the previous one, so the
 //! output is sorted and non-overlapping by construction; where two kinds could claim the same
@@ -38,6 +40,14 @@ pub struct Found {
 #[derive(Clone, Debug)]
 pub struct Detector {
     triggers: Option<aho_corasick::AhoCorasick>,
+    contexts: Option<aho_corasick::AhoCorasick>,
+}
+
+/// The detector's automata, borrowed for one text.
+#[derive(Clone, Copy)]
+struct Automata<'a> {
+    triggers: Option<&'a aho_corasick::AhoCorasick>,
+    contexts: Option<&'a aho_corasick::AhoCorasick>,
 }
 
 impl Default for Detector {
@@ -49,12 +59,16 @@ impl Default for Detector {
 impl Detector {
     /// Builds the detector (tens of microseconds: do it once, not per text).
     pub fn new() -> Detector {
-        Detector { triggers: keywords::build_automaton() }
+        Detector { triggers: keywords::build_automaton(), contexts: keywords::build_context_automaton() }
+    }
+
+    fn automata(&self) -> Automata<'_> {
+        Automata { triggers: self.triggers.as_ref(), contexts: self.contexts.as_ref() }
     }
 
     /// Finds every built-in PII value in `text`, sorted by `start`, non-overlapping.
     pub fn detect(&self, text: &str) -> Vec<Found> {
-        detect_with(self.triggers.as_ref(), Context::default(), text)
+        detect_with(self.automata(), Context::default(), text)
     }
 
     /// Like [`detect`](Self::detect), for the value of a field named `field` (a JSON member
@@ -62,11 +76,8 @@ impl Detector {
     /// `ssn`, `card_number`), a value at the start of `text` counts as if that word preceded it,
     /// so `{"phone": "0412 345 678"}` and `{"ssn": "123456789"}` are found.
     pub fn detect_in_field(&self, field: Option<&str>, text: &str) -> Vec<Found> {
-        let context = match (self.triggers.as_ref(), field) {
-            (Some(ac), Some(name)) => field_context(ac, name),
-            _ => Context::default(),
-        };
-        detect_with(self.triggers.as_ref(), context, text)
+        let context = field.map(|name| field_context(self.automata(), name)).unwrap_or_default();
+        detect_with(self.automata(), context, text)
     }
 }
 
@@ -80,11 +91,13 @@ struct Context {
 
 /// The context words of a field name: each automaton hit that is a word of the identifier
 /// (`phone`, `mobile_number`, `customerPhone`, `PHONE_NO`, `cardNumber`), at most 64 bytes read.
-fn field_context(ac: &aho_corasick::AhoCorasick, name: &str) -> Context {
+fn field_context(automata: Automata<'_>, name: &str) -> Context {
     let b = name.as_bytes();
     let b = b.get(..b.len().min(64)).unwrap_or_default();
     let mut c = Context::default();
-    for h in ac.find_iter(b) {
+    let keys = automata.triggers.into_iter().flat_map(|ac| ac.find_iter(b)).map(|h| (h, false));
+    let words = automata.contexts.into_iter().flat_map(|ac| ac.find_iter(b)).map(|h| (h, true));
+    for (h, word) in keys.chain(words) {
         let (s, e) = (h.start(), h.end());
         // A word of an identifier starts after a non-letter or as a camelCase hump, and ends
         // before a non-lowercase letter (or an `s`, `phones`).
@@ -95,7 +108,9 @@ fn field_context(ac: &aho_corasick::AhoCorasick, name: &str) -> Context {
         if !(starts && ends) {
             continue;
         }
-        match keywords::trigger(b, h.pattern(), s, e) {
+        let t =
+            if word { Some(keywords::context_trigger(h.pattern())) } else { keywords::trigger(b, h.pattern(), s, e) };
+        match t {
             Some(Trigger::PhoneContext) => c.phone = true,
             Some(Trigger::CardContext) => c.card = true,
             Some(Trigger::SsnContext) => c.ssn = true,
@@ -107,18 +122,18 @@ fn field_context(ac: &aho_corasick::AhoCorasick, name: &str) -> Context {
 
 /// Detection on `text`, through its Unicode look-alikes (see `unicode`): offsets point into
 /// `text`.
-fn detect_with(triggers: Option<&aho_corasick::AhoCorasick>, context: Context, text: &str) -> Vec<Found> {
+fn detect_with(automata: Automata<'_>, context: Context, text: &str) -> Vec<Found> {
     let Some(folded) = unicode::folded(text) else {
-        return detect_folded(triggers, context, text);
+        return detect_folded(automata, context, text);
     };
-    let mut out = detect_folded(triggers, context, &folded.text);
+    let mut out = detect_folded(automata, context, &folded.text);
     for f in &mut out {
         (f.start, f.end) = (folded.start(f.start), folded.end(f.end));
     }
     out
 }
 
-fn detect_folded(triggers: Option<&aho_corasick::AhoCorasick>, context: Context, text: &str) -> Vec<Found> {
+fn detect_folded(automata: Automata<'_>, context: Context, text: &str) -> Vec<Found> {
     let b = text.as_bytes();
     // A field name's context word stands right before the text.
     let field = |on: bool| on.then_some(0);
@@ -130,8 +145,10 @@ fn detect_folded(triggers: Option<&aho_corasick::AhoCorasick>, context: Context,
         value_run: ValueRun::default(),
         phone_context_end: field(context.phone),
         card_context_end: field(context.card),
+        context_scanned: 0,
+        contexts: automata.contexts,
     };
-    let mut hits = triggers.map(|ac| ac.find_iter(text));
+    let mut hits = automata.triggers.map(|ac| ac.find_iter(text));
     let mut next_hit = hits.as_mut().and_then(Iterator::next);
     // Everything before `pos` has been handled; no new value may start there.
     let mut pos = 0;
@@ -206,10 +223,14 @@ struct Scan<'a> {
     ssn_context_end: Option<usize>,
     /// Where unquoted password values were last read to.
     value_run: ValueRun,
-    /// End of the most recent phone context word or field name (`phone`, `mobile_number`).
+    /// Where the latest phone word ends (a field name's: 0, it speaks for the start of the text).
     phone_context_end: Option<usize>,
-    /// End of the most recent card context word or field name (`card`, `visa`, `cc`).
+    /// Where the latest card word ends.
     card_context_end: Option<usize>,
+    /// Where the context automaton stopped reading.
+    context_scanned: usize,
+    /// The phone and card context words.
+    contexts: Option<&'a aho_corasick::AhoCorasick>,
 }
 
 impl Scan<'_> {
@@ -232,18 +253,8 @@ impl Scan<'_> {
                 }
                 None
             }
-            Trigger::PhoneContext => {
-                if keywords::is_context_word(b, start, end) {
-                    self.phone_context_end = Some(word_end);
-                }
-                None
-            }
-            Trigger::CardContext => {
-                if keywords::is_context_word(b, start, end) {
-                    self.card_context_end = Some(word_end);
-                }
-                None
-            }
+            // Context words come from their own automaton (`context_words`).
+            Trigger::PhoneContext | Trigger::CardContext => None,
             Trigger::Password => {
                 let (vs, ve) = keywords::password_value(b, start, end, &mut self.value_run)?;
                 Some(self.emit(PiiKind::Password, vs, ve))
@@ -283,6 +294,48 @@ impl Scan<'_> {
         }
     }
 
+    /// The digit-led value at token start `i`, tried in priority order, with or without a card or
+    /// phone word speaking for it.
+    fn digit_value(&self, i: usize, card_word: bool, phone_word: bool) -> Option<(PiiKind, usize)> {
+        let b = self.b;
+        numbers::card(b, i, card_word)
+            .map(|e| (PiiKind::CreditCard, e))
+            .or_else(|| numbers::ssn(b, i, near(b, self.ssn_context_end, i)).map(|e| (PiiKind::UsSsn, e)))
+            .or_else(|| numbers::us_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)))
+            .or_else(|| net::ipv4(b, i).map(|e| (PiiKind::IpAddress, e)))
+            .or_else(|| numbers::national_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)))
+    }
+
+    /// Whether a card word and a phone word speak for a value at `i` (see `near`): a field name's,
+    /// or the latest one found before `i`. Only the latest word of each kind matters (an earlier
+    /// one has it in its gap), so the context automaton reads each byte about once: from where
+    /// the last look stopped (backing up over a word cut there), at most 48 bytes back.
+    fn context_words(&mut self, i: usize) -> (bool, bool) {
+        let b = self.b;
+        let floor = i.saturating_sub(48);
+        let mut from = self.context_scanned.max(floor);
+        let word_byte = |c: u8| c.is_ascii_alphabetic() || c >= 0x80;
+        while from > floor && from + 16 > self.context_scanned && word_byte(prev(b, from)) {
+            from -= 1;
+        }
+        spend(i.saturating_sub(from));
+        let window = b.get(from..i).unwrap_or_default();
+        for h in self.contexts.into_iter().flat_map(|ac| ac.find_iter(window)) {
+            let (s, e) = (from + h.start(), from + h.end());
+            if !keywords::is_context_word(b, s, e) {
+                continue;
+            }
+            // A context word's plural `s` is part of it (`phones: `).
+            let word_end = Some(if at(b, e).eq_ignore_ascii_case(&b's') { e + 1 } else { e });
+            match keywords::context_trigger(h.pattern()) {
+                Trigger::CardContext => self.card_context_end = self.card_context_end.max(word_end),
+                _ => self.phone_context_end = self.phone_context_end.max(word_end),
+            }
+        }
+        self.context_scanned = self.context_scanned.max(i);
+        (near(b, self.card_context_end, i), near(b, self.phone_context_end, i))
+    }
+
     /// Tries the digit-led kinds in priority order at `i`; on failure skips the rest of the
     /// alphanumeric run, where no value can start (they all need a token boundary).
     fn on_digit(&mut self, i: usize) -> usize {
@@ -293,13 +346,11 @@ impl Scan<'_> {
             None => {}
         }
         if numbers::starts_token(b, i) {
-            let (card_word, phone_word) = (near(b, self.card_context_end, i), near(b, self.phone_context_end, i));
-            let found = numbers::card(b, i, card_word)
-                .map(|e| (PiiKind::CreditCard, e))
-                .or_else(|| numbers::ssn(b, i, near(b, self.ssn_context_end, i)).map(|e| (PiiKind::UsSsn, e)))
-                .or_else(|| numbers::us_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)))
-                .or_else(|| net::ipv4(b, i).map(|e| (PiiKind::IpAddress, e)))
-                .or_else(|| numbers::national_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)));
+            // Context words are looked for only when the number's format alone does not tell.
+            let found = self.digit_value(i, false, false).or_else(|| {
+                let (card_word, phone_word) = self.context_words(i);
+                (card_word || phone_word).then(|| self.digit_value(i, card_word, phone_word)).flatten()
+            });
             if let Some((kind, e)) = found {
                 return self.emit(kind, i, e);
             }
