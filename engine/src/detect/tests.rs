@@ -867,6 +867,7 @@ fn detection_sees_through_format_characters_fullwidth_forms_dashes_and_spaces() 
         "\u{FF10}\u{FF14}\u{FF11}\u{FF12} 345 678",
     );
     assert_one("ip 10.0.0.1\u{FEFF}", IpAddress, "10.0.0.1");
+    assert_one("SSN \u{1D7CF}\u{1D7D0}\u{1D7D1}-45-6789", UsSsn, "\u{1D7CF}\u{1D7D0}\u{1D7D1}-45-6789");
     assert_one("\u{200B}alice@example.com\u{200B}", EmailAddress, "alice@example.com");
     // Look-alikes do not make new values out of non-values.
     assert_none("order 1234\u{2013}5678 on 2024\u{2013}01\u{2013}15");

@@ -1,5 +1,6 @@
 //! Seeing through Unicode look-alikes (issue 10, finding 9): zero-width and other format
-//! characters are dropped, fullwidth ASCII (`０４１２`, `＠`) becomes ASCII, Unicode dashes become
+//! characters are dropped, fullwidth ASCII (`０４１２`, `＠`) and mathematical digits (`𝟎𝟒`)
+//! become ASCII, Unicode dashes become
 //! `-` and Unicode spaces become ` `. Detection runs on the folded text and every offset is mapped
 //! back into the original, so a value found through a look-alike is redacted in place, look-alikes
 //! included. Texts with none of these characters (all ASCII text, most other text) are detected
@@ -34,6 +35,8 @@ fn fold(c: char) -> Fold {
         '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => Fold::Ascii(b' '),
         // Fullwidth ASCII: U+FF01..=U+FF5E are U+0021..=U+007E shifted.
         '\u{FF01}'..='\u{FF5E}' => Fold::Ascii(u8::try_from(u32::from(c) - 0xFF01 + 0x21).unwrap_or(b'?')),
+        // Mathematical bold, double-struck, sans-serif, sans-serif bold and monospace digits.
+        '\u{1D7CE}'..='\u{1D7FF}' => Fold::Ascii(b'0' + u8::try_from((u32::from(c) - 0x1D7CE) % 10).unwrap_or(0)),
         _ => Fold::Keep,
     }
 }
@@ -61,7 +64,7 @@ impl Folded {
 /// Every character folding changes (for the linear-time test).
 #[cfg(all(test, feature = "std"))]
 pub(super) fn folded_chars() -> impl Iterator<Item = char> {
-    ('\u{80}'..='\u{FFFF}').filter(|&c| !matches!(fold(c), Fold::Keep))
+    ('\u{80}'..='\u{1D7FF}').filter(|&c| !matches!(fold(c), Fold::Keep))
 }
 
 /// The folded form of `text`, or `None` when folding would change nothing.
