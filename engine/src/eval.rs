@@ -168,6 +168,8 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) detector: &'a Detector,
     /// The shortest token the deployment accepts; a policy's `token_hex_len` only lengthens.
     pub(crate) min_token_len: usize,
+    /// The JSON member name of the text being evaluated, if any: context for detection.
+    pub(crate) field: Option<&'a str>,
 }
 
 /// How a level treats PII: per-type overrides, then a fallback action.
@@ -189,7 +191,7 @@ impl<'a> Evaluator<'a> {
     /// proportional to the selection, however many overlapping candidates the recognizers
     /// produce, and only selected custom matches allocate their type name.
     pub(crate) fn find(&self, text: &str) -> Vec<Match> {
-        let builtin = self.detector.detect(text);
+        let builtin = self.detector.detect_in_field(self.field, text);
         let custom_pii = self.policy.custom_pii();
         if custom_pii.is_empty() {
             return builtin

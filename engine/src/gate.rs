@@ -75,7 +75,7 @@ impl<'a> Gate<'a> {
     /// [`Gate::with_on_error`].
     pub fn new(policy: &'a Policy, key: &'a TokenKey, detector: &'a Detector) -> Gate<'a> {
         Gate {
-            eval: Evaluator { policy, key, detector, min_token_len: 0 },
+            eval: Evaluator { policy, key, detector, min_token_len: 0, field: None },
             on_error: OnError::Block,
             mode: PolicyMode::Replace,
         }
@@ -112,32 +112,35 @@ impl<'a> Gate<'a> {
     }
 
     /// One text under the server policy and, when given, the request's policy.
+    /// `field`: the JSON member name of the text in JSON mode (context for detection).
     fn check_one(
         &self,
         request: Option<&RequestPolicy>,
+        field: Option<&str>,
         direction: Direction,
         tool: &str,
         scope: &str,
         text: &str,
     ) -> Verdict {
+        let server = Evaluator { field, ..self.eval };
         match request {
-            None => self.eval.check(direction, tool, scope, text),
+            None => server.check(direction, tool, scope, text),
             Some(RequestPolicy::Valid(p)) => {
-                let own = Evaluator { policy: p, ..self.eval };
+                let own = Evaluator { policy: p, ..server };
                 let ov = own.check(direction, tool, scope, text);
                 match self.mode {
                     PolicyMode::Replace => ov,
                     PolicyMode::Tighten => {
-                        let sv = self.eval.check(direction, tool, scope, text);
-                        tighten::tighten(&self.eval, &own, text, sv, ov)
+                        let sv = server.check(direction, tool, scope, text);
+                        tighten::tighten(&server, &own, text, sv, ov)
                     }
                 }
             }
             Some(RequestPolicy::Invalid { on_error, message }) => {
-                self.eval.on_error(self.invalid_on_error(*on_error), ErrorCode::PolicyInvalid, message, text)
+                server.on_error(self.invalid_on_error(*on_error), ErrorCode::PolicyInvalid, message, text)
             }
             Some(RequestPolicy::TooLarge { message, .. }) => {
-                self.eval.on_error(self.invalid_on_error(None), ErrorCode::PolicyInvalid, message, text)
+                server.on_error(self.invalid_on_error(None), ErrorCode::PolicyInvalid, message, text)
             }
         }
     }
@@ -153,7 +156,7 @@ impl<'a> Gate<'a> {
     /// [`Gate::check`] with the request's `policy_config` already validated (`None`: the
     /// server policy alone, whatever `req.policy_config` holds).
     pub fn check_with(&self, req: &CheckRequest, direction: Direction, request: Option<&RequestPolicy>) -> Verdict {
-        self.check_one(request, direction, &req.tool, &req.scope, &req.raw_text)
+        self.check_one(request, None, direction, &req.tool, &req.scope, &req.raw_text)
     }
 
     /// Evaluates `text` for `tool` in `scope` and `direction` under the server policy
@@ -185,7 +188,9 @@ impl<'a> Gate<'a> {
         let direction = req.direction.unwrap_or_default();
         let tool = req.tool.as_deref().unwrap_or("");
         let scope = req.scope.as_deref().unwrap_or("");
-        crate::json_mode::evaluate(&req.payload, ts, |leaf| self.check_one(request, direction, tool, scope, leaf))
+        crate::json_mode::evaluate(&req.payload, ts, |field, leaf| {
+            self.check_one(request, field, direction, tool, scope, leaf)
+        })
     }
 
     /// Redacts every PII value (built-in and the server policy's custom types) in `text`

@@ -1,5 +1,5 @@
-//! JSON mode (`POST /api/v1/evaluate`): every string leaf of an arbitrary payload is governed
-//! and the per-leaf verdicts are combined into one response.
+//! JSON mode (`POST /api/v1/evaluate`): every string and number leaf of an arbitrary payload is
+//! governed and the per-leaf verdicts are combined into one response.
 
 use crate::api::{ErrorDetail, EvaluateResponse, PiiFound};
 use crate::eval::{Decision, PolicyId, Verdict};
@@ -50,14 +50,15 @@ impl Combined {
     }
 }
 
-/// Walks `payload`, evaluating every string leaf with `check`, and combines the verdicts;
+/// Walks `payload`, evaluating every string and number leaf with `check` (given the leaf's
+/// member name), and combines the verdicts;
 /// also returns how many values of each PII type were found over all leaves. A payload
 /// without string leaves is evaluated as one empty text, so tool-level rules (`deny_tools`,
 /// a denying tool rule) still apply.
 pub(crate) fn evaluate(
     payload: &Value,
     ts: i64,
-    check: impl Fn(&str) -> Verdict,
+    check: impl Fn(Option<&str>, &str) -> Verdict,
 ) -> (EvaluateResponse, Vec<(PiiType, usize)>) {
     let mut acc = Combined {
         decision: Decision::Allow,
@@ -69,9 +70,9 @@ pub(crate) fn evaluate(
         leaves: 0,
         counts: Vec::new(),
     };
-    let modified = walk(payload, &check, &mut acc);
+    let modified = walk(payload, None, &check, &mut acc);
     if acc.leaves == 0 {
-        acc.add(&check(""));
+        acc.add(&check(None, ""));
     }
     let modified_payload = if acc.decision == Decision::Deny { Value::Null } else { modified };
     let response = EvaluateResponse {
@@ -90,16 +91,32 @@ pub(crate) fn evaluate(
     (response, acc.counts)
 }
 
-// Recursion depth is bounded by the JSON parser's nesting limit (128 in serde_json).
-fn walk(v: &Value, check: &impl Fn(&str) -> Verdict, acc: &mut Combined) -> Value {
+// Recursion depth is bounded by the JSON parser's nesting limit (128 in serde_json). `field` is
+// the name of the member the value belongs to (array items inherit it: `{"phones": [...]}`),
+// which tells detection what the value is (`{"phone": "0412 345 678"}`).
+fn walk(v: &Value, field: Option<&str>, check: &impl Fn(Option<&str>, &str) -> Verdict, acc: &mut Combined) -> Value {
     match v {
         Value::String(s) => {
-            let verdict = check(s);
+            let verdict = check(field, s);
             acc.add(&verdict);
             verdict.text_out.map_or(Value::Null, Value::String)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, check, acc)).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, i)| (k.clone(), walk(i, check, acc))).collect()),
+        // A number is governed as its JSON text (`4111111111111111`, `2125551234` under
+        // `phone`); a transformed number becomes a string, an unchanged one stays a number.
+        Value::Number(n) => {
+            let text = n.to_string();
+            let verdict = check(field, &text);
+            acc.add(&verdict);
+            match verdict.text_out {
+                Some(out) if out == text => v.clone(),
+                Some(out) => Value::String(out),
+                None => Value::Null,
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|i| walk(i, field, check, acc)).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, i)| (k.clone(), walk(i, Some(k), check, acc))).collect())
+        }
         other => other.clone(),
     }
 }

@@ -235,6 +235,22 @@ def score(engine_name, docs, replies):
     return {"types": per, "neg_fp": neg_fp, "neg_other": neg_other, "errors": errors}
 
 
+def print_others(res, names, out):
+    """Per-type P / R / F1 on others.jsonl (text written by others: phones, cards, e-mails)."""
+    kinds = ["phone_number", "credit_card", "email_address"]
+    print("\n### Text written by others (others.jsonl): precision / recall / F1\n", file=out)
+    print("| type | " + " | ".join(names) + " |", file=out)
+    print("|---|" + "---|" * len(names), file=out)
+    for k in kinds:
+        cells = []
+        for n in names:
+            c = res[n]["others"]["types"][k]
+            cells.append(f"{fmt(c['precision'])} / {fmt(c['recall'])} / {c['f1']:.2f}")
+        print(f"| {k} | " + " | ".join(cells) + " |", file=out)
+    fps = [f"{n} {sum(res[n]['others']['neg_fp'].values())}" for n in names]
+    print(f"\nFalse positives on its hard negatives: {', '.join(fps)}.", file=out)
+
+
 def fmt(x):
     return "–" if x is None else f"{x:.2f}"
 
@@ -324,6 +340,7 @@ def main():
     labeled = load(os.path.join(args.corpus, "labeled.jsonl"))
     prose = load(os.path.join(args.corpus, "prose.jsonl"))
     docs = labeled + prose
+    others = load(os.path.join(args.corpus, "others.jsonl"))
     worker = os.path.join(here, "peer_worker.py")
     engines = {
         "warden": Engine("warden", [args.warden, "detect"]),
@@ -340,6 +357,8 @@ def main():
         r = {"startup": startup(e)}
         print(f"[bench-peers] {n}: quality on {len(docs)} documents", file=sys.stderr, flush=True)
         r["quality"] = score(n, docs, run_quality(e, docs))
+        print(f"[bench-peers] {n}: quality on {len(others)} documents written by others", file=sys.stderr, flush=True)
+        r["others"] = score(n, others, run_quality(e, others))
         if not args.quality_only:
             print(f"[bench-peers] {n}: throughput x{args.repeat}, latency", file=sys.stderr, flush=True)
             r["throughput"] = run_throughput(e, prose, args.repeat)
@@ -355,11 +374,13 @@ def main():
             print(f"{kind} {t} {doc_id}: {value!r}    in {text[:200]!r}", file=sys.stderr)
 
     print_report(res, docs, names, sys.stdout)
+    print_others(res, names, sys.stdout)
     print(f"Corpus: {len(labeled)} labeled documents + {len(prose)} prose documents. "
           f"Load average before/after: {' '.join(load_before)} / {' '.join(load_after)}.")
     if args.json:
         for r in res.values():
             r["quality"].pop("errors")
+            r["others"].pop("errors")
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
 

@@ -13,6 +13,8 @@ Outputs (char offsets, i.e. Unicode scalar indices, like `warden detect`):
                    with hard-negative noise) or "negative:<kind>" (hard negatives, no entities)
   prose.jsonl      ~1 MB of ~1 KB paragraphs of prose with sparse PII (same schema, group "prose")
   requests_1k.json three ~1 KB request texts (no PII, some PII, dense PII) for the engine benches
+  others.jsonl     text written by others: tickets, chats, CRM notes, signatures in several locales,
+                   values straight from Faker's providers (see others.py)
 
 Usage: generate.py [--out DIR] [--seed N] [--check]
 """
@@ -30,6 +32,8 @@ import string
 import sys
 
 import faker
+
+from others import others_docs
 
 FAKER_VERSION = "40.54.0"
 DEFAULT_SEED = 20261122
@@ -1032,8 +1036,12 @@ def build_all(seed):
     for d in labeled + prose:
         check_doc(d)
     reqs = requests_1k(g)
+    others = others_docs(seed)
+    for d in others:
+        check_doc(d)
     return {
         "labeled.jsonl": dump_jsonl(labeled),
+        "others.jsonl": dump_jsonl(others),
         "prose.jsonl": dump_jsonl(prose),
         "requests_1k.json": json.dumps(reqs, ensure_ascii=False, indent=1) + "\n",
     }

@@ -70,5 +70,6 @@ pub fn adversarial(len: usize) -> Vec<(&'static str, String)> {
         ("colons", rep("1:")),
         ("dotted", rep("1.2.3.4.")),
         ("keywords", rep("password=")),
+        ("keyword_refs", rep("pwd=${")),
     ]
 }

@@ -3,7 +3,7 @@
 //! trigger in a single pass; it matches ASCII case-insensitively (password and SSN keywords are
 //! case-insensitive) and the case-sensitive prefixes are re-checked on each hit.
 
-use super::{at, prev, run_end};
+use super::{at, prev, run_end, spend};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind, PatternID};
 
 /// Provider key families, each with its own body rules.
@@ -44,10 +44,14 @@ pub(super) enum Trigger {
     Password,
     /// `ssn`, `social security`, `ss#` (any case).
     SsnContext,
+    /// A word that says a phone number follows (`phone`, `tel`, `mobile`, `Handy`, `móvil`, ...).
+    PhoneContext,
+    /// A word that says a card number follows (`card`, `visa`, `tarjeta`, `Karte`, ...).
+    CardContext,
 }
 
-/// Every trigger string. Keys and `eyJ` must match exactly; the rest ignore ASCII case.
-const PATTERNS: [(&str, Trigger); 32] = [
+/// Key prefixes, JWT start, password and SSN words.
+const KEYS: [(&str, Trigger); 32] = [
     ("eyJ", Trigger::Jwt),
     ("sk-", Trigger::Key(KeyKind::OpenAi)),
     ("sk_live_", Trigger::Key(KeyKind::Stripe)),
@@ -82,6 +86,45 @@ const PATTERNS: [(&str, Trigger); 32] = [
     ("ss#", Trigger::SsnContext),
 ];
 
+/// Words (and field names: `phone_number`, `"mobile":`) after which a number is a phone number,
+/// in the languages Warden's users write: English, German, French, Spanish, Portuguese, Italian,
+/// Dutch and the Nordic languages.
+#[rustfmt::skip]
+const PHONE_WORDS: [&str; 49] = [
+    "phone", "telephone", "tel", "mobile", "mob", "cell", "cellphone", "call", "fax", "contact", "whatsapp",
+    "landline", "sms", "ph", "téléphone", "tél", "portable", "handy", "handynummer", "telefon", "telefonnummer",
+    "rufnummer", "rückruf", "anrufen", "mobil", "mobilnummer", "teléfono", "telefono", "móvil", "movil", "celular",
+    "cellulare", "telemóvel", "telefone", "telefoon", "mobiel", "puhelin", "tlf", "numéro", "número", "numero",
+    "rappelé", "llamen", "richiamato", "teruggebeld", "text", "reach", "callback", "ring",
+];
+
+/// Words after which a digit run is a card number.
+#[rustfmt::skip]
+const CARD_WORDS: [&str; 21] = [
+    "card", "visa", "mastercard", "amex", "maestro", "discover", "jcb", "diners", "unionpay", "cc", "credit",
+    "debit", "carte", "karte", "kreditkarte", "tarjeta", "cartão", "carta", "kaart", "pan", "payment",
+];
+
+/// Every trigger string with what it starts: the trigger automaton's patterns, then the context
+/// automaton's (for the linear-time test). Keys and `eyJ` must match exactly; the rest ignore
+/// ASCII case.
+#[cfg(all(test, feature = "std"))]
+pub(super) fn patterns() -> impl Iterator<Item = (&'static str, Trigger)> {
+    KEYS.iter()
+        .copied()
+        .chain(PHONE_WORDS.iter().map(|&w| (w, Trigger::PhoneContext)))
+        .chain(CARD_WORDS.iter().map(|&w| (w, Trigger::CardContext)))
+}
+
+/// True when a context-word hit at `start..end` is a word, or the first word of a field name
+/// (`phone`, `Phone:`, `phones`, `mobile_number`, `tel.`), not part of another word (`telex`,
+/// `cellar`, `recall`).
+pub(super) fn is_context_word(b: &[u8], start: usize, end: usize) -> bool {
+    let after = at(b, end);
+    let plural = after.eq_ignore_ascii_case(&b's') && !at(b, end + 1).is_ascii_alphabetic();
+    !prev(b, start).is_ascii_alphanumeric() && (!after.is_ascii_alphabetic() || plural) && after < 0x80
+}
+
 /// Builds the trigger automaton (`None` only if building failed, which the fixed pattern set
 /// rules out; detection then simply finds no keyword-led values).
 pub(super) fn build_automaton() -> Option<AhoCorasick> {
@@ -90,16 +133,36 @@ pub(super) fn build_automaton() -> Option<AhoCorasick> {
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
         .kind(Some(AhoCorasickKind::DFA))
-        .build(PATTERNS.iter().map(|p| p.0))
+        .build(KEYS.iter().map(|p| p.0))
         .ok()
+}
+
+/// Builds the automaton of phone and card context words. It is not part of the trigger scan:
+/// these words are common in prose (`call`, `card`, `contact`), so they are looked for only in the
+/// few dozen bytes before a number that needs them.
+pub(super) fn build_context_automaton() -> Option<AhoCorasick> {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(PHONE_WORDS.iter().chain(CARD_WORDS.iter()))
+        .ok()
+}
+
+/// What a hit of pattern `id` of the context automaton says.
+pub(super) fn context_trigger(id: PatternID) -> Trigger {
+    if id.as_usize() < PHONE_WORDS.len() {
+        Trigger::PhoneContext
+    } else {
+        Trigger::CardContext
+    }
 }
 
 /// The trigger for a hit of pattern `id` at `start..end`, or `None` when a case-sensitive
 /// prefix matched only case-insensitively (`Asia`, `SK-`).
 pub(super) fn trigger(b: &[u8], id: PatternID, start: usize, end: usize) -> Option<Trigger> {
-    let (pattern, t) = PATTERNS.get(id.as_usize())?;
+    let (pattern, t) = *KEYS.get(id.as_usize())?;
     let exact = matches!(t, Trigger::Jwt | Trigger::Key(_));
-    (!exact || b.get(start..end) == Some(pattern.as_bytes())).then_some(*t)
+    (!exact || b.get(start..end) == Some(pattern.as_bytes())).then_some(t)
 }
 
 /// Characters of key bodies and of the token a key must start (`-`/`_` included so that a
@@ -275,6 +338,41 @@ const NOT_PASSWORDS: [&str; 40] = [
     "saved", "sent", "hidden", "optional", "mandatory", "secure", "short", "long", "same",
 ];
 
+/// The last whitespace-free run an unquoted password value was read from. A later keyword inside
+/// the same run (`pwd=${pwd=${...`, where every value is rejected) reuses its end instead of
+/// rescanning to it, so the values of all keywords cost one read of the text in all.
+#[derive(Default)]
+pub(super) struct ValueRun {
+    /// Where the run was first read from.
+    start: usize,
+    /// Its end (whitespace or the end of the text).
+    end: usize,
+    /// Its end without trailing punctuation, never before `start`.
+    trimmed: usize,
+}
+
+impl ValueRun {
+    /// End of the unquoted value starting at `j`: the whitespace-free run, without trailing
+    /// punctuation.
+    fn value_end(&mut self, b: &[u8], j: usize) -> usize {
+        if !(self.start <= j && j < self.end) {
+            let end = run_end(b, j, usize::MAX, |c| !c.is_ascii_whitespace());
+            let mut k = end;
+            while k > j && matches!(prev(b, k), b',' | b';' | b'.' | b')' | b']' | b'}' | b'"' | b'\'' | b'>') {
+                k -= 1;
+            }
+            spend(end - k);
+            *self = ValueRun { start: j, end, trimmed: k };
+        }
+        // Trimming from a later start stops at that start or where trimming from `start` stopped.
+        self.trimmed.max(j)
+    }
+}
+
+/// Longest value the whole-value checks (masks, placeholders, plain words) look at: longer values
+/// are never stand-ins, and the bound keeps the work per keyword constant.
+const MAX_MASK: usize = 256;
+
 /// Skips spaces and tabs (at most 16, which bounds the work per keyword).
 fn skip_blanks(b: &[u8], i: usize) -> usize {
     run_end(b, i, 16, |c| c == b' ' || c == b'\t')
@@ -284,7 +382,7 @@ fn skip_blanks(b: &[u8], i: usize) -> usize {
 /// `pwd=x`, `passwd := x`, `"password": "x"`, `Password is x`. The keyword must be a word (`_`
 /// and `-` count as separators, so `db_password=` qualifies and `mypasswords` does not). The
 /// value runs to whitespace, without trailing punctuation, or to the closing quote. Returns it.
-pub(super) fn password_value(b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
+pub(super) fn password_value(b: &[u8], start: usize, end: usize, run: &mut ValueRun) -> Option<(usize, usize)> {
     let (before, after) = (prev(b, start), at(b, end));
     // After `/` or `\\` it is a path (`/etc/passwd: ...`), not a keyword.
     if before.is_ascii_alphanumeric()
@@ -338,18 +436,14 @@ pub(super) fn password_value(b: &[u8], start: usize, end: usize) -> Option<(usiz
         }
         return None;
     }
-    let raw_end = run_end(b, j, usize::MAX, |c| !c.is_ascii_whitespace());
-    let mut k = raw_end;
-    while k > j && matches!(prev(b, k), b',' | b';' | b'.' | b')' | b']' | b'}' | b'"' | b'\'' | b'>') {
-        k -= 1;
-    }
+    let k = run.value_end(b, j);
     let value = b.get(j..k)?;
     let placeholder = b.get(j..=k).is_some_and(is_placeholder);
     let literal =
         ["null", "true", "false", "none", "undefined"].iter().any(|w| w.as_bytes().eq_ignore_ascii_case(value));
     let stop_word = prose && NOT_PASSWORDS.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(value));
     // After a flag, a plain word is prose about the flag (`use --password to set it`).
-    let word = flag && value.iter().all(u8::is_ascii_alphabetic);
+    let word = flag && value.len() <= MAX_MASK && value.iter().all(u8::is_ascii_alphabetic);
     (!value.is_empty() && !placeholder && !literal && !stop_word && !word && !is_stand_in(value)).then_some((j, k))
 }
 
@@ -366,6 +460,10 @@ fn xml_value(b: &[u8], vs: usize) -> Option<(usize, usize)> {
 /// `xxxxxx`, `•••`) or a reference to one held elsewhere (`${DB_PASSWORD}`, `{{ db_pass }}`,
 /// `$(cat secret)`, `$DB_PASSWORD`).
 fn is_stand_in(v: &[u8]) -> bool {
+    if v.len() > MAX_MASK {
+        // Only a reference prefix can be checked on a long value in constant time.
+        return matches!(v, [b'$', b'{' | b'(', ..] | [b'{', b'{', ..]);
+    }
     let masked = |c: u8| v.iter().all(|&x| x == c);
     // Prefixes only: the unquoted value has lost its closing bracket to the punctuation trim.
     let reference = match v {
@@ -382,5 +480,6 @@ fn is_stand_in(v: &[u8]) -> bool {
 
 /// True for an already-redacted value such as `<PASSWORD>`, so redacted text stays stable.
 fn is_placeholder(v: &[u8]) -> bool {
-    matches!(v, [b'<', mid @ .., b'>'] if !mid.is_empty() && mid.iter().all(|&c| c.is_ascii_uppercase() || c == b'_'))
+    v.len() <= MAX_MASK + 2
+        && matches!(v, [b'<', mid @ .., b'>'] if !mid.is_empty() && mid.iter().all(|&c| c.is_ascii_uppercase() || c == b'_'))
 }

@@ -3,21 +3,26 @@
 //! The pass merges two position-ordered event streams: trigger bytes (digits, `@`, `+`, `(`,
 //! `:`) found by a byte-class scan that skips plain prose, and hits of one Aho-Corasick
 //! automaton over keyword/prefix triggers (API-key prefixes, the JWT start `eyJ`, password
-//! keywords, SSN context words). Each event runs one parser that either reads a bounded window
+//! keywords, SSN context words). Phone and card context words have an automaton of their own,
+//! run only over the few dozen bytes before a number whose format alone does not say what it is.
+//! Each event runs one parser that either reads a bounded window
 //! (failure costs O(1)) or consumes what it reads (the cursor moves past it), so the whole pass is
 //! linear on any input. A value is emitted only at or after the end of the previous one, so the
 //! output is sorted and non-overlapping by construction; where two kinds could claim the same
 //! start, the parsers are tried in priority order.
 
 mod keywords;
+#[cfg(all(test, feature = "std"))]
+mod linear;
 mod net;
 mod numbers;
 #[cfg(test)]
 mod tests;
+mod unicode;
 
 use crate::pii::PiiKind;
 use alloc::vec::Vec;
-use keywords::Trigger;
+use keywords::{Trigger, ValueRun};
 
 /// One detected value: byte offsets into the input (`start < end`, both on char boundaries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +40,14 @@ pub struct Found {
 #[derive(Clone, Debug)]
 pub struct Detector {
     triggers: Option<aho_corasick::AhoCorasick>,
+    contexts: Option<aho_corasick::AhoCorasick>,
+}
+
+/// The detector's automata, borrowed for one text.
+#[derive(Clone, Copy)]
+struct Automata<'a> {
+    triggers: Option<&'a aho_corasick::AhoCorasick>,
+    contexts: Option<&'a aho_corasick::AhoCorasick>,
 }
 
 impl Default for Detector {
@@ -46,24 +59,102 @@ impl Default for Detector {
 impl Detector {
     /// Builds the detector (tens of microseconds: do it once, not per text).
     pub fn new() -> Detector {
-        Detector { triggers: keywords::build_automaton() }
+        Detector { triggers: keywords::build_automaton(), contexts: keywords::build_context_automaton() }
+    }
+
+    fn automata(&self) -> Automata<'_> {
+        Automata { triggers: self.triggers.as_ref(), contexts: self.contexts.as_ref() }
     }
 
     /// Finds every built-in PII value in `text`, sorted by `start`, non-overlapping.
     pub fn detect(&self, text: &str) -> Vec<Found> {
-        detect_with(self.triggers.as_ref(), text)
+        detect_with(self.automata(), Context::default(), text)
+    }
+
+    /// Like [`detect`](Self::detect), for the value of a field named `field` (a JSON member
+    /// name): when the name says what the value is (`phone`, `mobile_number`, `customerPhone`,
+    /// `ssn`, `card_number`), a value at the start of `text` counts as if that word preceded it,
+    /// so `{"phone": "0412 345 678"}` and `{"ssn": "123456789"}` are found.
+    pub fn detect_in_field(&self, field: Option<&str>, text: &str) -> Vec<Found> {
+        let context = field.map(|name| field_context(self.automata(), name)).unwrap_or_default();
+        detect_with(self.automata(), context, text)
     }
 }
 
-fn detect_with(triggers: Option<&aho_corasick::AhoCorasick>, text: &str) -> Vec<Found> {
+/// Which context words a field name holds.
+#[derive(Clone, Copy, Default)]
+struct Context {
+    phone: bool,
+    card: bool,
+    ssn: bool,
+}
+
+/// The context words of a field name: each automaton hit that is a word of the identifier
+/// (`phone`, `mobile_number`, `customerPhone`, `PHONE_NO`, `cardNumber`), at most 64 bytes read.
+fn field_context(automata: Automata<'_>, name: &str) -> Context {
+    let b = name.as_bytes();
+    let b = b.get(..b.len().min(64)).unwrap_or_default();
+    let mut c = Context::default();
+    let keys = automata.triggers.into_iter().flat_map(|ac| ac.find_iter(b)).map(|h| (h, false));
+    let words = automata.contexts.into_iter().flat_map(|ac| ac.find_iter(b)).map(|h| (h, true));
+    for (h, word) in keys.chain(words) {
+        let (s, e) = (h.start(), h.end());
+        // A word of an identifier starts after a non-letter or as a camelCase hump, and ends
+        // before a non-lowercase letter (or an `s`, `phones`).
+        let starts =
+            !prev(b, s).is_ascii_alphabetic() || (at(b, s).is_ascii_uppercase() && prev(b, s).is_ascii_lowercase());
+        let after = at(b, e);
+        let ends = !after.is_ascii_lowercase() || (after == b's' && !at(b, e + 1).is_ascii_lowercase());
+        if !(starts && ends) {
+            continue;
+        }
+        let t =
+            if word { Some(keywords::context_trigger(h.pattern())) } else { keywords::trigger(b, h.pattern(), s, e) };
+        match t {
+            Some(Trigger::PhoneContext) => c.phone = true,
+            Some(Trigger::CardContext) => c.card = true,
+            Some(Trigger::SsnContext) => c.ssn = true,
+            _ => {}
+        }
+    }
+    c
+}
+
+/// Detection on `text`, through its Unicode look-alikes (see `unicode`): offsets point into
+/// `text`.
+fn detect_with(automata: Automata<'_>, context: Context, text: &str) -> Vec<Found> {
+    let Some(folded) = unicode::folded(text) else {
+        return detect_folded(automata, context, text);
+    };
+    let mut out = detect_folded(automata, context, &folded.text);
+    for f in &mut out {
+        (f.start, f.end) = (folded.start(f.start), folded.end(f.end));
+    }
+    out
+}
+
+fn detect_folded(automata: Automata<'_>, context: Context, text: &str) -> Vec<Found> {
     let b = text.as_bytes();
-    let mut scan = Scan { b, out: Vec::new(), floor: 0, ssn_context_end: None };
-    let mut hits = triggers.map(|ac| ac.find_iter(text));
+    // A field name's context word stands right before the text.
+    let field = |on: bool| on.then_some(0);
+    let mut scan = Scan {
+        b,
+        out: Vec::new(),
+        floor: 0,
+        ssn_context_end: field(context.ssn),
+        value_run: ValueRun::default(),
+        phone_context_end: field(context.phone),
+        card_context_end: field(context.card),
+        context_scanned: 0,
+        contexts: automata.contexts,
+    };
+    let mut hits = automata.triggers.map(|ac| ac.find_iter(text));
     let mut next_hit = hits.as_mut().and_then(Iterator::next);
     // Everything before `pos` has been handled; no new value may start there.
     let mut pos = 0;
     let mut next_byte = next_trigger(b, 0);
     loop {
+        spend(1);
         while next_hit.is_some_and(|h| h.start() < pos) {
             next_hit = hits.as_mut().and_then(Iterator::next);
         }
@@ -130,6 +221,16 @@ struct Scan<'a> {
     floor: usize,
     /// End of the most recent SSN context word (`SSN`, `social security`, `ss#`).
     ssn_context_end: Option<usize>,
+    /// Where unquoted password values were last read to.
+    value_run: ValueRun,
+    /// Where the latest phone word ends (a field name's: 0, it speaks for the start of the text).
+    phone_context_end: Option<usize>,
+    /// Where the latest card word ends.
+    card_context_end: Option<usize>,
+    /// Where the context automaton stopped reading.
+    context_scanned: usize,
+    /// The phone and card context words.
+    contexts: Option<&'a aho_corasick::AhoCorasick>,
 }
 
 impl Scan<'_> {
@@ -143,15 +244,19 @@ impl Scan<'_> {
     /// Handles an automaton hit at `start..end`; returns the new cursor if a value was emitted.
     fn on_hit(&mut self, t: Trigger, start: usize, end: usize) -> Option<usize> {
         let b = self.b;
+        // A context word's plural `s` is part of it (`SSNs on file: `).
+        let word_end = if at(b, end).eq_ignore_ascii_case(&b's') { end + 1 } else { end };
         match t {
             Trigger::SsnContext => {
                 if keywords::is_ssn_context(b, start, end) {
-                    self.ssn_context_end = Some(end);
+                    self.ssn_context_end = Some(word_end);
                 }
                 None
             }
+            // Context words come from their own automaton (`context_words`).
+            Trigger::PhoneContext | Trigger::CardContext => None,
             Trigger::Password => {
-                let (vs, ve) = keywords::password_value(b, start, end)?;
+                let (vs, ve) = keywords::password_value(b, start, end, &mut self.value_run)?;
                 Some(self.emit(PiiKind::Password, vs, ve))
             }
             Trigger::Jwt => {
@@ -181,12 +286,54 @@ impl Scan<'_> {
                 Some(e) => self.emit(PiiKind::PhoneNumber, i, e),
                 None => i + 1,
             },
-            b'(' => match numbers::paren_phone(b, i) {
-                Some(e) => self.emit(PiiKind::PhoneNumber, i, e),
-                None => i + 1,
+            b'(' => match numbers::paren_phone(b, i).or_else(|| numbers::national_phone(b, i, false)) {
+                Some(e) if !prev(b, i).is_ascii_alphanumeric() => self.emit(PiiKind::PhoneNumber, i, e),
+                _ => i + 1,
             },
             _ => self.on_digit(i),
         }
+    }
+
+    /// The digit-led value at token start `i`, tried in priority order, with or without a card or
+    /// phone word speaking for it.
+    fn digit_value(&self, i: usize, card_word: bool, phone_word: bool) -> Option<(PiiKind, usize)> {
+        let b = self.b;
+        numbers::card(b, i, card_word)
+            .map(|e| (PiiKind::CreditCard, e))
+            .or_else(|| numbers::ssn(b, i, near(b, self.ssn_context_end, i)).map(|e| (PiiKind::UsSsn, e)))
+            .or_else(|| numbers::us_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)))
+            .or_else(|| net::ipv4(b, i).map(|e| (PiiKind::IpAddress, e)))
+            .or_else(|| numbers::national_phone(b, i, phone_word).map(|e| (PiiKind::PhoneNumber, e)))
+    }
+
+    /// Whether a card word and a phone word speak for a value at `i` (see `near`): a field name's,
+    /// or the latest one found before `i`. Only the latest word of each kind matters (an earlier
+    /// one has it in its gap), so the context automaton reads each byte about once: from where
+    /// the last look stopped (backing up over a word cut there), at most 48 bytes back.
+    fn context_words(&mut self, i: usize) -> (bool, bool) {
+        let b = self.b;
+        let floor = i.saturating_sub(48);
+        let mut from = self.context_scanned.max(floor);
+        let word_byte = |c: u8| c.is_ascii_alphabetic() || c >= 0x80;
+        while from > floor && from + 16 > self.context_scanned && word_byte(prev(b, from)) {
+            from -= 1;
+        }
+        spend(i.saturating_sub(from));
+        let window = b.get(from..i).unwrap_or_default();
+        for h in self.contexts.into_iter().flat_map(|ac| ac.find_iter(window)) {
+            let (s, e) = (from + h.start(), from + h.end());
+            if !keywords::is_context_word(b, s, e) {
+                continue;
+            }
+            // A context word's plural `s` is part of it (`phones: `).
+            let word_end = Some(if at(b, e).eq_ignore_ascii_case(&b's') { e + 1 } else { e });
+            match keywords::context_trigger(h.pattern()) {
+                Trigger::CardContext => self.card_context_end = self.card_context_end.max(word_end),
+                _ => self.phone_context_end = self.phone_context_end.max(word_end),
+            }
+        }
+        self.context_scanned = self.context_scanned.max(i);
+        (near(b, self.card_context_end, i), near(b, self.phone_context_end, i))
     }
 
     /// Tries the digit-led kinds in priority order at `i`; on failure skips the rest of the
@@ -199,11 +346,11 @@ impl Scan<'_> {
             None => {}
         }
         if numbers::starts_token(b, i) {
-            let found = numbers::card(b, i)
-                .map(|e| (PiiKind::CreditCard, e))
-                .or_else(|| numbers::ssn(b, i, self.ssn_context_end).map(|e| (PiiKind::UsSsn, e)))
-                .or_else(|| numbers::us_phone(b, i).map(|e| (PiiKind::PhoneNumber, e)))
-                .or_else(|| net::ipv4(b, i).map(|e| (PiiKind::IpAddress, e)));
+            // Context words are looked for only when the number's format alone does not tell.
+            let found = self.digit_value(i, false, false).or_else(|| {
+                let (card_word, phone_word) = self.context_words(i);
+                (card_word || phone_word).then(|| self.digit_value(i, card_word, phone_word)).flatten()
+            });
             if let Some((kind, e)) = found {
                 return self.emit(kind, i, e);
             }
@@ -216,20 +363,83 @@ impl Scan<'_> {
     }
 }
 
+/// True when a context word ending at `end` speaks for a value starting at `i`: at most 32 bytes
+/// and two words lie between them, no other number, and no sentence or line ends there (`Phone: `,
+/// `"mobile_number": "`, `call me at `, `text me on `; not `call us about invoice `, nor
+/// `... cell. See ticket `).
+fn near(b: &[u8], end: Option<usize>, i: usize) -> bool {
+    let Some(gap) = end.filter(|&c| c <= i && i - c <= 32).and_then(|c| b.get(c..i)) else {
+        return false;
+    };
+    let mut words = 0;
+    let mut in_word = false;
+    for (k, &c) in gap.iter().enumerate() {
+        let letter = c.is_ascii_alphabetic() || c >= 0x80;
+        words += usize::from(letter && !in_word);
+        in_word = letter;
+        let next = gap.get(k + 1..).unwrap_or_default().iter().find(|&&x| x != b' ');
+        let sentence_end = matches!(c, b'.' | b'!' | b'?')
+            && gap.get(k + 1) == Some(&b' ')
+            && next.is_some_and(u8::is_ascii_uppercase);
+        // A number in between is the one the word speaks for (`tel 923019935, order 0480981098`).
+        if c == b'\n' || c.is_ascii_digit() || sentence_end {
+            return false;
+        }
+    }
+    words <= 2
+}
+
 /// The byte at `i`, or 0 past the end (0 belongs to no class the parsers accept).
 fn at(b: &[u8], i: usize) -> u8 {
     b.get(i).copied().unwrap_or(0)
 }
 
-/// The byte before `i`, or 0 at the start of the text.
+/// The byte before `i`, or 0 at the start of the text. The escape sequences `\n`, `\r` and `\t`
+/// of text copied out of JSON or logs read as the blank they stand for, so a value right after
+/// one starts a token (`\nalice@example.com` is not `nalice@...`); `\\n` is a backslash and `n`.
 fn prev(b: &[u8], i: usize) -> u8 {
-    i.checked_sub(1).map_or(0, |j| at(b, j))
+    match i.checked_sub(1).map_or(0, |j| at(b, j)) {
+        b'n' | b'r' | b't' if i >= 2 && at(b, i - 2) == b'\\' && (i < 3 || at(b, i - 3) != b'\\') => b' ',
+        c => c,
+    }
 }
 
 /// End of the run of bytes matching `pred` starting at `i`, reading at most `max` bytes.
 fn run_end(b: &[u8], i: usize, max: usize, pred: impl Fn(u8) -> bool) -> usize {
     let rest = b.get(i..).unwrap_or_default();
-    i + rest.iter().take(max).take_while(|&&c| pred(c)).count()
+    let len = rest.iter().take(max).take_while(|&&c| pred(c)).count();
+    spend(len + 1);
+    i + len
+}
+
+/// Charges `units` of work to the linear-time test's counter (nothing outside that test).
+/// Charged: one unit per event of the main loop and per byte read by a run scan, the only reads
+/// whose length is not bounded by a constant per event.
+#[inline(always)]
+fn spend(units: usize) {
+    #[cfg(all(test, feature = "std"))]
+    work::add(units);
+    #[cfg(not(all(test, feature = "std")))]
+    let _ = units;
+}
+
+/// Per-thread work counter read by the linear-time test.
+#[cfg(all(test, feature = "std"))]
+mod work {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static UNITS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(super) fn add(units: usize) {
+        UNITS.with(|u| u.set(u.get().saturating_add(units as u64)));
+    }
+
+    /// Returns the work counted on this thread since the last call, and resets it.
+    pub(super) fn take() -> u64 {
+        UNITS.with(|u| u.replace(0))
+    }
 }
 
 /// Length of the digit run at `i`, counting at most `max` digits (callers pass one more than the

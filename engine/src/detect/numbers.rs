@@ -30,16 +30,13 @@ fn runs_on(b: &[u8], end: usize, sep: u8) -> bool {
         || ((matches!(c, b'.' | b'-') || (c == sep && sep != 0)) && at(b, end + 1).is_ascii_digit())
 }
 
-/// Payment card at `i`: 13–19 digits, either one run or groups split by single spaces or
+/// Payment card at `i` (`context`: a card word is near): 12–19 digits, either one run or groups split by single spaces or
 /// dashes in the usual layouts (4-4-4-4[-1..4], Amex 4-6-5, Diners 4-6-4). Luhn-valid with a
 /// known issuer prefix and length. Space-separated groups may be followed by more numbers
 /// (`4111 1111 1111 1111 2 items`): the longest valid prefix wins. Returns the end.
-pub(super) fn card(b: &[u8], i: usize) -> Option<usize> {
-    if !(b'2'..=b'6').contains(&at(b, i)) {
-        return None;
-    }
+pub(super) fn card(b: &[u8], i: usize, context: bool) -> Option<usize> {
     let sep = match digit_run(b, i, 20) {
-        13..=19 => 0,
+        12..=19 => 0,
         4 if matches!(at(b, i + 4), b' ' | b'-') => at(b, i + 4),
         _ => return None,
     };
@@ -65,7 +62,7 @@ pub(super) fn card(b: &[u8], i: usize) -> Option<usize> {
         let more = sep != 0 && at(b, j) == sep && at(b, j + 1).is_ascii_digit();
         let tail_ok = if more { sep == b' ' } else { !runs_on(b, j, sep) };
         let d = digits.get(..n)?;
-        if tail_ok && (13..=19).contains(&n) && layout_ok(lens.get(..groups)?) && issuer_ok(d) && luhn(d) {
+        if tail_ok && (12..=19).contains(&n) && layout_ok(lens.get(..groups)?) && issuer_ok(d, context) && luhn(d) {
             best = Some(j);
         }
         if !more || groups == lens.len() {
@@ -87,8 +84,10 @@ fn layout_ok(lens: &[usize]) -> bool {
 }
 
 /// Known issuer prefix with a length that issuer uses (Visa, Mastercard 51–55 and 2221–2720,
-/// Amex, Discover, JCB, Diners, UnionPay, Maestro).
-fn issuer_ok(d: &[u8]) -> bool {
+/// Amex, Discover, JCB 35 and the old 15-digit 1800/2131, Diners, UnionPay, Maestro 12–19). The
+/// Maestro ranges 56–58 are shared with too many other numbers to be taken below 16 digits
+/// without a card word near (`context`).
+fn issuer_ok(d: &[u8], context: bool) -> bool {
     let p = |k: usize| d.iter().take(k).fold(0u32, |a, &x| a * 10 + u32::from(x));
     let (p1, p2, p3, p4) = (p(1), p(2), p(3), p(4));
     let n = d.len();
@@ -97,10 +96,18 @@ fn issuer_ok(d: &[u8]) -> bool {
         || (((51..=55).contains(&p2) || (2221..=2720).contains(&p4)) && n == 16)
         || ((p2 == 34 || p2 == 37) && n == 15)
         || ((p4 == 6011 || p2 == 65 || (644..=649).contains(&p3)) && long)
-        || ((3528..=3589).contains(&p4) && long)
+        || (p2 == 35 && long)
+        || (matches!(p4, 1800 | 2131) && n == 15)
         || (((300..=305).contains(&p3) || p2 == 36 || p2 == 38) && (14..=19).contains(&n))
         || (p2 == 62 && long)
-        || (matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) && long)
+        || (matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6390 | 6759 | 6761 | 6762 | 6763 | 604) && n >= 12)
+        || ((56..=58).contains(&p2) && (long || (context && n >= 12)))
+}
+
+/// The Luhn check, for tests that build card numbers.
+#[cfg(test)]
+pub(super) fn luhn_for_test(d: &[u8]) -> bool {
+    luhn(d)
 }
 
 /// Luhn checksum over decimal digit values.
@@ -122,9 +129,9 @@ fn luhn(d: &[u8]) -> bool {
 }
 
 /// US SSN at `i`: `AAA-GG-SSSS` or `AAA GG SSSS` (one separator kind), or a bare 9-digit run
-/// when a context word ended at most 30 bytes before it. Area 000, 666 and 900–999, group 00 and
+/// when an SSN word speaks for it (`context`, see `near`). Area 000, 666 and 900–999, group 00 and
 /// serial 0000 are never issued. Returns the end.
-pub(super) fn ssn(b: &[u8], i: usize, context_end: Option<usize>) -> Option<usize> {
+pub(super) fn ssn(b: &[u8], i: usize, context: bool) -> Option<usize> {
     let valid = |a: usize, g: usize, s: usize| {
         let area = number(b, a, 3);
         area != 0 && area != 666 && area < 900 && number(b, g, 2) != 0 && number(b, s, 4) != 0
@@ -138,10 +145,7 @@ pub(super) fn ssn(b: &[u8], i: usize, context_end: Option<usize>) -> Option<usiz
                 && digit_run(b, i + 7, 5) == 4;
             (shaped && valid(i, i + 4, i + 7) && !glued_before(b, i, sep) && !runs_on(b, i + 11, sep)).then_some(i + 11)
         }
-        9 => {
-            let near = context_end.is_some_and(|c| c <= i && i - c <= 30);
-            (near && valid(i, i + 3, i + 5) && !runs_on(b, i + 9, 0)).then_some(i + 9)
-        }
+        9 => (context && valid(i, i + 3, i + 5) && !runs_on(b, i + 9, 0)).then_some(i + 9),
         _ => None,
     }
 }
@@ -162,7 +166,8 @@ fn exchange(b: &[u8], i: usize) -> bool {
 /// used after `+1`). Returns the end and the separator (0 for bare).
 fn nanp(b: &[u8], i: usize, bare: bool) -> Option<(usize, u8)> {
     if at(b, i) == b'(' {
-        if !area(b, i + 1) || at(b, i + 4) != b')' {
+        // Brackets say "area code" whatever its first digit (`+1 (152) 317-1611`).
+        if digit_run(b, i + 1, 4) != 3 || at(b, i + 4) != b')' {
             return None;
         }
         let j = if at(b, i + 5) == b' ' { i + 6 } else { i + 5 };
@@ -170,29 +175,69 @@ fn nanp(b: &[u8], i: usize, bare: bool) -> Option<(usize, u8)> {
         let ok = exchange(b, j) && is_group_sep(sep) && digit_run(b, j + 4, 5) == 4;
         return ok.then_some((j + 8, sep));
     }
-    if !area(b, i) {
+    let sep = at(b, i + 3);
+    // Text in the wild writes `174-346-6196` too: with dashes or dots the 3-3-4 shape is enough;
+    // spaced and bare forms keep the NANP rule that area codes start with 2–9.
+    let area_ok = area(b, i) || (matches!(sep, b'-' | b'.') && digit_run(b, i, 4) == 3);
+    if !area_ok {
         return None;
     }
-    let sep = at(b, i + 3);
     if is_group_sep(sep) {
         let ok = exchange(b, i + 4) && at(b, i + 7) == sep && digit_run(b, i + 8, 5) == 4;
         ok.then_some((i + 12, sep))
     } else {
-        (bare && digit_run(b, i, 11) == 10).then_some((i + 10, 0))
+        (bare && area(b, i) && digit_run(b, i, 11) == 10).then_some((i + 10, 0))
+    }
+}
+
+/// End of a phone extension after the number ending at `end` (`x6149`, `ext204`, ` ext. 204`),
+/// or `end` when none follows. A spaced ` x12` stays outside: that `x` may be prose.
+fn extension(b: &[u8], end: usize) -> usize {
+    let mut k = end;
+    if at(b, k).eq_ignore_ascii_case(&b'x') {
+        k += 1;
+    } else if at(b, k) == b' ' || b.get(k..k + 3).is_some_and(|w| w.eq_ignore_ascii_case(b"ext")) {
+        if at(b, k) == b' ' {
+            k += 1;
+        }
+        if !b.get(k..k + 3).is_some_and(|w| w.eq_ignore_ascii_case(b"ext")) {
+            return end;
+        }
+        k += 3;
+        if at(b, k) == b'.' {
+            k += 1;
+        }
+        if at(b, k) == b' ' {
+            k += 1;
+        }
+    } else {
+        return end;
+    }
+    let len = digit_run(b, k, 6);
+    if (1..=5).contains(&len) && !at(b, k + len).is_ascii_alphanumeric() {
+        k + len
+    } else {
+        end
     }
 }
 
 /// US phone led by a digit at `i`: a NANP body, optionally after country code `1` and a
-/// separator (`1-800-555-0199`). A bare digit run is never a phone. Returns the end.
-pub(super) fn us_phone(b: &[u8], i: usize) -> Option<usize> {
-    if at(b, i) == b'1' && is_group_sep(at(b, i + 1)) {
-        if let Some((end, sep)) = nanp(b, i + 2, false) {
-            if !runs_on(b, end, sep) && !glued_before(b, i, at(b, i + 1)) {
+/// separator (`1-800-555-0199`), optionally with an extension. A bare digit run is a phone only
+/// with a phone word near (`context`). Returns the end.
+pub(super) fn us_phone(b: &[u8], i: usize, context: bool) -> Option<usize> {
+    // `1-800-...`, and `001-...` as the number is dialled from abroad.
+    let cc = if b.get(i..i + 3) == Some(b"001") { 3 } else { usize::from(at(b, i) == b'1') };
+    if cc > 0 && is_group_sep(at(b, i + cc)) {
+        if let Some((end, sep)) = nanp(b, i + cc + 1, false) {
+            let end = extension(b, end);
+            if !runs_on(b, end, sep) && !glued_before(b, i, at(b, i + cc)) {
                 return Some(end);
             }
         }
     }
-    let (end, sep) = nanp(b, i, false)?;
+    // A bare 10-digit run is a phone only when a phone word is near.
+    let (end, sep) = nanp(b, i, context)?;
+    let end = extension(b, end);
     (!glued_before(b, i, sep) && !runs_on(b, end, sep)).then_some(end)
 }
 
@@ -202,7 +247,75 @@ pub(super) fn paren_phone(b: &[u8], i: usize) -> Option<usize> {
         return None;
     }
     let (end, sep) = nanp(b, i, false)?;
+    let end = extension(b, end);
     (!runs_on(b, end, sep)).then_some(end)
+}
+
+/// Separators accepted between the groups of a national phone number.
+fn is_phone_sep(c: u8) -> bool {
+    matches!(c, b' ' | b'-' | b'.' | b'/')
+}
+
+/// National phone number (no country code) at `i`, in the trunk formats of common locales:
+/// `041 164 9606`, `0650 126 40 10`, `07700 754 923`, `03.93.92.16.85`, `0555-3477864`,
+/// `(07) 4550 6193`, `(029) 0059-366`, `030/1234 5678`, `(351) 255438748`. The trunk `0` and a
+/// non-zero digit start it (or a bracketed area or country code); 9–13 digits in groups split by
+/// one kind of separator (the area code may be set off by another). Taken without a phone word
+/// near only when the format says it is a phone: a bracketed code, three or more groups, or two
+/// groups of 10+ digits. With a phone word near (`context`) the trunk is not required
+/// (`612 345 678`) and one compact run qualifies too. Returns the end.
+pub(super) fn national_phone(b: &[u8], i: usize, context: bool) -> Option<usize> {
+    let mut j = i;
+    let mut total = 0;
+    let mut groups = 0;
+    let paren = at(b, i) == b'(';
+    if paren {
+        let len = digit_run(b, i + 1, 6);
+        if !(2..=5).contains(&len) || b.get(i + 1..i + 3) == Some(b"00") || at(b, i + 1 + len) != b')' {
+            return None;
+        }
+        total = len;
+        groups = 1;
+        j = i + 2 + len;
+        if matches!(at(b, j), b' ' | b'-') {
+            j += 1;
+        }
+    } else if !(context || at(b, i) == b'0' && at(b, i + 1) != b'0') {
+        return None;
+    }
+    let mut sep = 0;
+    let mut lens = [0usize; 3];
+    loop {
+        let len = digit_run(b, j, 14);
+        if len == 0 || total + len > 13 || (groups > 0 && len < 2) {
+            return None;
+        }
+        if let Some(slot) = lens.get_mut(groups) {
+            *slot = len;
+        }
+        total += len;
+        groups += 1;
+        j += len;
+        let c = at(b, j);
+        // The area code may be set off by its own separator (`030/1234 5678`).
+        if is_phone_sep(c) && at(b, j + 1).is_ascii_digit() && (groups == 1 || sep == 0 || c == sep) {
+            if groups > 1 || paren {
+                sep = c;
+            }
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    // An area code has at most 5 digits; 3-2-4 is the SSN layout.
+    let [first, second, third] = lens;
+    let layout_ok = (groups == 1 || paren || first <= 5) && !(groups == 3 && [first, second, third] == [3, 2, 4]);
+    let shaped = paren || groups >= 3 || context || (groups == 2 && total >= 10);
+    let time = at(b, j) == b':' && at(b, j + 1).is_ascii_digit();
+    // Not the tail of a longer number (`3773 079660 71401`).
+    let glued = is_phone_sep(prev(b, i)) && i.checked_sub(2).is_some_and(|k| at(b, k).is_ascii_digit());
+    let ok = layout_ok && shaped && total >= 9 && !time && !glued && !runs_on(b, j, sep);
+    ok.then_some(j)
 }
 
 /// International phone starting at the `+` at `i`. `+1` must be followed by a NANP number;
@@ -218,6 +331,7 @@ pub(super) fn plus_phone(b: &[u8], i: usize) -> Option<usize> {
     if c == b'1' {
         let j = i + 2;
         let (end, sep) = if is_group_sep(at(b, j)) { nanp(b, j + 1, false)? } else { nanp(b, j, true)? };
+        let end = extension(b, end);
         return (!runs_on(b, end, sep)).then_some(end);
     }
     if !(b'2'..=b'9').contains(&c) {
@@ -243,6 +357,11 @@ pub(super) fn plus_phone(b: &[u8], i: usize) -> Option<usize> {
                 j = k;
                 continue;
             }
+            if let Some((_, area_len, k)) = bracketed_area(b, j) {
+                total += area_len;
+                j = k;
+                continue;
+            }
         }
         if is_group_sep(at(b, j)) && at(b, j + 1).is_ascii_digit() {
             j += 1;
@@ -262,6 +381,20 @@ fn trunk_prefix(b: &[u8], j: usize) -> Option<usize> {
     }
     let d = if at(b, k + 3) == b' ' { k + 4 } else { k + 3 };
     at(b, d).is_ascii_digit().then_some(d)
+}
+
+/// An area code of 2–4 digits in brackets after a country code at `j` (`+62 (183) 291 7857`),
+/// optionally set off by a space on either side: returns its digits' span and the index of the
+/// digit after it.
+fn bracketed_area(b: &[u8], j: usize) -> Option<(usize, usize, usize)> {
+    let k = if at(b, j) == b' ' { j + 1 } else { j };
+    let len = digit_run(b, k + 1, 5);
+    if at(b, k) != b'(' || !(2..=4).contains(&len) || at(b, k + 1 + len) != b')' {
+        return None;
+    }
+    let d = k + 2 + len;
+    let d = if matches!(at(b, d), b' ' | b'-') { d + 1 } else { d };
+    at(b, d).is_ascii_digit().then_some((k + 1, len, d))
 }
 
 /// What [`iban`] found.
