@@ -344,6 +344,18 @@ pub async fn serve(
     settings: &Settings,
     grace: Duration,
 ) -> Result<(), String> {
+    serve_with(built, listener, settings, grace, |app| app).await
+}
+
+/// [`serve`] with the adapter's routes and layers added to the router by `extend` (e.g. a
+/// Pub/Sub push endpoint).
+pub async fn serve_with(
+    built: Built,
+    listener: tokio::net::TcpListener,
+    settings: &Settings,
+    grace: Duration,
+    extend: impl FnOnce(axum::Router) -> axum::Router,
+) -> Result<(), String> {
     if let Some(path) = built.policy_file.clone() {
         let source = Arc::clone(built.service.policy_source());
         let metrics = built.metrics.clone();
@@ -353,7 +365,7 @@ pub async fn serve(
             }
         }));
     }
-    let mut app = router(built.state.clone());
+    let mut app = extend(router(built.state.clone()));
     if let Some(metrics) = built.metrics.clone() {
         app = app.layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
             let guard = metrics.active_request();

@@ -190,6 +190,15 @@ impl Service {
         outcome
     }
 
+    /// Forgets message `id`, so that its redelivery runs again: for an adapter whose own step
+    /// after the answer (publishing it to a result topic) failed and that fails the message.
+    pub async fn forget_message(&self, id: &str) -> Result<(), StoreError> {
+        match &self.dedupe {
+            Some(store) => store.release(id).await,
+            None => Ok(()),
+        }
+    }
+
     fn rejected(&self, e: ApiError) -> MessageOutcome {
         self.report_error(e.code, &e.message);
         MessageOutcome::Reject(e)
