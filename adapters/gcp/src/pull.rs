@@ -12,6 +12,7 @@ use crate::push::{Incoming, Shape};
 use google_cloud_pubsub::client::Subscriber;
 use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler;
+use google_cloud_pubsub::subscriber::ShutdownBehavior;
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -43,14 +44,33 @@ pub async fn run(
 ) -> Result<Map<String, Value>, String> {
     let concurrency = options.concurrency.max(1);
     let outstanding = i64::try_from(concurrency.saturating_mul(2)).unwrap_or(i64::MAX);
-    let mut stream =
-        subscriber.subscribe(options.subscription.clone()).set_max_outstanding_messages(outstanding).build();
+    let mut stream = subscriber
+        .subscribe(options.subscription.clone())
+        .set_max_outstanding_messages(outstanding)
+        // The handlers in flight are finished (and acked) before shutdown is signalled; what
+        // the client leased but never handed out is nacked then, for immediate redelivery.
+        .set_shutdown_behavior(ShutdownBehavior::NackImmediately)
+        // Leases are extended 10 s at a time, so messages a killed worker held (including any
+        // the server sent but the client never read) come back within seconds, not a minute.
+        .set_max_lease_extension(Duration::from_secs(10))
+        .build();
     let token = stream.shutdown_token();
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     let started = Instant::now();
-    let mut progress = tokio::time::interval(options.progress_every);
-    progress.tick().await;
+    let reporter = {
+        let processor = Arc::clone(&processor);
+        let every = options.progress_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                report(&processor, started, "pull progress");
+            }
+        })
+    };
     tokio::pin!(shutdown);
     let mut failure = None;
     log(
@@ -66,7 +86,6 @@ pub async fn run(
         while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
             () = &mut shutdown => break,
-            _ = progress.tick() => { report(&processor, started, "pull progress"); continue }
             p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let next = tokio::select! {
@@ -102,6 +121,7 @@ pub async fn run(
     if tokio::time::timeout(options.grace, token.shutdown()).await.is_err() {
         log("WARNING", "pull worker: acknowledgements not confirmed in time", None, Map::new());
     }
+    reporter.abort();
     let fields = report(&processor, started, "pull worker stopped");
     match failure {
         Some(f) => Err(f),

@@ -10,7 +10,7 @@ mod support;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use support::{free_port, name, Emulator, Pulled, Warden, PROJECT};
+use support::{free_port, name, Emulator, Outgoing, Pulled, Warden, PROJECT};
 
 fn by_id(results: &[Pulled]) -> HashMap<String, Vec<Pulled>> {
     let mut map: HashMap<String, Vec<Pulled>> = HashMap::new();
@@ -47,7 +47,7 @@ async fn results_topic(emu: &Emulator, base: &str) -> (String, String) {
 
 /// The messages every push test sends: an envelope with PII, a bare payload naming its agent in
 /// an attribute, a bare payload without one, and two malformed ones.
-fn push_messages() -> Vec<(Vec<u8>, Vec<(&'static str, String)>)> {
+fn push_messages() -> Vec<Outgoing> {
     vec![
         (br#"{"action":"evaluate","payload":{"message":"My SSN is 123-45-6789"},"corr_id":"c-1"}"#.to_vec(), vec![]),
         (br#"{"message":"call me at alice@example.com"}"#.to_vec(), vec![("agent_id", "agent-7".to_owned())]),
@@ -269,7 +269,7 @@ async fn pull_worker_governs_a_batch_exactly_once() {
     emu.create_topic(&topic).await;
     emu.create_subscription(&sub, &topic, json!({})).await;
     let (results, results_sub) = results_topic(&emu, "batch-results").await;
-    let messages: Vec<(Vec<u8>, Vec<(&str, String)>)> = (0..N)
+    let messages: Vec<Outgoing> = (0..N)
         .map(|i| {
             if i % MALFORMED_EVERY == 0 {
                 (format!("not json {i}").into_bytes(), vec![])
@@ -322,7 +322,7 @@ async fn pull_worker_nacks_a_transient_failure_and_the_redelivery_publishes() {
     // The result topic does not exist yet (as if deleted): publishing fails, messages are nacked.
     let results = name("transient-results");
     let worker = pull_worker(&sub, &results, &[]);
-    let messages: Vec<(Vec<u8>, Vec<(&str, String)>)> = (0..20)
+    let messages: Vec<Outgoing> = (0..20)
         .map(|i| (json!({"action": "evaluate", "payload": {"n": i}}).to_string().into_bytes(), vec![]))
         .collect();
     let ids = emu.publish(&topic, &messages).await;
@@ -377,7 +377,7 @@ async fn every_conformance_case_as_a_pubsub_message() {
                 (k.as_str(), v)
             })
             .collect();
-        let messages: Vec<(Vec<u8>, Vec<(&str, String)>)> = cases
+        let messages: Vec<Outgoing> = cases
             .iter()
             .map(|(_, c)| {
                 let mut envelope = c.request.clone();
@@ -420,7 +420,7 @@ async fn sigterm_during_load_loses_nothing() {
     emu.create_topic(&topic).await;
     emu.create_subscription(&sub, &topic, json!({"ackDeadlineSeconds": 10})).await;
     let (results, results_sub) = results_topic(&emu, "term-results").await;
-    let messages: Vec<(Vec<u8>, Vec<(&str, String)>)> = (0..N)
+    let messages: Vec<Outgoing> = (0..N)
         .map(|i| {
             (json!({"action": "redact", "text": format!("row {i} SSN 123-45-6789")}).to_string().into_bytes(), vec![])
         })
@@ -433,7 +433,7 @@ async fn sigterm_during_load_loses_nothing() {
     let drain = started.elapsed();
     let stopped = first.log_lines("pull worker stopped");
     assert_eq!(stopped.len(), 1, "{}", first.log_text());
-    let _second = pull_worker(&sub, &results, &[]);
+    let second = pull_worker(&sub, &results, &[]);
     let seen = |got: &[Pulled]| by_id(got).len();
     let deadline = Instant::now() + Duration::from_secs(90);
     while seen(&got) < N && Instant::now() < deadline {
@@ -441,7 +441,12 @@ async fn sigterm_during_load_loses_nothing() {
     }
     let got = by_id(&got);
     let missing = ids.iter().filter(|id| !got.contains_key(*id)).count();
-    assert_eq!(missing, 0, "{missing} of {N} messages have no result");
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {N} messages have no result: first {stopped:?}, second {}",
+        second.log_text().lines().filter(|l| l.contains("pull")).collect::<Vec<_>>().join("\n")
+    );
     let duplicates: usize = got.values().map(|v| v.len() - 1).sum();
     assert!(got.values().flatten().all(|r| r.attributes["decision"] != "error"));
     println!(

@@ -14,6 +14,9 @@ pub struct Emulator {
     http: reqwest::Client,
 }
 
+/// A message to publish: data and attributes.
+pub type Outgoing = (Vec<u8>, Vec<(&'static str, String)>);
+
 /// A message read back from a subscription.
 #[derive(Clone, Debug)]
 pub struct Pulled {
@@ -52,7 +55,7 @@ impl Emulator {
     }
 
     /// Publishes messages (data, attributes) in batches of 1000; returns their ids in order.
-    pub async fn publish(&self, topic: &str, messages: &[(Vec<u8>, Vec<(&str, String)>)]) -> Vec<String> {
+    pub async fn publish(&self, topic: &str, messages: &[Outgoing]) -> Vec<String> {
         use base64::Engine as _;
         let mut ids = Vec::with_capacity(messages.len());
         for chunk in messages.chunks(1000) {
