@@ -21,6 +21,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+/// The longest wait for the stream reader to end after shutdown.
+const HANDBACK_LIMIT: Duration = Duration::from_secs(1);
+
+/// The longest wait for the final acks and nacks to be sent.
+const ACK_FLUSH_LIMIT: Duration = Duration::from_secs(3);
+
 /// How the worker runs.
 #[derive(Clone, Debug)]
 pub struct PullOptions {
@@ -28,7 +34,8 @@ pub struct PullOptions {
     pub subscription: String,
     /// Messages governed at once.
     pub concurrency: usize,
-    /// How long in-flight messages get on shutdown.
+    /// How long in-flight messages get on shutdown (then up to 4.5 s more for handing back
+    /// unstarted messages and flushing acks).
     pub grace: Duration,
     /// How often progress is logged.
     pub progress_every: Duration,
@@ -50,9 +57,9 @@ pub async fn run(
         // The handlers in flight are finished (and acked) before shutdown is signalled; what
         // the client leased but never handed out is nacked then, for immediate redelivery.
         .set_shutdown_behavior(ShutdownBehavior::NackImmediately)
-        // Leases are extended 10 s at a time, so messages a killed worker held (including any
-        // the server sent but the client never read) come back within seconds, not a minute.
-        .set_max_lease_extension(Duration::from_secs(10))
+        // Leases are extended 20 s at a time, so the messages of a killed worker come back
+        // within seconds, not a minute.
+        .set_max_lease_extension(Duration::from_secs(20))
         .build();
     let token = stream.shutdown_token();
     let permits = Arc::new(Semaphore::new(concurrency));
@@ -72,7 +79,6 @@ pub async fn run(
         })
     };
     tokio::pin!(shutdown);
-    let mut failure = None;
     log(
         "INFO",
         "pull worker started",
@@ -82,6 +88,24 @@ pub async fn run(
             ("concurrency".to_owned(), Value::from(concurrency)),
         ]),
     );
+    // The stream is read by its own task and never dropped mid-read (`next()` is not
+    // cancel-safe: a response it was reading would be lost, leased to nobody); the main loop
+    // only ever waits on the channel.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(concurrency);
+    let reader = tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok((message, handler)) => {
+                    if let Err(refused) = tx.send((message, handler)).await {
+                        // Shutting down: give it back for immediate redelivery.
+                        refused.0 .1.nack();
+                    }
+                }
+                Err(e) => return Some(e.to_string()),
+            }
+        }
+        None
+    });
     loop {
         while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
@@ -90,16 +114,10 @@ pub async fn run(
         };
         let next = tokio::select! {
             () = &mut shutdown => break,
-            n = stream.next() => n,
+            n = rx.recv() => n,
         };
-        let (message, handler) = match next {
-            Some(Ok(pair)) => pair,
-            Some(Err(e)) => {
-                failure = Some(format!("streaming pull from {} failed: {e}", options.subscription));
-                break;
-            }
-            None => break,
-        };
+        // `None`: the reader ended (stream failure, reported below).
+        let Some((message, handler)) = next else { break };
         let processor = Arc::clone(&processor);
         tasks.spawn(async move {
             let incoming = incoming(message, &handler);
@@ -110,17 +128,41 @@ pub async fn run(
             drop(permit);
         });
     }
-    log("INFO", "pull worker draining", None, Map::from_iter([("in_flight".to_owned(), Value::from(tasks.len()))]));
+    // Messages received but not started go back at once.
+    rx.close();
+    let mut handed_back = 0u64;
+    while let Ok((_, handler)) = rx.try_recv() {
+        handler.nack();
+        handed_back += 1;
+    }
+    log(
+        "INFO",
+        "pull worker draining",
+        None,
+        Map::from_iter([
+            ("in_flight".to_owned(), Value::from(tasks.len())),
+            ("handed_back".to_owned(), Value::from(handed_back)),
+        ]),
+    );
+    processor.counters.received.fetch_add(handed_back, Ordering::Relaxed);
+    processor.counters.nacked.fetch_add(handed_back, Ordering::Relaxed);
     let drained = tokio::time::timeout(options.grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        // Their messages are neither acked nor nacked: their leases lapse and they are redelivered.
+        // Their messages are neither acked nor nacked: shutdown nacks them below.
         log("WARNING", "pull worker: in-flight messages did not finish in time", None, Map::new());
         tasks.abort_all();
     }
-    // Sends the pending acks and nacks.
-    if tokio::time::timeout(options.grace, token.shutdown()).await.is_err() {
+    // Stops the stream (the reader then ends), sends the pending acks and nacks, and nacks
+    // whatever else the client holds.
+    if tokio::time::timeout(ACK_FLUSH_LIMIT, token.shutdown()).await.is_err() {
         log("WARNING", "pull worker: acknowledgements not confirmed in time", None, Map::new());
     }
+    let failure = match tokio::time::timeout(HANDBACK_LIMIT, reader).await {
+        Ok(Ok(Some(e))) => Some(format!("streaming pull from {} failed: {e}", options.subscription)),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => Some(format!("streaming pull reader failed: {e}")),
+        Err(_) => None,
+    };
     reporter.abort();
     let fields = report(&processor, started, "pull worker stopped");
     match failure {
