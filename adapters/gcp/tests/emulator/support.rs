@@ -218,5 +218,6 @@ impl Drop for Warden {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
