@@ -361,18 +361,29 @@ pub async fn serve(
     settings: &Settings,
     grace: Duration,
 ) -> Result<(), String> {
-    let app = router(built.state.clone());
-    serve_app(built, app, listener, settings, grace).await
+    serve_with(built, listener, settings, grace, |app| app).await
 }
 
 /// [`serve`] with the adapter's own `app` (e.g. a platform's invocation routes in front of
 /// [`router`]): the same policy watcher, metrics and graceful shutdown.
 pub async fn serve_app(
     built: Built,
-    mut app: axum::Router,
+    app: axum::Router,
     listener: tokio::net::TcpListener,
     settings: &Settings,
     grace: Duration,
+) -> Result<(), String> {
+    serve_with(built, listener, settings, grace, move |_| app).await
+}
+
+/// [`serve`] with the adapter's routes and layers added to the router by `extend` (e.g. a
+/// Pub/Sub push endpoint).
+pub async fn serve_with(
+    built: Built,
+    listener: tokio::net::TcpListener,
+    settings: &Settings,
+    grace: Duration,
+    extend: impl FnOnce(axum::Router) -> axum::Router,
 ) -> Result<(), String> {
     if let Some(path) = built.policy_file.clone() {
         let source = Arc::clone(built.service.policy_source());
@@ -383,6 +394,7 @@ pub async fn serve_app(
             }
         }));
     }
+    let mut app = extend(router(built.state.clone()));
     if let Some(metrics) = built.metrics.clone() {
         app = app.layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
             let guard = metrics.active_request();

@@ -76,6 +76,20 @@ async fn malformed_messages_are_rejected_and_not_retried() {
     let bad = br#"{"action":"precheck"}"#;
     assert!(matches!(service.handle_message(bad, &meta("r")).await, MessageOutcome::Reject(_)));
     assert!(matches!(service.handle_message(bad, &meta("r")).await, MessageOutcome::Duplicate(_)));
+    // So is one that is not even JSON.
+    assert!(matches!(service.handle_message(b"{not json", &meta("nj")).await, MessageOutcome::Reject(_)));
+    assert!(matches!(service.handle_message(b"{not json", &meta("nj")).await, MessageOutcome::Duplicate(_)));
+}
+
+#[tokio::test]
+async fn a_forgotten_message_runs_again() {
+    // An adapter whose result publish failed forgets the id, so the redelivery publishes it.
+    let service = builder(POLICY).dedupe(Arc::new(MemoryDedupe::new(100))).build().unwrap();
+    let body = br#"{"action":"precheck","tool":"crm","raw_text":"hi"}"#;
+    assert!(matches!(service.handle_message(body, &meta("f")).await, MessageOutcome::Done(_)));
+    service.forget_message("f").await.unwrap();
+    assert!(matches!(service.handle_message(body, &meta("f")).await, MessageOutcome::Done(_)));
+    assert!(matches!(service.handle_message(body, &meta("f")).await, MessageOutcome::Duplicate(_)));
 }
 
 /// A budget store that fails until told otherwise.

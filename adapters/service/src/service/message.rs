@@ -136,12 +136,12 @@ impl Service {
     /// input is rejected (never retried); a failing store makes it retried; a redelivery of
     /// an answered message is a duplicate.
     pub async fn handle_message(&self, body: &[u8], meta: &MessageMeta) -> MessageOutcome {
-        if body.len() > self.config.body_limit {
-            return self.rejected(ApiError::too_large(self.config.body_limit));
-        }
-        let value: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => return self.rejected(ApiError::invalid_json(format!("message is not valid JSON: {e}"))),
+        // Parsed after the claim, so that a redelivered malformed message is a duplicate too
+        // (its error result is published once).
+        let parsed: Result<Value, ApiError> = if body.len() > self.config.body_limit {
+            Err(ApiError::too_large(self.config.body_limit))
+        } else {
+            serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("message is not valid JSON: {e}")))
         };
         let now_ms = self.clock.now_ms();
         let dedupe = self.plugins.dedupe.as_ref().zip(meta.id.as_deref());
@@ -165,7 +165,10 @@ impl Service {
             default_agent_id: Some(meta.default_agent_id.clone()).filter(|a| !a.is_empty()),
             ..RequestMeta::default()
         };
-        let result = self.invoke(value, &request).await;
+        let result = match parsed {
+            Ok(value) => self.invoke(value, &request).await,
+            Err(e) => Err(e),
+        };
         let (outcome, answer) = match result {
             Ok(v) => (MessageOutcome::Done(v.clone()), v),
             Err(e) if e.code.retryable() => {
@@ -188,6 +191,15 @@ impl Service {
             }
         }
         outcome
+    }
+
+    /// Forgets message `id`, so that its redelivery runs again: for an adapter whose own step
+    /// after the answer (publishing it to a result topic) failed and that fails the message.
+    pub async fn forget_message(&self, id: &str) -> Result<(), StoreError> {
+        match &self.plugins.dedupe {
+            Some(store) => store.release(id).await,
+            None => Ok(()),
+        }
     }
 
     fn rejected(&self, e: ApiError) -> MessageOutcome {
