@@ -230,7 +230,7 @@ test('workerd: decision events are signed, sent after the response, and carry no
   assert.equal(event.data.decision, 'transform');
   assert.equal(event.data.direction, 'ingress');
   assert.deepEqual(event.data.tags, ['t1']);
-  assert.match(event.data.payloadHash, /^sha256:[0-9a-f]{64}$/);
+  assert.match(event.data.payloadHash, /^hmac-sha256:[0-9a-f]{64}$/);
   assert.equal(event.data.rawText, undefined);
   assert.ok(!JSON.stringify(event).includes('123-45-6789'));
 });
