@@ -24,11 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let request = RequestPolicy::parse(&value);
     let gate = warden_fuzz::bundled_gate();
     for mode in [PolicyMode::Replace, PolicyMode::Tighten] {
-        let req = warden_engine::CheckRequest {
-            tool: "data_export".into(),
-            raw_text: SAMPLE.into(),
-            ..Default::default()
-        };
+        let req =
+            warden_engine::CheckRequest { tool: "data_export".into(), raw_text: SAMPLE.into(), ..Default::default() };
         let _ = gate.with_mode(mode).check_with(&req, Direction::Ingress, Some(&request));
     }
 });
