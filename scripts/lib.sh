@@ -27,10 +27,10 @@ ensure_apt() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
 }
 
-# Adds up cargo's "test result:" lines and the edge and azure suites' "<suite>: N passed, N failed" lines
-# into one "N passed, N failed" line.
+# Adds up cargo's "test result:" lines and the non-cargo suites' "<suite>: N passed, N failed"
+# lines (edge, azure, fuzz) into one "N passed, N failed" line.
 summarize_tests() {
   awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) s += $(i-1) } }
-       /^(edge|azure): [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
+       /^(edge|azure|fuzz): [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
        END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$1"
 }

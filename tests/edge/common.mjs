@@ -348,3 +348,58 @@ export function middlewareSuite(label, launch) {
     await assertMarkerNotTrusted(await launch({ ...MIDDLEWARE_ENV, ON_ERROR: 'pass' }));
   });
 }
+
+/** The bad-input corpus (tests/bad-input/cases.json), shared with `warden serve`'s runner. */
+export function loadBadInput() {
+  return JSON.parse(readFileSync(join(ROOT, 'tests', 'bad-input', 'cases.json'), 'utf8')).cases;
+}
+
+/** A bad-input case's body: `json`, `text`, `hex` or `repeat` (prefix + unit × times + suffix). */
+export function badInputBody(c) {
+  if ('json' in c) return JSON.stringify(c.json);
+  if ('text' in c) return c.text;
+  if ('hex' in c) return new Uint8Array(Buffer.from(c.hex, 'hex'));
+  if ('repeat' in c) return c.repeat.prefix + c.repeat.unit.repeat(c.repeat.times) + c.repeat.suffix;
+  return undefined;
+}
+
+/**
+ * Sends every bad-input case to `base`: never a 5xx, every answer JSON, the status the case
+ * names (a number or a class such as "4xx"), and for errors `error.code`, `error.message` and
+ * the case's code and field. Then the runtime must still answer. (fetch adds a text/plain
+ * content type where a case sends none.)
+ */
+export async function assertBadInput(base, headers = {}) {
+  const cases = loadBadInput();
+  assert.ok(cases.length >= 100, 'the corpus covers every route and kind of bad input');
+  const failures = [];
+  for (const c of cases) {
+    const h = { ...headers };
+    if (c.content_type === undefined) h['content-type'] = 'application/json';
+    else if (c.content_type !== null) h['content-type'] = c.content_type;
+    let res;
+    try {
+      res = await read(await fetch(base + c.path, { method: c.method, body: badInputBody(c), headers: h }));
+    } catch (e) {
+      failures.push(`${c.name}: no answer: ${e.message}`);
+      continue;
+    }
+    const short = res.text.slice(0, 200);
+    const want = c.status;
+    const ok = typeof want === 'number' ? res.status === want : String(res.status)[0] === want[0];
+    if (res.json === undefined) failures.push(`${c.name}: ${res.status} answer is not JSON: ${JSON.stringify(short)}`);
+    else if (res.status >= 500 || !ok) failures.push(`${c.name}: status ${res.status}, want ${want}: ${short}`);
+    else if (res.status >= 400) {
+      const e = res.json.error ?? {};
+      if (typeof e.code !== 'string' || typeof e.message !== 'string' || !e.message) {
+        failures.push(`${c.name}: error without code and message: ${short}`);
+      }
+      for (const key of ['code', 'field']) {
+        if (c[key] !== undefined && e[key] !== c[key]) failures.push(`${c.name}: error.${key} = ${e[key]}, want ${c[key]}`);
+      }
+    }
+  }
+  const health = await read(await fetch(`${base}/api/v1/health`, { headers }));
+  assert.equal(health.status, 200, 'the runtime still answers');
+  assert.deepEqual(failures, [], `${failures.length} of ${cases.length} bad-input cases failed`);
+}

@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Warden, handleRequest } from 'warden-wasm';
-import { CORPUS, ROOT, assertCase, assertCasesOverHttp, assertMalformed, assertOtherRoutes, deployments, post } from './common.mjs';
+import { CORPUS, ROOT, assertBadInput, assertCase, assertCasesOverHttp, assertMalformed, assertOtherRoutes, deployments, post } from './common.mjs';
 
 const DEPLOYMENTS = deployments();
 
@@ -88,6 +88,10 @@ test('the other routes over HTTP', async () => {
 
 test('malformed HTTP input is 4xx JSON and the module keeps working', async () => {
   await assertMalformed(base);
+});
+
+test('the bad-input corpus (tests/bad-input) over HTTP: no 5xx, JSON answers, named 4xx', async () => {
+  await assertBadInput(base);
 });
 
 test('API keys guard the HTTP routes but not health', async () => {

@@ -17,7 +17,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, assertCase, assertMalformed, assertOtherRoutes, deployments, freePort, post, read } from './common.mjs';
+import { ROOT, assertBadInput, assertCase, assertMalformed, assertOtherRoutes, deployments, freePort, post, read } from './common.mjs';
 
 const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
 const CONFIG = join(ROOT, 'tests', 'edge', 'wrangler.toml');
@@ -202,6 +202,10 @@ test('workerd: the other routes answer as documented', async () => {
 
 test('workerd: malformed input is 4xx JSON and the isolate keeps answering', async () => {
   await assertMalformed(workers.main.base);
+});
+
+test('workerd: the bad-input corpus (tests/bad-input): no 5xx, JSON answers, named 4xx', async () => {
+  await assertBadInput(workers.main.base);
 });
 
 test('workerd: warm precheck latency (loopback round trip)', async () => {
