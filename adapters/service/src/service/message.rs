@@ -155,7 +155,12 @@ impl Service {
                         "an earlier delivery of this message is still being processed",
                     ))
                 }
-                Err(e) => return self.retry(ErrorCode::StoreUnavailable, &e),
+                // A malformed message is rejected even while the store is down: retrying it
+                // could never succeed (at worst its error result is published twice).
+                Err(e) => match parsed {
+                    Ok(_) => return self.retry(ErrorCode::StoreUnavailable, &e),
+                    Err(malformed) => return self.rejected(malformed),
+                },
             }
         }
         let request = RequestMeta {
