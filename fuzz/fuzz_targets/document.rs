@@ -1,6 +1,6 @@
 //! The document seam (`Service::govern_document`: S3 objects, blobs, DynamoDB images) on any
 //! bytes and declared content type. It is also the template for a cloud adapter's event
-//! parser (docs/security-fuzzing.md, "Fuzzing an adapter's event parser"): copy this file,
+//! parser (docs/security.md, "Fuzzing an adapter's event parser"): copy this file,
 //! replace the body with the adapter's parser fed by `data`, and pass what it yields to the
 //! core seam it calls, as here.
 #![no_main]
