@@ -328,7 +328,9 @@ impl crate::events::DeadLetter for ArcDlq {
 pub async fn watch_policy(source: Arc<PolicySource>, path: PathBuf, every: Duration, on_reload: impl Fn(bool) + Send) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut settler = Settler::new(tokio::fs::read(&path).await.ok());
+    // Start from the text actually being served, not from a fresh read: the file may already
+    // have changed between loading and this task's first poll.
+    let mut settler = Settler::new(source.text().map(String::into_bytes));
     loop {
         tick.tick().await;
         let Ok(bytes) = tokio::fs::read(&path).await else { continue };
@@ -453,4 +455,28 @@ async fn shutdown_signal() {
 /// One JSON log line on stderr (stdout carries audit lines).
 pub fn log(level: &str, msg: &str) {
     eprintln!("{}", serde_json::json!({"level": level, "msg": msg}));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn watcher_started_late_still_sees_a_change_made_before_its_first_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.yaml");
+        let first = "version: v1\ndeny_tools: [a.exec]\n";
+        std::fs::write(&file, first).unwrap();
+        let source = Arc::new(load_policy_file(&file).unwrap());
+        // The file changes after loading but before the watcher runs (a slow first poll).
+        std::fs::write(&file, "version: v1\ndeny_tools: [b.exec]\n").unwrap();
+        let watcher = tokio::spawn(watch_policy(Arc::clone(&source), file, Duration::from_millis(5), |_| {}));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while source.get().deny_tools() != ["b.exec"] {
+            assert!(tokio::time::Instant::now() < deadline, "the change was never applied");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        watcher.abort();
+    }
 }

@@ -121,6 +121,11 @@ impl PolicySource {
         });
     }
 
+    /// The text the active policy was parsed from (or the last rejected text), if known.
+    pub fn text(&self) -> Option<String> {
+        self.read(|s| s.text.clone())
+    }
+
     /// Records why the latest reload failed (the previous policy stays active).
     pub fn set_error(&self, error: Option<String>) {
         self.write(|s| s.last_error = error);
