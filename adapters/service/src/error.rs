@@ -94,10 +94,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Parses a request body: invalid JSON → 400 naming line and column; valid JSON of the wrong
+/// Parses a request body: invalid JSON (a repeated object key included, see [`crate::json`])
+/// → 400 naming line and column; valid JSON of the wrong
 /// shape → 422 naming the field.
 pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
+    let value = crate::json::from_slice(bytes)
         .map_err(|e| ApiError::invalid_json(format!("request body is not valid JSON: {e}")))?;
     from_value(value)
 }

@@ -16,6 +16,7 @@ pub mod clock;
 mod dedupe_redis;
 pub mod error;
 pub mod events;
+pub mod json;
 pub mod metrics;
 #[cfg(feature = "native")]
 pub mod native;

@@ -136,7 +136,7 @@ impl Service {
         let policy = self.policy.get();
         let gate = self.gate(&policy);
         if declared_json || looks_like_json(bytes) {
-            match serde_json::from_slice::<Value>(bytes) {
+            match crate::json::from_slice(bytes) {
                 Ok(payload) => {
                     let req = EvaluateRequest {
                         payload,

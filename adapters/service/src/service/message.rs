@@ -141,7 +141,7 @@ impl Service {
         let parsed: Result<Value, ApiError> = if body.len() > self.config.body_limit {
             Err(ApiError::too_large(self.config.body_limit))
         } else {
-            serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("message is not valid JSON: {e}")))
+            crate::json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("message is not valid JSON: {e}")))
         };
         let now_ms = self.clock.now_ms();
         let dedupe = self.plugins.dedupe.as_ref().zip(meta.id.as_deref());
