@@ -16,7 +16,6 @@ use super::pipeline::{Outcome, Subject};
 use super::Service;
 use crate::record::pii_counts;
 use serde::Serialize;
-use serde_json::Value;
 use warden_engine::{CheckRequest, Decision, Direction, ErrorCode, EvaluateRequest, PolicyId, Reason};
 
 /// Where a document came from.
