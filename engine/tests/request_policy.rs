@@ -9,24 +9,15 @@ use warden_engine::{
     RequestPolicy, TokenKey,
 };
 
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
+/// Seeded, so failures reproduce.
+type Rng = fastrand::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
+fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
+    &items[rng.usize(..items.len())]
+}
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[(self.next() % items.len() as u64) as usize]
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
+fn chance(rng: &mut Rng, percent: u64) -> bool {
+    rng.u64(..100) < percent
 }
 
 const ACTIONS: [&str; 5] = ["pass_through", "tokenize", "redact", "deny", "confirm"];
@@ -46,8 +37,8 @@ const VALUES: [&str; 7] = [
 fn allow_pii(rng: &mut Rng) -> Value {
     let mut map = serde_json::Map::new();
     for ty in TYPES {
-        if rng.chance(40) {
-            map.insert(ty.to_owned(), json!(rng.pick(&PII_ACTIONS)));
+        if chance(rng, 40) {
+            map.insert(ty.to_owned(), json!(pick(rng, &PII_ACTIONS)));
         }
     }
     Value::Object(map)
@@ -55,28 +46,28 @@ fn allow_pii(rng: &mut Rng) -> Value {
 
 fn policy(rng: &mut Rng) -> Value {
     let mut p = json!({"version": "v1",
-        "custom_pii": [{"type": "employee_id", "pattern": if rng.chance(50) { "EMP-[0-9]{6}" } else { "EMP-[0-9]{4,8}" }}]});
-    if rng.chance(70) {
-        p["defaults"] = json!({"ingress": {"action": rng.pick(&ACTIONS), "allow_pii": allow_pii(rng)}});
+        "custom_pii": [{"type": "employee_id", "pattern": if chance(rng, 50) { "EMP-[0-9]{6}" } else { "EMP-[0-9]{4,8}" }}]});
+    if chance(rng, 70) {
+        p["defaults"] = json!({"ingress": {"action": pick(rng, &ACTIONS), "allow_pii": allow_pii(rng)}});
     }
-    if rng.chance(60) {
-        let tool = *rng.pick(&TOOLS);
-        p["tool_access"] = json!({tool: {"action": rng.pick(&ACTIONS), "allow_pii": allow_pii(rng)}});
+    if chance(rng, 60) {
+        let tool = *pick(rng, &TOOLS);
+        p["tool_access"] = json!({tool: {"action": pick(rng, &ACTIONS), "allow_pii": allow_pii(rng)}});
     }
-    if rng.chance(50) {
-        p["deny_tools"] = if rng.chance(50) { json!([]) } else { json!([rng.pick(&TOOLS)]) };
+    if chance(rng, 50) {
+        p["deny_tools"] = if chance(rng, 50) { json!([]) } else { json!([pick(rng, &TOOLS)]) };
     }
-    if rng.chance(30) {
-        p["on_error"] = json!(*rng.pick(&["block", "pass", "best_effort"]));
+    if chance(rng, 30) {
+        p["on_error"] = json!(*pick(rng, &["block", "pass", "best_effort"]));
     }
     p
 }
 
 fn text(rng: &mut Rng) -> String {
     let mut t = String::from("note:");
-    for _ in 0..(1 + rng.next() % 4) {
+    for _ in 0..(1 + rng.u64(..) % 4) {
         t.push(' ');
-        let value: &&str = rng.pick(&VALUES);
+        let value: &&str = pick(rng, &VALUES);
         t.push_str(value);
     }
     t
@@ -93,16 +84,19 @@ fn rank(a: Option<PiiAction>) -> u8 {
 
 #[test]
 fn tighten_is_never_less_strict_than_the_server_policy() {
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Rng::with_seed(0x5eed_1234_abcd_0001);
     let key = TokenKey::new("salt");
     let detector = Detector::new();
     let mut compared = 0;
     for _ in 0..1500 {
         let server = Policy::from_json_value(&policy(&mut rng)).unwrap();
         let own = RequestPolicy::parse(&policy(&mut rng));
-        let req =
-            CheckRequest { tool: rng.pick(&TOOLS).to_string(), raw_text: text(&mut rng), ..CheckRequest::default() };
-        let gate = Gate::new(&server, &key, &detector).with_on_error(*rng.pick(&[OnError::Block, OnError::Pass]));
+        let req = CheckRequest {
+            tool: pick(&mut rng, &TOOLS).to_string(),
+            raw_text: text(&mut rng),
+            ..CheckRequest::default()
+        };
+        let gate = Gate::new(&server, &key, &detector).with_on_error(*pick(&mut rng, &[OnError::Block, OnError::Pass]));
         let alone = gate.check_with(&req, Direction::Ingress, None);
         let tight = gate.with_mode(PolicyMode::Tighten).check_with(&req, Direction::Ingress, Some(&own));
         assert!(tight.decision >= alone.decision, "{req:?}\nserver {alone:?}\ntight {tight:?}");

@@ -597,32 +597,18 @@ fn password_value_hides_what_it_contains() {
 
 // ---- robustness ----
 
-/// Deterministic xorshift64 (no rand crate).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
 #[test]
 fn random_inputs_never_panic_and_stay_well_formed() {
     const ALPHABET: [&str; 40] = [
         "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", " ", "-", ".", ":", "@", "+", "(", ")", "/", "_", "a", "e",
         "f", "x", "A", "K", "I", "S", "D", "E", "y", "J", "é", "👋", "ß", "\n", "\"", "=", "sk-", "password",
     ];
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
     for _ in 0..4000 {
-        let len = rng.next() % 80;
+        let len = rng.u64(..) % 80;
         let mut s = String::new();
         for _ in 0..len {
-            let pick = usize::try_from(rng.next() % 40).unwrap_or(0);
+            let pick = usize::try_from(rng.u64(..) % 40).unwrap_or(0);
             s.push_str(ALPHABET.get(pick).copied().unwrap_or("?"));
         }
         assert_well_formed(&s, &detect(&s));
@@ -729,13 +715,13 @@ fn throughput() {
 
 #[test]
 fn trigger_scan_matches_bytewise_scan() {
-    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+    let mut rng = fastrand::Rng::with_seed(0x2545_F491_4F6C_DD1D);
     for _ in 0..300 {
-        let len = usize::try_from(rng.next() % 64).unwrap_or(0);
+        let len = usize::try_from(rng.u64(..) % 64).unwrap_or(0);
         // Mostly bytes around the trigger range edges, plus arbitrary high bytes.
         let pool = [b'\'', b'(', b')', b':', b';', b'?', b'@', b'A', b'0', b'9', b'+', b' ', 0xA8, 0xFF, 0xC0, b'z'];
         let bytes: Vec<u8> =
-            (0..len).map(|_| pool.get(usize::try_from(rng.next() % 16).unwrap_or(0)).copied().unwrap_or(0)).collect();
+            (0..len).map(|_| pool.get(usize::try_from(rng.u64(..) % 16).unwrap_or(0)).copied().unwrap_or(0)).collect();
         for from in 0..=len {
             let naive =
                 bytes.iter().enumerate().skip(from).find(|(_, &c)| super::is_trigger(c)).map_or(len, |(k, _)| k);
@@ -877,14 +863,14 @@ fn detection_sees_through_format_characters_fullwidth_forms_dashes_and_spaces() 
 
 #[test]
 fn folded_offsets_stay_on_char_boundaries() {
-    let mut rng = XorShift(0x1234_5678_9ABC_DEF1);
+    let mut rng = fastrand::Rng::with_seed(0x1234_5678_9ABC_DEF1);
     const PARTS: [&str; 14] =
         ["4", "1", " ", "\u{200B}", "\u{FF11}", "\u{2013}", "\u{00A0}", "@", "a", ".", "é", "\u{FF20}", "com", "-"];
     for _ in 0..3000 {
-        let len = rng.next() % 40;
+        let len = rng.u64(..) % 40;
         let mut s = String::new();
         for _ in 0..len {
-            s.push_str(PARTS.get(usize::try_from(rng.next() % 14).unwrap_or(0)).copied().unwrap_or("?"));
+            s.push_str(PARTS.get(usize::try_from(rng.u64(..) % 14).unwrap_or(0)).copied().unwrap_or("?"));
         }
         assert_well_formed(&s, &detect(&s));
     }
