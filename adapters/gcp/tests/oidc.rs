@@ -9,7 +9,7 @@
 mod keys;
 
 use axum::http::{header, HeaderValue};
-use keys::{jwks, now, push_claims, unsigned_token, TestKey, PUSH_ACCOUNT};
+use keys::{jwks, now, push_claims, TestKey, PUSH_ACCOUNT};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,14 @@ impl KeyServer {
     fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
     }
+}
+
+/// A token with no signature at all: `alg: none`.
+fn unsigned_token(kid: &str, claims: &Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let header = json!({"alg": "none", "kid": kid, "typ": "JWT"});
+    format!("{}.{}.", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()))
 }
 
 fn auth(keys: KeySource) -> PushAuth {

@@ -68,9 +68,3 @@ pub fn push_claims(audience: &str) -> Value {
         "email": PUSH_ACCOUNT, "email_verified": true, "iat": now, "exp": now + 3600,
     })
 }
-
-/// A token that is no JWT signature at all: `alg: none`, empty signature.
-pub fn unsigned_token(kid: &str, claims: &Value) -> String {
-    let header = json!({"alg": "none", "kid": kid, "typ": "JWT"});
-    format!("{}.{}.", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()))
-}
