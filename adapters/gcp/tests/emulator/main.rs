@@ -393,8 +393,9 @@ async fn publish_paced(
     ids
 }
 
-/// Reads `subscription` until every id in `ids` has a result, `timeout` passed or nothing new
-/// came for `quiet`, then 1.5 s more so that a late duplicate would be seen.
+/// Reads `subscription` until every id in `ids` (those not answered yet) has a result, `timeout`
+/// passed or nothing new came for `quiet`, then 1.5 s more so that a late duplicate would be
+/// seen.
 async fn results_for(
     emu: &Emulator,
     subscription: &str,
@@ -483,7 +484,8 @@ async fn sigterm_under_pull_load_answers_each_message_once() {
     let mut second = pull_worker(&sub, &results, &env);
     let ids = publisher.await.unwrap();
     let mut got = by_id(&early);
-    for (id, r) in results_for(&emu, &results_sub, &ids, Duration::from_secs(10), Duration::from_secs(4)).await {
+    let pending: Vec<String> = ids.iter().filter(|id| !got.contains_key(*id)).cloned().collect();
+    for (id, r) in results_for(&emu, &results_sub, &pending, Duration::from_secs(10), Duration::from_secs(4)).await {
         got.entry(id).or_default().extend(r);
     }
     let before_replay = ids.iter().filter(|id| got.contains_key(*id)).count();
@@ -526,7 +528,7 @@ async fn sigterm_under_pull_load_answers_each_message_once() {
 #[tokio::test]
 #[ignore = "needs the Pub/Sub emulator: run scripts/test-gcp"]
 async fn sigterm_under_load_loses_nothing_cloud_run_push() {
-    const N: usize = 120;
+    const N: usize = 600;
     let emu = Emulator::from_env();
     let (results, results_sub) = results_topic(&emu, "term-push-results").await;
     let port = free_port();
@@ -544,11 +546,9 @@ async fn sigterm_under_load_loses_nothing_cloud_run_push() {
                "retryPolicy": {"minimumBackoff": "0.1s", "maximumBackoff": "1s"}}),
     )
     .await;
-    // 120 messages, 20 every 100 ms: pushes keep arriving while the service stops, is down
-    // (connections refused: Pub/Sub retries) and starts again on the same port. Few messages:
-    // after push failures the emulator, like Pub/Sub, slows its pushes to a trickle (under
-    // 2 per second measured) and only slowly speeds up again.
-    let publisher = tokio::spawn(publish_paced(emu.clone(), topic, redact_messages(N), 20, Duration::from_millis(100)));
+    // 600 messages, 30 every 100 ms: pushes keep arriving while the service stops, is down
+    // (connections refused: Pub/Sub retries) and starts again on the same port.
+    let publisher = tokio::spawn(publish_paced(emu.clone(), topic, redact_messages(N), 30, Duration::from_millis(100)));
     let started = Instant::now();
     let early = emu.pull_until(&results_sub, N / 3, Duration::from_secs(60)).await;
     let stop = Instant::now();
@@ -559,7 +559,8 @@ async fn sigterm_under_load_loses_nothing_cloud_run_push() {
     second.wait_http(&base).await;
     let ids = publisher.await.unwrap();
     let mut got = by_id(&early);
-    for (id, r) in results_for(&emu, &results_sub, &ids, Duration::from_secs(90), Duration::from_secs(90)).await {
+    let pending: Vec<String> = ids.iter().filter(|id| !got.contains_key(*id)).cloned().collect();
+    for (id, r) in results_for(&emu, &results_sub, &pending, Duration::from_secs(90), Duration::from_secs(90)).await {
         got.entry(id).or_default().extend(r);
     }
     exactly_once("push", &ids, &got);
