@@ -4,7 +4,9 @@
 #   - the Cloud Run service `warden` (gcp/service.yaml): HTTP API + Pub/Sub push + CloudEvents;
 #   - topics: requests (push → the service), events (Eventarc → the service), batch (pull
 #     worker), results, dead letters;
-#   - a push subscription with OIDC auth, a retry policy and a dead-letter policy;
+#   - a push subscription with OIDC auth (--push-auth-service-account, --push-auth-token-audience;
+#     the service verifies the token: WARDEN_PUSH_AUDIENCE, WARDEN_PUSH_SERVICE_ACCOUNT), a retry
+#     policy and a dead-letter policy;
 #   - an Eventarc trigger (Pub/Sub messagePublished → /pubsub/push);
 #   - the pull worker as a Cloud Run job (gcp/worker-job.yaml).
 # Usage: PROJECT_ID=my-proj REGION=us-central1 gcp/deploy.sh
@@ -84,7 +86,12 @@ gc run services add-iam-policy-binding warden --region="$REGION" \
 gc iam service-accounts add-iam-policy-binding "$PUSH_SA" --member="serviceAccount:$pubsub_agent" \
   --role=roles/iam.serviceAccountTokenCreator >/dev/null
 
-echo "== push subscription (retry + dead letter)"
+# The service checks the push tokens itself (it is public for the HTTP API): the audiences the
+# push subscription (the push URL) and Eventarc (the service URL) sign for, and their account.
+gc run services update warden --region="$REGION" \
+  --update-env-vars="^@^WARDEN_PUSH_AUDIENCE=$url/pubsub/push,$url@WARDEN_PUSH_SERVICE_ACCOUNT=$PUSH_SA" >/dev/null
+
+echo "== push subscription (OIDC token, retry + dead letter)"
 push_flags=(--topic="$REQUESTS_TOPIC" --push-endpoint="$url/pubsub/push"
   --push-auth-service-account="$PUSH_SA" --push-auth-token-audience="$url/pubsub/push"
   --ack-deadline=60 --min-retry-delay=10s --max-retry-delay=600s

@@ -4,6 +4,7 @@
 //! per request carrying the request's trace.
 
 use crate::logging::{log, Trace};
+use crate::oidc::Verifier;
 use crate::process::{Processor, Verdict};
 use crate::push;
 use axum::extract::{Request, State};
@@ -29,6 +30,8 @@ pub struct GcpState {
     pub processor: Arc<Processor>,
     /// The project, for trace names.
     pub project: Option<String>,
+    /// Verifies push OIDC tokens, when `WARDEN_PUSH_AUDIENCE` turns it on.
+    pub push_auth: Option<Arc<Verifier>>,
 }
 
 /// Adds the Google Cloud routes and layers to the core router.
@@ -81,9 +84,17 @@ async fn request_log(project: Option<String>, mut req: Request, next: Next) -> R
 }
 
 /// A push (wrapped or unwrapped) or a CloudEvent: 204 once its result is published (malformed
-/// ones included: Pub/Sub retries every non-2xx), 503 on a transient failure.
+/// ones included: Pub/Sub retries every non-2xx), 503 on a transient failure; 401/403 before
+/// the body is read when push authentication is on and the token does not pass.
 async fn push_handler(State(state): State<GcpState>, req: Request) -> Response {
     let trace = req.extensions().get::<Trace>().cloned();
+    if let Some(verifier) = &state.push_auth {
+        if let Err(refusal) = verifier.verify(req.headers().get(axum::http::header::AUTHORIZATION)).await {
+            let fields = Map::from_iter([("reason".to_owned(), serde_json::Value::from(refusal.reason()))]);
+            log("WARNING", "push request refused", trace.as_ref(), fields);
+            return refusal.into_api_error().into_response();
+        }
+    }
     let (parts, body) = req.into_parts();
     // Base64 grows the data by a third; the envelope adds a little.
     let limit = state.processor.service.config().body_limit.saturating_mul(4) / 3 + 64 * 1024;

@@ -10,6 +10,7 @@ use warden_gcp::clients;
 use warden_gcp::config::{self, GcpSettings, HTTP_DEFAULT_AGENT};
 use warden_gcp::http::{extend, GcpState};
 use warden_gcp::logging::log;
+use warden_gcp::oidc::{PushAuth, Verifier};
 use warden_gcp::process::{Counters, Processor};
 use warden_gcp::pull::{self, PullOptions};
 use warden_service::native::{self, Platform};
@@ -88,7 +89,11 @@ async fn serve() -> Result<(), String> {
         default_agent_id: gcp.pubsub_agent.clone(),
         counters: Counters::default(),
     });
-    let state = GcpState { processor, project: gcp.project.clone() };
+    let push_auth = match PushAuth::from_lookup(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())? {
+        Some(auth) => Some(Arc::new(Verifier::new(auth)?)),
+        None => None,
+    };
+    let state = GcpState { processor, project: gcp.project.clone(), push_auth: push_auth.clone() };
     let addr = format!("0.0.0.0:{}", gcp.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     log(
@@ -99,6 +104,7 @@ async fn serve() -> Result<(), String> {
             ("address".to_owned(), Value::from(addr.as_str())),
             ("version".to_owned(), Value::from(warden_engine::VERSION)),
             ("result_topic".to_owned(), Value::from(gcp.result_topic.as_deref())),
+            ("push_auth".to_owned(), Value::from(push_auth.is_some())),
         ]),
     );
     native::serve_with(built, listener, &settings, SERVE_GRACE, |core| extend(core, state)).await?;

@@ -10,7 +10,7 @@ use crate::results::{ResultMessage, Results};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use warden_service::service::{MessageMeta, MessageOutcome, Service};
+use warden_service::service::{MessageOutcome, Service};
 
 /// What to tell Pub/Sub.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,12 +85,7 @@ impl Processor {
     }
 
     async fn govern(&self, m: &Incoming, trace: Option<&Trace>) -> Verdict {
-        let meta = MessageMeta {
-            id: m.message_id.clone(),
-            attempt: m.attempt.unwrap_or(1),
-            default_agent_id: m.agent().unwrap_or(&self.default_agent_id).to_owned(),
-            request_id: None,
-        };
+        let meta = m.meta(&self.default_agent_id);
         let id = m.message_id.as_deref();
         match self.service.handle_message(&m.data, &meta).await {
             MessageOutcome::Done(answer) => {

@@ -17,12 +17,13 @@ use base64::Engine as _;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use warden_service::service::MessageMeta;
 
 /// The attribute that names the agent of a bare payload.
 pub const AGENT_ATTRIBUTE: &str = "agent_id";
 
 /// Most attributes kept from one message (Pub/Sub allows 100).
-const MAX_ATTRIBUTES: usize = 100;
+pub const MAX_ATTRIBUTES: usize = 100;
 
 /// Most bytes of one attribute key or value kept (Pub/Sub: 256 key, 1024 value bytes).
 const MAX_ATTRIBUTE_LEN: usize = 1024;
@@ -86,7 +87,8 @@ pub struct Incoming {
     pub subscription: Option<String>,
     /// How it arrived.
     pub shape: Shape,
-    /// The delivery attempt, when the subscription has a dead-letter policy.
+    /// The delivery attempt (1 for the first), when the subscription has a dead-letter policy;
+    /// a stated 0 is no attempt number at all (found by the fuzzer: the core counts from 1).
     pub attempt: Option<u32>,
 }
 
@@ -94,6 +96,17 @@ impl Incoming {
     /// The `agent_id` attribute, if any.
     pub fn agent(&self) -> Option<&str> {
         self.attributes.get(AGENT_ATTRIBUTE).map(String::as_str).filter(|a| !a.is_empty())
+    }
+
+    /// What the core's message seam is told about this message: the message id is the dedupe
+    /// key, and a bare payload runs as the `agent_id` attribute's agent, else `default_agent`.
+    pub fn meta(&self, default_agent: &str) -> MessageMeta {
+        MessageMeta {
+            id: self.message_id.clone(),
+            attempt: self.attempt.unwrap_or(1),
+            default_agent_id: self.agent().unwrap_or(default_agent).to_owned(),
+            request_id: None,
+        }
     }
 }
 
@@ -164,15 +177,17 @@ fn unwrapped(headers: &HeaderMap, body: &[u8], id: String) -> Incoming {
         attributes,
         subscription: header(headers, "x-goog-pubsub-subscription-name"),
         shape: Shape::Unwrapped,
-        attempt: header(headers, "x-goog-pubsub-delivery-attempt").and_then(|a| a.parse().ok()),
+        attempt: header(headers, "x-goog-pubsub-delivery-attempt").and_then(|a| a.parse().ok()).filter(|&a| a > 0),
     }
 }
 
 /// `{"message":{...},"subscription":...}`.
 fn wrapped(mut map: Map<String, Value>, shape: Shape) -> Result<Incoming, Malformed> {
     let subscription = map.get("subscription").and_then(Value::as_str).map(str::to_owned);
-    let attempt =
-        field(&map, "deliveryAttempt", "delivery_attempt").and_then(Value::as_u64).and_then(|a| u32::try_from(a).ok());
+    let attempt = field(&map, "deliveryAttempt", "delivery_attempt")
+        .and_then(Value::as_u64)
+        .and_then(|a| u32::try_from(a).ok())
+        .filter(|&a| a > 0);
     let Some(message) = map.remove("message") else {
         return Err(Malformed::new(None, "push body has no `message`"));
     };
@@ -450,6 +465,17 @@ mod tests {
             assert_eq!(e.message_id.as_deref(), id, "{e:?}");
             assert!(e.problem.contains(problem), "{e:?}");
         }
+    }
+
+    #[test]
+    fn a_zero_delivery_attempt_counts_as_the_first() {
+        let h = headers(&[("x-goog-pubsub-message-id", "77"), ("x-goog-pubsub-delivery-attempt", "0")]);
+        let m = parse(&h, b"{}").unwrap();
+        assert_eq!((m.attempt, m.meta("d").attempt), (None, 1));
+        let body = json!({"message": {"data": b64("{}"), "messageId": "1"}, "deliveryAttempt": 0});
+        assert_eq!(parse(&HeaderMap::new(), body.to_string().as_bytes()).unwrap().meta("d").attempt, 1);
+        let body = json!({"message": {"data": b64("{}"), "messageId": "1"}, "deliveryAttempt": 4});
+        assert_eq!(parse(&HeaderMap::new(), body.to_string().as_bytes()).unwrap().meta("d").attempt, 4);
     }
 
     #[test]

@@ -2,15 +2,22 @@
 //! `PUBSUB_EMULATOR_HOST`): push subscriptions (wrapped and unwrapped) and CloudEvents to the
 //! Cloud Run service, the pull worker on a 10,000-message batch, malformed messages, a
 //! transient failure and its redelivery, dead-lettering, every conformance case as a Pub/Sub
-//! message, and SIGTERM under load.
+//! message, and SIGTERM under a publish load (pull worker and service, each restarted: every
+//! message answered exactly once through the Redis dedupe store the script starts).
+//!
+//! Push OIDC verification is off wherever the emulator pushes: the emulator sends no
+//! `Authorization` header (it signs nothing, whatever the subscription's `oidcToken` says). The
+//! OIDC test posts to the service itself with tokens signed by a key generated for the run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[path = "../common/keys.rs"]
+mod keys;
 mod support;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use support::{free_port, name, Emulator, Outgoing, Pulled, Warden, PROJECT};
+use support::{deliver, free_port, name, push_body, Delivery, Emulator, Outgoing, Pulled, Warden, PROJECT};
 
 fn by_id(results: &[Pulled]) -> HashMap<String, Vec<Pulled>> {
     let mut map: HashMap<String, Vec<Pulled>> = HashMap::new();
@@ -125,7 +132,6 @@ async fn push_subscriptions_wrapped_and_unwrapped() {
 #[tokio::test]
 #[ignore = "needs the Pub/Sub emulator: run scripts/test-gcp"]
 async fn cloud_events_binary_and_structured() {
-    use base64::Engine as _;
     let emu = Emulator::from_env();
     let (results, results_sub) = results_topic(&emu, "ce-results").await;
     let port = free_port();
@@ -136,63 +142,22 @@ async fn cloud_events_binary_and_structured() {
     );
     warden.wait_http(&base).await;
     let http = reqwest::Client::new();
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let pubsub_data = json!({
-        "message": {"data": b64(r#"{"message":"SSN 123-45-6789"}"#), "messageId": "ce-msg-1",
-                    "attributes": {"agent_id": "ce-agent"}, "publishTime": "2026-11-30T00:00:00Z"},
-        "subscription": "projects/p/subscriptions/eventarc-sub"
-    });
+    let pii = br#"{"message":"SSN 123-45-6789"}"#;
     let trace = "105445aa7843bc8bf206b12000100000/1;o=1";
-    // Binary mode at `/`, as Eventarc delivers by default.
-    let resp = http
-        .post(format!("{base}/"))
-        .header("ce-specversion", "1.0")
-        .header("ce-id", "evt-1")
-        .header("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")
-        .header("ce-source", "//pubsub.googleapis.com/projects/p/topics/t")
-        .header("content-type", "application/json")
-        .header("x-cloud-trace-context", trace)
-        .body(pubsub_data.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-    // Structured mode at the push path.
-    let mut data2 = pubsub_data.clone();
-    data2["message"]["messageId"] = json!("ce-msg-2");
-    let event = json!({"specversion": "1.0", "id": "evt-2", "type": "google.cloud.pubsub.topic.v1.messagePublished",
-                       "source": "//pubsub.googleapis.com/projects/p/topics/t", "datacontenttype": "application/json",
-                       "data": data2});
-    let resp = http
-        .post(format!("{base}/pubsub/push"))
-        .header("content-type", "application/cloudevents+json")
-        .body(event.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-    // A redelivery of the first event: acknowledged, nothing published again.
-    let resp = http
-        .post(format!("{base}/"))
-        .header("ce-specversion", "1.0")
-        .header("ce-id", "evt-1")
-        .header("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")
-        .body(pubsub_data.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-    // A malformed event is acknowledged with an error result.
-    let resp = http
-        .post(format!("{base}/"))
-        .header("ce-specversion", "1.0")
-        .header("ce-id", "evt-3")
-        .header("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")
-        .body(r#"{"message":{"messageId":"ce-msg-3","data":"%%%"}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    // Binary mode at `/` (Eventarc's default), structured mode at the push path, a redelivery
+    // of the first event (acknowledged, nothing published again), and a malformed event
+    // (acknowledged with an error result).
+    let first = push_body("ce-msg-1", pii, &[("agent_id", "ce-agent")]);
+    let sends = [
+        (Delivery::BinaryEvent, "evt-1", first.clone(), vec![("x-cloud-trace-context", trace.to_owned())]),
+        (Delivery::StructuredEvent, "evt-2", push_body("ce-msg-2", pii, &[("agent_id", "ce-agent")]), vec![]),
+        (Delivery::BinaryEvent, "evt-1", first, vec![]),
+        (Delivery::BinaryEvent, "evt-3", json!({"message": {"messageId": "ce-msg-3", "data": "%%%"}}), vec![]),
+    ];
+    for (how, event_id, body, headers) in &sends {
+        let resp = deliver(&http, &base, *how, event_id, body, headers).await;
+        assert_eq!(resp.status(), 204, "{how:?} {event_id}");
+    }
     // `POST /` without ce-* headers is still the invoke envelope.
     let resp = http.post(format!("{base}/")).json(&json!({"action": "health"})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -410,62 +375,273 @@ async fn every_conformance_case_as_a_pubsub_message() {
     assert!(failures.is_empty(), "{} of {total} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// Publishes `messages` `batch` at a time, one batch per `every`: a bounded publish load that
+/// keeps arriving while processes are stopped and restarted. Returns the ids in order.
+async fn publish_paced(
+    emu: Emulator,
+    topic: String,
+    messages: Vec<Outgoing>,
+    batch: usize,
+    every: Duration,
+) -> Vec<String> {
+    let mut ids = Vec::with_capacity(messages.len());
+    let mut tick = tokio::time::interval(every);
+    for chunk in messages.chunks(batch) {
+        tick.tick().await;
+        ids.extend(emu.publish(&topic, chunk).await);
+    }
+    ids
+}
+
+/// Reads `subscription` until every id in `ids` (those not answered yet) has a result, `timeout`
+/// passed or nothing new came for `quiet`, then 1.5 s more so that a late duplicate would be
+/// seen.
+async fn results_for(
+    emu: &Emulator,
+    subscription: &str,
+    ids: &[String],
+    timeout: Duration,
+    quiet: Duration,
+) -> HashMap<String, Vec<Pulled>> {
+    let deadline = Instant::now() + timeout;
+    let mut got: Vec<Pulled> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut last_new = Instant::now();
+    while Instant::now() < deadline && last_new.elapsed() < quiet && !ids.iter().all(|id| seen.contains(id)) {
+        let batch = emu.pull_once(subscription, 1000).await;
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        } else {
+            last_new = Instant::now();
+        }
+        seen.extend(batch.iter().map(|r| r.json()["messageId"].as_str().unwrap_or_default().to_owned()));
+        got.extend(batch);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    got.extend(emu.pull_once(subscription, 1000).await);
+    by_id(&got)
+}
+
+/// Every id has exactly one result, none an error, and no result is for an unknown id.
+fn exactly_once(what: &str, ids: &[String], got: &HashMap<String, Vec<Pulled>>) {
+    let missing: Vec<_> = ids.iter().filter(|id| !got.contains_key(*id)).collect();
+    let duplicated: Vec<_> = got.iter().filter(|(_, v)| v.len() > 1).map(|(k, v)| (k, v.len())).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} of {} messages have no result, e.g. {:?}",
+        missing.len(),
+        ids.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(duplicated.is_empty(), "{what}: duplicate results, e.g. {duplicated:?}");
+    assert_eq!(got.len(), ids.len(), "{what}: results for ids never published");
+    assert!(got.values().flatten().all(|r| r.attributes["decision"] != "error"), "{what}: an error result");
+}
+
+fn redact_messages(n: usize) -> Vec<Outgoing> {
+    (0..n)
+        .map(|i| {
+            (json!({"action": "redact", "text": format!("row {i} SSN 123-45-6789")}).to_string().into_bytes(), vec![])
+        })
+        .collect()
+}
+
 #[tokio::test]
 #[ignore = "needs the Pub/Sub emulator: run scripts/test-gcp"]
-async fn sigterm_during_load_drops_nothing_the_worker_received() {
+async fn sigterm_under_pull_load_answers_each_message_once() {
     const N: usize = 3000;
     let emu = Emulator::from_env();
     let topic = name("term-in");
     let sub = format!("{topic}-pull");
     emu.create_topic(&topic).await;
-    emu.create_subscription(&sub, &topic, json!({"ackDeadlineSeconds": 10})).await;
+    emu.create_subscription(
+        &sub,
+        &topic,
+        json!({"ackDeadlineSeconds": 10, "retainAckedMessages": true,
+               "retryPolicy": {"minimumBackoff": "0.1s", "maximumBackoff": "1s"}}),
+    )
+    .await;
     let (results, results_sub) = results_topic(&emu, "term-results").await;
-    let messages: Vec<Outgoing> = (0..N)
-        .map(|i| {
-            (json!({"action": "redact", "text": format!("row {i} SSN 123-45-6789")}).to_string().into_bytes(), vec![])
-        })
-        .collect();
-    // Half the messages are waiting when the first worker starts; it is stopped mid-batch, a
-    // second worker takes over, and the other half arrives. The worker's guarantee is checked:
-    // a clean exit within Cloud Run's 10 s, and every message it received either acked after
-    // its result was published or nacked back; no duplicates, no errors. That every message is
-    // eventually answered is not asserted here: the emulator ignores streaming-pull flow control
-    // (it streams the whole backlog to the first client), hands back what a stopped client never
-    // read only as leases lapse, and meanwhile often stalls delivery to a new stream.
-    let (before, after) = messages.split_at(N / 2);
-    let ids = emu.publish(&topic, before).await;
-    let mut first = pull_worker(&sub, &results, &[]);
-    let mut got = emu.pull_until(&results_sub, N / 5, Duration::from_secs(60)).await;
+    // Both workers share the Redis dedupe store, as instances on Cloud Run share Memorystore: a
+    // message whose result was published but whose ack was lost is not answered twice.
+    let env = support::redis_env();
+    let since = support::rfc3339_now();
+    // 3000 messages, 50 every 100 ms: the load is still arriving when the first worker stops.
+    let publisher = tokio::spawn(publish_paced(emu.clone(), topic, redact_messages(N), 50, Duration::from_millis(100)));
     let started = Instant::now();
+    let mut first = pull_worker(&sub, &results, &env);
+    let early = emu.pull_until(&results_sub, N / 5, Duration::from_secs(60)).await;
+    let stop = Instant::now();
     assert!(first.terminate(Duration::from_secs(10)), "no clean exit within 10 s: {}", first.log_text());
-    let drain = started.elapsed();
+    let drain = stop.elapsed();
     let stopped = first.log_lines("pull worker stopped");
     assert_eq!(stopped.len(), 1, "{}", first.log_text());
-    let second = pull_worker(&sub, &results, &[]);
-    let before_ids = ids.clone();
-    let after_ids = emu.publish(&topic, after).await;
-    // The first worker dropped nothing it received: each was acked after its result was
-    // published, or nacked back.
     let f = &stopped[0];
+    // Everything the first worker received was acked after its result was published, or
+    // handed back.
     assert_eq!(f["received"], json!(f["acked"].as_u64().unwrap() + f["nacked"].as_u64().unwrap()), "{f}");
     assert_eq!(f["published"], f["acked"], "{f}");
-    let got_before_restart = by_id(&got).len();
-    got.extend(emu.pull_until(&results_sub, N, Duration::from_secs(10)).await);
-    let got = by_id(&got);
-    let duplicates: usize = got.values().map(|v| v.len() - 1).sum();
-    assert_eq!(duplicates, 0);
+    let mut second = pull_worker(&sub, &results, &env);
+    let ids = publisher.await.unwrap();
+    let mut got = by_id(&early);
+    let pending: Vec<String> = ids.iter().filter(|id| !got.contains_key(*id)).cloned().collect();
+    for (id, r) in results_for(&emu, &results_sub, &pending, Duration::from_secs(10), Duration::from_secs(4)).await {
+        got.entry(id).or_default().extend(r);
+    }
+    let before_replay = ids.iter().filter(|id| got.contains_key(*id)).count();
+    // Replay: seek the subscription back to the start (what an operator does after an incident).
+    // Every message comes again, answered or not, to the second worker; each answered one must
+    // be recognised as a duplicate through the shared store and not answered twice.
+    emu.seek(&sub, &since).await;
+    for (id, r) in results_for(&emu, &results_sub, &ids, Duration::from_secs(30), Duration::from_secs(5)).await {
+        got.entry(id).or_default().extend(r);
+    }
+    assert!(second.terminate(Duration::from_secs(10)), "{}", second.log_text());
+    let s = second.log_lines("pull worker stopped").remove(0);
+    let duplicated: Vec<_> = got.iter().filter(|(_, v)| v.len() > 1).map(|(k, v)| (k, v.len())).take(5).collect();
+    assert!(duplicated.is_empty(), "duplicate results across the restart and the replay, e.g. {duplicated:?}");
     assert!(got.values().flatten().all(|r| r.attributes["decision"] != "error"));
-    assert!(got.len() > got_before_restart, "the second worker answered nothing: {}", second.log_text());
-    let answered = |ids: &[String]| ids.iter().filter(|id| got.contains_key(*id)).count();
+    assert!(got.keys().all(|id| ids.contains(id)), "results for ids never published");
+    assert!(s["duplicates"].as_u64().unwrap() > 0, "the replay brought no answered message back: {s}");
+    assert_eq!(s["received"], json!(s["acked"].as_u64().unwrap() + s["nacked"].as_u64().unwrap()), "{s}");
+    // What is not asserted: that every message is eventually answered. Measured on the emulator
+    // (gcloud 528), whole publish batches that it hands to a streaming-pull stream are never
+    // delivered when an earlier stream of the subscription has closed (SIGTERM or SIGKILL
+    // alike): invisible to every later stream and to plain pull for minutes, and again after a
+    // seek. The push test below proves nothing-lost end to end; here the emulator's loss is
+    // counted and printed.
+    let answered = ids.iter().filter(|id| got.contains_key(*id)).count();
     println!(
-        "sigterm under load: drained in {:.2} s; first worker {} acked, {} nacked back; after 10 s of the \
-         second worker {} of {} first-half and {} of {} second-half messages answered; {duplicates} duplicates",
+        "sigterm under pull load: first worker stopped after {} results, drained in {:.2} s ({} acked, {} handed \
+         back); {before_replay} of {N} answered before the replay, {answered} after it, each once; the second \
+         worker recognised {} redeliveries as duplicates; {} never delivered by the emulator; {:.1} s",
+        early.len(),
         drain.as_secs_f64(),
         f["acked"],
         f["nacked"],
-        answered(&before_ids),
-        before_ids.len(),
-        answered(&after_ids),
-        after_ids.len()
+        s["duplicates"],
+        N - answered,
+        started.elapsed().as_secs_f64(),
     );
+}
+
+#[tokio::test]
+#[ignore = "needs the Pub/Sub emulator: run scripts/test-gcp"]
+async fn sigterm_under_load_loses_nothing_cloud_run_push() {
+    const N: usize = 600;
+    let emu = Emulator::from_env();
+    let (results, results_sub) = results_topic(&emu, "term-push-results").await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut env = support::redis_env();
+    env.extend([("PORT", port.to_string()), ("WARDEN_RESULT_TOPIC", results)]);
+    let mut first = Warden::start(&[], &env);
+    first.wait_http(&base).await;
+    let topic = name("term-push-in");
+    emu.create_topic(&topic).await;
+    emu.create_subscription(
+        &format!("{topic}-push"),
+        &topic,
+        json!({"pushConfig": {"pushEndpoint": format!("{base}/pubsub/push")}, "ackDeadlineSeconds": 10,
+               "retryPolicy": {"minimumBackoff": "0.1s", "maximumBackoff": "1s"}}),
+    )
+    .await;
+    // 600 messages, 30 every 100 ms: pushes keep arriving while the service stops, is down
+    // (connections refused: Pub/Sub retries) and starts again on the same port.
+    let publisher = tokio::spawn(publish_paced(emu.clone(), topic, redact_messages(N), 30, Duration::from_millis(100)));
+    let started = Instant::now();
+    let early = emu.pull_until(&results_sub, N / 3, Duration::from_secs(60)).await;
+    let stop = Instant::now();
+    assert!(first.terminate(Duration::from_secs(10)), "no clean exit within 10 s: {}", first.log_text());
+    let drain = stop.elapsed();
+    let served_by_first = first.log_lines("pubsub message governed").len();
+    let second = Warden::start(&[], &env);
+    second.wait_http(&base).await;
+    let ids = publisher.await.unwrap();
+    let mut got = by_id(&early);
+    let pending: Vec<String> = ids.iter().filter(|id| !got.contains_key(*id)).cloned().collect();
+    for (id, r) in results_for(&emu, &results_sub, &pending, Duration::from_secs(90), Duration::from_secs(90)).await {
+        got.entry(id).or_default().extend(r);
+    }
+    exactly_once("push", &ids, &got);
+    println!(
+        "sigterm under push load: service stopped after {} results, drained in {:.2} s; first instance governed \
+         {served_by_first}, second {}; all {N} answered exactly once {:.1} s after the start ({} redeliveries \
+         deduplicated)",
+        early.len(),
+        drain.as_secs_f64(),
+        second.log_lines("pubsub message governed").len(),
+        started.elapsed().as_secs_f64(),
+        first.log_lines("duplicate message acknowledged").len()
+            + second.log_lines("duplicate message acknowledged").len(),
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the Pub/Sub emulator: run scripts/test-gcp"]
+async fn push_oidc_tokens_checked_by_the_service() {
+    let emu = Emulator::from_env();
+    let (results, results_sub) = results_topic(&emu, "oidc-results").await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let key = keys::TestKey::generate("test-key");
+    let jwks = std::env::temp_dir().join(format!("warden-gcp-jwks-{}.json", std::process::id()));
+    std::fs::write(&jwks, keys::jwks(&[&key]).to_string()).unwrap();
+    // Push subscriptions sign for the push URL, Eventarc for the service URL.
+    let push_audience = format!("{base}/pubsub/push");
+    let warden = Warden::start(
+        &[],
+        &[
+            ("PORT", port.to_string()),
+            ("WARDEN_RESULT_TOPIC", results),
+            ("WARDEN_PUSH_AUDIENCE", format!("{push_audience},{base}")),
+            ("WARDEN_PUSH_SERVICE_ACCOUNT", keys::PUSH_ACCOUNT.to_owned()),
+            ("WARDEN_PUSH_JWKS_FILE", jwks.display().to_string()),
+        ],
+    );
+    warden.wait_http(&base).await;
+    let http = reqwest::Client::new();
+    let bearer = |token: String| vec![("authorization", format!("Bearer {token}"))];
+    let body = |id: &str| push_body(id, br#"{"message":"mail bob@example.com"}"#, &[]);
+    let mut wrong_email = keys::push_claims(&push_audience);
+    wrong_email["email"] = json!("intruder@example.iam.gserviceaccount.com");
+    let mut expired = keys::push_claims(&push_audience);
+    expired["exp"] = json!(keys::now() - 600);
+    let refused = [
+        (Delivery::Push, "no-token", vec![], 401, "unauthorized"),
+        (Delivery::Push, "wrong-email", bearer(key.sign(json!({}), &wrong_email)), 403, "forbidden"),
+        (Delivery::Push, "expired", bearer(key.sign(json!({}), &expired)), 401, "unauthorized"),
+        (
+            Delivery::Push,
+            "other-key",
+            bearer(keys::TestKey::generate("test-key").push_token(&push_audience)),
+            401,
+            "unauthorized",
+        ),
+        (Delivery::BinaryEvent, "event-no-token", vec![], 401, "unauthorized"),
+    ];
+    for (how, id, headers, status, code) in &refused {
+        let resp = deliver(&http, &base, *how, id, &body(id), headers).await;
+        assert_eq!(resp.status().as_u16(), *status, "{id}");
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], *code, "{id}: {answer}");
+    }
+    let accepted = [
+        (Delivery::Push, "pushed", bearer(key.push_token(&push_audience))),
+        (Delivery::BinaryEvent, "evented", bearer(key.push_token(&base))),
+        (Delivery::StructuredEvent, "structured", bearer(key.push_token(&push_audience))),
+    ];
+    for (how, id, headers) in &accepted {
+        let resp = deliver(&http, &base, *how, id, &body(id), headers).await;
+        assert_eq!(resp.status(), 204, "{id}: {}", warden.log_text());
+    }
+    // The HTTP API does not need a push token.
+    assert_eq!(http.get(format!("{base}/api/v1/health")).send().await.unwrap().status(), 200);
+    let ids: Vec<String> = accepted.iter().map(|(_, id, _)| (*id).to_owned()).collect();
+    let got = results_for(&emu, &results_sub, &ids, Duration::from_secs(20), Duration::from_secs(20)).await;
+    exactly_once("oidc", &ids, &got);
+    let refusals = warden.log_lines("push request refused");
+    assert_eq!(refusals.len(), refused.len(), "{}", warden.log_text());
+    assert!(!warden.log_text().contains(&key.push_token(&push_audience)[..40]), "a token reached the log");
+    std::fs::remove_file(&jwks).unwrap();
 }

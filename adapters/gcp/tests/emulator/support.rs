@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 pub const PROJECT: &str = "warden-test";
 
 /// The emulator started by scripts/test-gcp.
+#[derive(Clone)]
 pub struct Emulator {
     pub host: String,
     http: reqwest::Client,
@@ -52,6 +53,19 @@ impl Emulator {
         extra["ackDeadlineSeconds"] = extra.get("ackDeadlineSeconds").cloned().unwrap_or(json!(20));
         let resp = self.http.put(self.url(&format!("subscriptions/{name}"))).json(&extra).send().await.unwrap();
         assert!(resp.status().is_success(), "create subscription {name}: {}", resp.text().await.unwrap());
+    }
+
+    /// Seeks `subscription` back to `time` (RFC 3339): every message published since is
+    /// delivered again, acknowledged ones too when the subscription retains them.
+    pub async fn seek(&self, subscription: &str, time: &str) {
+        let resp = self
+            .http
+            .post(self.url(&format!("subscriptions/{subscription}:seek")))
+            .json(&json!({ "time": time }))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "seek {subscription}: {}", resp.text().await.unwrap());
     }
 
     /// Publishes messages (data, attributes) in batches of 1000; returns their ids in order.
@@ -132,6 +146,81 @@ impl Emulator {
             })
             .collect()
     }
+}
+
+/// How a test posts a message to the service itself, as Pub/Sub or Eventarc would.
+#[derive(Clone, Copy, Debug)]
+pub enum Delivery {
+    /// A wrapped push body to `/pubsub/push`.
+    Push,
+    /// A binary-mode CloudEvent (`ce-*` headers, the body is the push body) to `/`, Eventarc's
+    /// default path.
+    BinaryEvent,
+    /// A structured-mode CloudEvent (`application/cloudevents+json`, the push body as `data`)
+    /// to `/pubsub/push`.
+    StructuredEvent,
+}
+
+/// The event type of Pub/Sub messages delivered by Eventarc.
+pub const PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublished";
+
+/// A Pub/Sub message as push and Eventarc wrap it.
+pub fn push_body(message_id: &str, data: &[u8], attributes: &[(&str, &str)]) -> Value {
+    use base64::Engine as _;
+    let attributes: serde_json::Map<String, Value> =
+        attributes.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+    json!({
+        "message": {"data": base64::engine::general_purpose::STANDARD.encode(data), "messageId": message_id,
+                    "attributes": attributes, "publishTime": "2026-11-30T00:00:00Z"},
+        "subscription": format!("projects/{PROJECT}/subscriptions/eventarc-sub"),
+    })
+}
+
+/// Posts `body` (a [`push_body`], or any JSON standing for one) to the service at `base` the
+/// way `how` says, with `event_id` as the CloudEvent id and `headers` added.
+pub async fn deliver(
+    http: &reqwest::Client,
+    base: &str,
+    how: Delivery,
+    event_id: &str,
+    body: &Value,
+    headers: &[(&str, String)],
+) -> reqwest::Response {
+    let source = format!("//pubsub.googleapis.com/projects/{PROJECT}/topics/events");
+    let request = match how {
+        Delivery::Push => http.post(format!("{base}/pubsub/push")).json(body),
+        Delivery::BinaryEvent => http
+            .post(format!("{base}/"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", event_id)
+            .header("ce-type", PUBLISHED)
+            .header("ce-source", source)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+        Delivery::StructuredEvent => {
+            let event = json!({"specversion": "1.0", "id": event_id, "type": PUBLISHED, "source": source,
+                               "datacontenttype": "application/json", "data": body});
+            http.post(format!("{base}/pubsub/push"))
+                .header("content-type", "application/cloudevents+json")
+                .body(event.to_string())
+        }
+    };
+    let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, v));
+    request.send().await.unwrap()
+}
+
+/// The Redis started by scripts/test-gcp: the dedupe store shared by a process and its
+/// restarted successor, as Memorystore is on Cloud Run.
+pub fn redis_env() -> Vec<(&'static str, String)> {
+    let url =
+        std::env::var("WARDEN_TEST_REDIS_URL").expect("WARDEN_TEST_REDIS_URL: run these tests with scripts/test-gcp");
+    vec![("REDIS_URL", url), ("WARDEN_STORE", "redis".to_owned())]
+}
+
+/// The current time in RFC 3339, as the emulator's API takes it.
+pub fn rfc3339_now() -> String {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// Unique resource names per test run (the emulator outlives one test binary run only when
