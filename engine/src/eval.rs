@@ -177,8 +177,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) policy_id: PolicyId,
     pub(crate) first_reason: Option<Reason>,
     pub(crate) base: Decision,
-    allow_pii: Option<&'a BTreeMap<PiiType, PiiAction>>,
-    fallback: PiiAction,
+    pub(crate) allow_pii: Option<&'a BTreeMap<PiiType, PiiAction>>,
+    pub(crate) fallback: PiiAction,
 }
 
 impl Plan<'_> {

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 /// Holds only references: cheap to build per request.
 #[derive(Clone, Copy, Debug)]
 pub struct Gate<'a> {
-    eval: Evaluator<'a>,
+    pub(crate) eval: Evaluator<'a>,
     on_error: OnError,
     mode: PolicyMode,
 }
@@ -169,13 +169,13 @@ impl<'a> Gate<'a> {
     /// Evaluates a text that arrives in chunks for `tool` in `scope` and `direction` under the
     /// server policy (the request's own `policy_config` is not supported here): see
     /// [`TextStream`].
-    pub fn check_stream(&self, direction: Direction, tool: &str, scope: &str) -> TextStream<'a> {
-        TextStream::new(self.eval, self.eval.level(direction, tool, scope))
+    pub fn check_stream(&self, direction: Direction, tool: &str, scope: &str) -> TextStream {
+        TextStream::new(self.eval.level(direction, tool, scope))
     }
 
     /// [`check_stream`](Self::check_stream) for a postcheck (egress): a tool's answer, such as
     /// an AI model's streamed response.
-    pub fn postcheck_stream(&self, tool: &str, scope: &str) -> TextStream<'a> {
+    pub fn postcheck_stream(&self, tool: &str, scope: &str) -> TextStream {
         self.check_stream(Direction::Egress, tool, scope)
     }
 

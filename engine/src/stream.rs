@@ -31,10 +31,12 @@
 
 use crate::detect::unicode::folded_len;
 use crate::detect::{spend, MAX_LOOK_AHEAD, MAX_LOOK_BEHIND};
-use crate::eval::{Decision, Evaluator, Finding, Level, Match, Plan, PolicyId, Verdict};
+use crate::eval::{Decision, Evaluator, Finding, Level, Match, PolicyId, Verdict};
+use crate::gate::Gate;
 use crate::pii::PiiType;
 use crate::policy::PiiAction;
 use crate::reason::Reason;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -89,6 +91,10 @@ pub struct StreamEnd {
 /// and the verdict. Made by [`Gate::check_stream`](crate::Gate::check_stream) and
 /// [`Gate::postcheck_stream`](crate::Gate::postcheck_stream).
 ///
+/// The stream borrows nothing (it can live in a struct, a JS object or a response body): each
+/// call takes the gate, which must be one over the same policy, key and detector as the gate
+/// that made the stream (a gate is only references: rebuild it per call from shared ones).
+///
 /// For every decision but `deny`, the concatenated output equals the `text_out` of the
 /// one-shot check of the whole text, with the same decision, reasons and findings (as long as
 /// some whitespace comes at least every `max_hold` bytes). A deny is known as soon as the
@@ -105,9 +111,9 @@ pub struct StreamEnd {
 /// // Chunks split values and characters (`\xE2\x80\x94` is an em dash).
 /// let chunks: [&[u8]; 4] = [b"Write to ali", b"ce@exa", b"mple.com or call \xE2", b"\x80\x94 +44 20 7946 0958."];
 /// for chunk in chunks {
-///     out += &stream.push(chunk)?;
+///     out += &stream.push(&gate, chunk)?;
 /// }
-/// let end = stream.finish()?;
+/// let end = stream.finish(&gate)?;
 /// out += &end.rest;
 /// assert_eq!(out, "Write to <USER_EMAIL> or call \u{2014} <USER_PHONE>.");
 /// assert_eq!(end.verdict.decision, Decision::Transform);
@@ -115,11 +121,10 @@ pub struct StreamEnd {
 /// assert_eq!(reasons, ["pii.redacted:PII:email_address", "pii.redacted:PII:phone_number"]);
 /// # Ok::<(), warden_engine::StreamStop>(())
 /// ```
-#[derive(Debug)]
-pub struct TextStream<'a> {
-    eval: Evaluator<'a>,
+#[derive(Clone, Debug)]
+pub struct TextStream {
     /// `None`: the strict fallback (nothing transformed; SSNs and passwords deny).
-    plan: Option<Plan<'a>>,
+    plan: Option<StreamPlan>,
     policy_id: PolicyId,
     max_hold: usize,
     /// The window: released context, then unreleased text.
@@ -142,16 +147,23 @@ pub struct TextStream<'a> {
     stop: Option<StreamStop>,
 }
 
-impl fmt::Debug for Plan<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Plan").field("policy_id", &self.policy_id).field("base", &self.base).finish_non_exhaustive()
+/// The deciding level's plan, owned: a stream borrows nothing between calls.
+#[derive(Clone, Debug)]
+struct StreamPlan {
+    base: Decision,
+    allow_pii: Option<BTreeMap<PiiType, PiiAction>>,
+    fallback: PiiAction,
+}
+
+impl StreamPlan {
+    fn action(&self, ty: &PiiType) -> PiiAction {
+        self.allow_pii.as_ref().and_then(|a| a.get(ty)).copied().unwrap_or(self.fallback)
     }
 }
 
-impl<'a> TextStream<'a> {
-    pub(crate) fn new(eval: Evaluator<'a>, level: Level<'a>) -> TextStream<'a> {
+impl TextStream {
+    pub(crate) fn new(level: Level<'_>) -> TextStream {
         let mut s = TextStream {
-            eval,
             plan: None,
             policy_id: PolicyId::StrictFallback,
             max_hold: DEFAULT_MAX_HOLD,
@@ -178,7 +190,8 @@ impl<'a> TextStream<'a> {
                 if plan.base == Decision::Deny {
                     s.stop = Some(StreamStop::Denied(s.verdict(Decision::Deny)));
                 }
-                s.plan = Some(plan);
+                s.plan =
+                    Some(StreamPlan { base: plan.base, allow_pii: plan.allow_pii.cloned(), fallback: plan.fallback });
             }
         }
         s
@@ -187,7 +200,7 @@ impl<'a> TextStream<'a> {
     /// Sets the cap on text held back waiting for a cut (bytes; at least four look-aheads,
     /// 1300 bytes, whatever is asked). Larger caps keep the one-shot equality for longer
     /// whitespace-free runs and cost that much memory per stream.
-    pub fn with_max_hold(self, bytes: usize) -> TextStream<'a> {
+    pub fn with_max_hold(self, bytes: usize) -> TextStream {
         TextStream { max_hold: bytes.max(MIN_MAX_HOLD), ..self }
     }
 
@@ -202,12 +215,12 @@ impl<'a> TextStream<'a> {
     /// # Errors
     ///
     /// [`StreamStop`] when the text is denied or is not UTF-8; the stream is over.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<String, StreamStop> {
+    pub fn push(&mut self, gate: &Gate<'_>, chunk: &[u8]) -> Result<String, StreamStop> {
         if let Some(stop) = &self.stop {
             return Err(stop.clone());
         }
         self.accept(chunk)?;
-        self.advance(false)
+        self.advance(&gate.eval, false)
     }
 
     /// Ends the stream: the rest of the governed text and the verdict.
@@ -215,14 +228,14 @@ impl<'a> TextStream<'a> {
     /// # Errors
     ///
     /// [`StreamStop`] when the text is denied (now or before), or ends inside a character.
-    pub fn finish(mut self) -> Result<StreamEnd, StreamStop> {
+    pub fn finish(mut self, gate: &Gate<'_>) -> Result<StreamEnd, StreamStop> {
         if let Some(stop) = self.stop.take() {
             return Err(stop);
         }
         if self.carry_len > 0 {
             return Err(StreamStop::InvalidUtf8 { offset: self.consumed });
         }
-        let rest = self.advance(true)?;
+        let rest = self.advance(&gate.eval, true)?;
         let decision = match &self.plan {
             None => Decision::Allow,
             Some(plan) if plan.base == Decision::Confirm => Decision::Confirm,
@@ -302,19 +315,19 @@ impl<'a> TextStream<'a> {
     }
 
     /// Evaluates the window when it has grown enough (or at the end) and releases up to a cut.
-    fn advance(&mut self, last: bool) -> Result<String, StreamStop> {
+    fn advance(&mut self, eval: &Evaluator<'_>, last: bool) -> Result<String, StreamStop> {
         let pending = self.buf.len() - self.released;
         let grown = self.buf.len() - self.last_run;
         if !last && grown < STEP.max(self.last_run / 2) && pending <= self.max_hold {
             return Ok(String::new());
         }
-        let matches = self.eval.find(&self.buf);
+        let matches = eval.find(&self.buf);
         let cut = if last { Some(self.buf.len()) } else { self.cut(&matches) };
         let Some(cut) = cut else {
             self.last_run = self.buf.len();
             return Ok(String::new());
         };
-        let out = self.release(&matches, cut)?;
+        let out = self.release(eval, &matches, cut)?;
         self.slide(&matches, cut);
         Ok(out)
     }
@@ -370,7 +383,7 @@ impl<'a> TextStream<'a> {
     }
 
     /// Governs the unreleased text before `cut` with the window's matches.
-    fn release(&mut self, matches: &[Match], cut: usize) -> Result<String, StreamStop> {
+    fn release(&mut self, eval: &Evaluator<'_>, matches: &[Match], cut: usize) -> Result<String, StreamStop> {
         let start = self.released;
         let mut out = String::with_capacity(cut - start);
         let mut pos = start;
@@ -394,12 +407,12 @@ impl<'a> TextStream<'a> {
             match action {
                 PiiAction::PassThrough => out.push_str(value),
                 PiiAction::Tokenize => {
-                    let token = self.eval.token(&m.ty, value);
+                    let token = eval.token(&m.ty, value);
                     self.changed |= token != value;
                     out.push_str(&token);
                 }
                 PiiAction::Redact => {
-                    let placeholder = self.eval.placeholder(&m.ty);
+                    let placeholder = eval.placeholder(&m.ty);
                     self.changed |= placeholder != value;
                     out.push_str(placeholder);
                 }

@@ -155,15 +155,15 @@ fn chunks<'t>(rng: &mut Rng, bytes: &'t [u8]) -> Vec<&'t [u8]> {
 }
 
 /// Streams `chunks`: the released text and the end (or the stop).
-fn stream(mut s: TextStream<'_>, chunks: &[&[u8]]) -> (String, Result<Verdict, StreamStop>) {
+fn stream(gate: &Gate<'_>, mut s: TextStream, chunks: &[&[u8]]) -> (String, Result<Verdict, StreamStop>) {
     let mut out = String::new();
     for c in chunks {
-        match s.push(c) {
+        match s.push(gate, c) {
             Ok(piece) => out.push_str(&piece),
             Err(stop) => return (out, Err(stop)),
         }
     }
-    match s.finish() {
+    match s.finish(gate) {
         Ok(end) => {
             out.push_str(&end.rest);
             (out, Ok(end.verdict))
@@ -233,7 +233,7 @@ fn check_equal(seed: u64, pieces: usize, rounds: usize) -> [usize; 4] {
             } else {
                 gate.postcheck_stream(tool, scope).with_max_hold(0)
             };
-            let (out, end) = stream(s, &parts);
+            let (out, end) = stream(&gate, s, &parts);
             let ctx = || {
                 format!(
                     "seed {seed} round {round} tool {tool}, text {t:?}, chunk sizes {:?}",
@@ -284,17 +284,18 @@ fn deny_stops_the_stream_and_later_calls_repeat_it() {
     // The strict fallback denies SSNs: the prose before is released, the window with it is not.
     let mut s = gate.postcheck_stream("crm.lookup", "");
     let prose = "All good here. ".repeat(100);
-    let released = s.push(prose.as_bytes()).unwrap();
+    let released = s.push(&gate, prose.as_bytes()).unwrap();
     assert!(!released.is_empty() && prose.starts_with(&released), "{released:?}");
-    let stop = s.push(b"SSN: 123-45-6789 and more text ").and_then(|_| s.push(&[b' '; 2000])).unwrap_err();
+    let stop =
+        s.push(&gate, b"SSN: 123-45-6789 and more text ").and_then(|_| s.push(&gate, &[b' '; 2000])).unwrap_err();
     let StreamStop::Denied(v) = &stop else { panic!("{stop:?}") };
     assert_eq!(v.text_out, None);
     assert_eq!(v.reasons[0].to_string(), "strict_pii_blocked:PII:us_ssn");
-    assert_eq!(s.push(b"more").unwrap_err(), stop);
-    assert_eq!(s.finish().unwrap_err(), stop);
+    assert_eq!(s.push(&gate, b"more").unwrap_err(), stop);
+    assert_eq!(s.finish(&gate).unwrap_err(), stop);
     // A denied tool stops before any text.
     let mut s = gate.postcheck_stream("python.exec", "");
-    assert!(matches!(s.push(b"hi"), Err(StreamStop::Denied(_))));
+    assert!(matches!(s.push(&gate, b"hi"), Err(StreamStop::Denied(_))));
 }
 
 #[test]
@@ -302,11 +303,11 @@ fn invalid_utf8_stops_with_its_offset() {
     let (policy, key, detector) = (Policy::default(), TokenKey::new("salt"), Detector::new());
     let gate = Gate::new(&policy, &key, &detector);
     let mut s = gate.postcheck_stream("web.search", "");
-    assert_eq!(s.push(b"ab\xC3").unwrap(), "");
-    assert_eq!(s.push(b"\xA9c\xFF").unwrap_err(), StreamStop::InvalidUtf8 { offset: 5 });
+    assert_eq!(s.push(&gate, b"ab\xC3").unwrap(), "");
+    assert_eq!(s.push(&gate, b"\xA9c\xFF").unwrap_err(), StreamStop::InvalidUtf8 { offset: 5 });
     let mut s = gate.postcheck_stream("web.search", "");
-    s.push(b"ab\xE2\x82").unwrap();
-    assert_eq!(s.finish().unwrap_err(), StreamStop::InvalidUtf8 { offset: 2 });
+    s.push(&gate, b"ab\xE2\x82").unwrap();
+    assert_eq!(s.finish(&gate).unwrap_err(), StreamStop::InvalidUtf8 { offset: 2 });
 }
 
 #[test]
@@ -318,7 +319,7 @@ fn text_is_released_before_the_end_and_memory_stays_bounded() {
     let mut released = 0;
     let mut max_held = 0;
     for _ in 0..4000 {
-        released += s.push(line.as_bytes()).unwrap().len();
+        released += s.push(&gate, line.as_bytes()).unwrap().len();
         max_held = max_held.max(s.held());
     }
     assert!(released > 90_000, "{released}");
@@ -327,7 +328,7 @@ fn text_is_released_before_the_end_and_memory_stays_bounded() {
     let mut s = gate.postcheck_stream("web.search", "").with_max_hold(4096);
     let mut max_held = 0;
     for _ in 0..1000 {
-        s.push(&[b'a'; 100]).unwrap();
+        s.push(&gate, &[b'a'; 100]).unwrap();
         max_held = max_held.max(s.held());
     }
     assert!(max_held < 4096 + 2 * 256 + 100, "held back up to {max_held} bytes");

@@ -141,9 +141,9 @@ fn stream_cost(detector: &Detector, unit: &str, len: usize) -> u64 {
     let mut s = gate.postcheck_stream("web.search", "").with_max_hold(4096);
     let mut out = 0usize;
     for chunk in text.as_bytes().chunks(7) {
-        out += s.push(chunk).map_or(0, |o| o.len());
+        out += s.push(&gate, chunk).map_or(0, |o| o.len());
     }
-    out += s.finish().map_or(0, |end| end.rest.len());
+    out += s.finish(&gate).map_or(0, |end| end.rest.len());
     core::hint::black_box(out);
     work::take()
 }
