@@ -10,8 +10,12 @@
 //   WARDEN_AGENT_ID  agent id the middleware reports (default "vercel-middleware")
 //   WARDEN_REQUEST_POLICY  what a request's policy_config may do: tighten (default here: only
 //                    stricter than WARDEN_POLICY), replace (SPEC §3) or off
+//   WARDEN_AI_UPSTREAM  optional AI API base URL: /api/ai/<path> is proxied to <url>/<path>
+//                    and its (streamed) answer governed (`proxyAi`); unset: the route echoes
+//   WARDEN_AI_FORMAT  optional: the answer's stream format (openai, anthropic, ndjson, text);
+//                    default from its content type (SSE: openai)
 import { Warden, handleRequest } from 'warden-wasm';
-import type { EvaluateResponse, WardenOptions } from 'warden-wasm';
+import type { EvaluateResponse, StreamFormat, WardenOptions } from 'warden-wasm';
 
 type OnError = NonNullable<WardenOptions['onError']>;
 
@@ -230,4 +234,87 @@ async function forward(request: Request, payload: unknown): Promise<Response> {
   headers.set('content-type', 'application/json');
   headers.set(GOVERNED_HEADER, await mark(body));
   return fetch(request.url, { method: request.method, headers, body, redirect: 'manual' });
+}
+
+/** Largest non-streaming (application/json) upstream answer `proxyAi` governs. */
+export const ANSWER_LIMIT = 8 * 1024 * 1024;
+
+/** Request headers not forwarded to the upstream AI API. */
+const HOP_HEADERS = ['host', 'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'expect', 'upgrade', 'accept-encoding', GOVERNED_HEADER];
+
+/**
+ * The stream format of an upstream answer, from WARDEN_AI_FORMAT (forces one) or its content
+ * type: SSE → openai (or anthropic when WARDEN_AI_FORMAT=anthropic), NDJSON → ndjson, plain
+ * text → text; `json` for a whole JSON answer; undefined for anything else.
+ */
+export function answerFormat(contentType: string | null): StreamFormat | 'json' | undefined {
+  const forced = process.env.WARDEN_AI_FORMAT?.trim();
+  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (type === 'text/event-stream') return forced === 'anthropic' ? 'anthropic' : 'openai';
+  if (forced === 'openai' || forced === 'anthropic' || forced === 'ndjson' || forced === 'text') return forced;
+  if (type === 'application/x-ndjson' || type === 'application/jsonl' || type === 'application/ndjson') return 'ndjson';
+  if (type === 'text/plain') return 'text';
+  if (type === 'application/json' || type.endsWith('+json')) return 'json';
+  return undefined;
+}
+
+/**
+ * Forwards an AI request (already governed by the middleware) to `upstream` + the path after
+ * /api/ai, and governs the answer on its way back (postcheck, tool from the path):
+ *   - streamed answers (SSE, NDJSON, text) through `warden.governStream`, chunk by chunk, in
+ *     the same shape, with an `event: warden` record (SSE) or `{"warden": …}` line (NDJSON)
+ *     before the end; a deny cuts the stream after that record (text: the response errors);
+ *   - a whole JSON answer through `evaluate` (egress): 403 on deny, else the governed JSON;
+ *   - any other content type: 502 (fail closed: nothing ungoverned reaches the client).
+ * Upstream failures are 502. The upstream's status is kept.
+ */
+export async function proxyAi(request: Request, upstream: string): Promise<Response> {
+  let warden: Warden;
+  try {
+    warden = getWarden();
+  } catch (e) {
+    return unavailable(e);
+  }
+  const url = new URL(request.url);
+  const rest = url.pathname.replace(/^\/api\/ai/, '');
+  const target = `${upstream.replace(/\/+$/, '')}${rest}${url.search}`;
+  const headers = new Headers(request.headers);
+  for (const h of HOP_HEADERS) headers.delete(h);
+  let answer: Response;
+  try {
+    const body = request.method === 'GET' || request.method === 'HEAD' ? undefined : await request.arrayBuffer();
+    answer = await fetch(target, { method: request.method, headers, body, redirect: 'manual' });
+  } catch (e) {
+    return json(502, { error: { code: 'bad_gateway', message: `the AI upstream did not answer: ${(e as Error).message}` } });
+  }
+  const tool = toolFromPath(url.pathname);
+  const format = answerFormat(answer.headers.get('content-type'));
+  const out = new Headers({ 'cache-control': 'no-store' });
+  if (format === undefined) {
+    await answer.body?.cancel();
+    return json(502, { error: { code: 'bad_gateway', message: `cannot govern an AI answer of type ${answer.headers.get('content-type') ?? '(none)'}` } });
+  }
+  if (format === 'json') {
+    const length = Number(answer.headers.get('content-length') ?? '0');
+    const text = length > ANSWER_LIMIT ? undefined : await answer.text();
+    if (text === undefined || new TextEncoder().encode(text).length > ANSWER_LIMIT) {
+      return json(502, { error: { code: 'bad_gateway', message: `the AI answer exceeds ${ANSWER_LIMIT} bytes` } });
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(text);
+    } catch {
+      return json(502, { error: { code: 'bad_gateway', message: 'the AI answer is not valid JSON' } });
+    }
+    const result = warden.evaluate({ agent_id: settings().agentId, tool, direction: 'egress', payload });
+    if (result.decision === 'deny') {
+      return json(403, { error: { code: 'denied', message: 'the answer was blocked by the governance policy' }, decision: result.decision, reasons: result.reasons, policy_id: result.policy_id });
+    }
+    return json(answer.status, result.modified_payload);
+  }
+  out.set('content-type', format === 'text' ? 'text/plain; charset=utf-8' : (answer.headers.get('content-type') ?? 'text/event-stream'));
+  out.set('x-accel-buffering', 'no');
+  if (!answer.body) return new Response(null, { status: answer.status, headers: out });
+  const governed = warden.governStream(answer.body, { tool, format });
+  return new Response(governed, { status: answer.status, headers: out });
 }
