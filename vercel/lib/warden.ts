@@ -244,13 +244,14 @@ const HOP_HEADERS = ['host', 'connection', 'keep-alive', 'transfer-encoding', 'c
 
 /**
  * The stream format of an upstream answer, from WARDEN_AI_FORMAT (forces one) or its content
- * type: SSE → openai (or anthropic when WARDEN_AI_FORMAT=anthropic), NDJSON → ndjson, plain
- * text → text; `json` for a whole JSON answer; undefined for anything else.
+ * type: SSE → openai, or anthropic when WARDEN_AI_FORMAT=anthropic or the request carries
+ * Anthropic's `anthropic-version` header; NDJSON → ndjson; plain text → text; `json` for a
+ * whole JSON answer; undefined for anything else.
  */
-export function answerFormat(contentType: string | null): StreamFormat | 'json' | undefined {
+export function answerFormat(contentType: string | null, anthropic = false): StreamFormat | 'json' | undefined {
   const forced = process.env.WARDEN_AI_FORMAT?.trim();
   const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
-  if (type === 'text/event-stream') return forced === 'anthropic' ? 'anthropic' : 'openai';
+  if (type === 'text/event-stream') return forced === 'anthropic' || (anthropic && forced !== 'openai') ? 'anthropic' : 'openai';
   if (forced === 'openai' || forced === 'anthropic' || forced === 'ndjson' || forced === 'text') return forced;
   if (type === 'application/x-ndjson' || type === 'application/jsonl' || type === 'application/ndjson') return 'ndjson';
   if (type === 'text/plain') return 'text';
@@ -263,7 +264,8 @@ export function answerFormat(contentType: string | null): StreamFormat | 'json' 
  * /api/ai, and governs the answer on its way back (postcheck, tool from the path):
  *   - streamed answers (SSE, NDJSON, text) through `warden.governStream`, chunk by chunk, in
  *     the same shape, with an `event: warden` record (SSE) or `{"warden": …}` line (NDJSON)
- *     before the end; a deny cuts the stream after that record (text: the response errors);
+ *     before the end; a deny cuts the stream after that record (text has no room for a
+ *     record: the answer just stops early, ended by the runtime cleanly or as an error);
  *   - a whole JSON answer through `evaluate` (egress): 403 on deny, else the governed JSON;
  *   - any other content type: 502 (fail closed: nothing ungoverned reaches the client).
  * Upstream failures are 502. The upstream's status is kept.
@@ -288,7 +290,7 @@ export async function proxyAi(request: Request, upstream: string): Promise<Respo
     return json(502, { error: { code: 'bad_gateway', message: `the AI upstream did not answer: ${(e as Error).message}` } });
   }
   const tool = toolFromPath(url.pathname);
-  const format = answerFormat(answer.headers.get('content-type'));
+  const format = answerFormat(answer.headers.get('content-type'), request.headers.has('anthropic-version'));
   const out = new Headers({ 'cache-control': 'no-store' });
   if (format === undefined) {
     await answer.body?.cancel();
@@ -306,7 +308,12 @@ export async function proxyAi(request: Request, upstream: string): Promise<Respo
     } catch {
       return json(502, { error: { code: 'bad_gateway', message: 'the AI answer is not valid JSON' } });
     }
-    const result = warden.evaluate({ agent_id: settings().agentId, tool, direction: 'egress', payload });
+    let result: EvaluateResponse;
+    try {
+      result = warden.evaluate({ agent_id: settings().agentId, tool, direction: 'egress', payload });
+    } catch (e) {
+      return json(502, { error: { code: 'bad_gateway', message: `cannot govern the AI answer: ${(e as Error).message}` } });
+    }
     if (result.decision === 'deny') {
       return json(403, { error: { code: 'denied', message: 'the answer was blocked by the governance policy' }, decision: result.decision, reasons: result.reasons, policy_id: result.policy_id });
     }
