@@ -84,8 +84,9 @@ impl Warden {
             return Err(bad("tool must be a non-empty string", "tool"));
         }
         let format_name = format.as_deref().unwrap_or("text");
-        let format = StreamFormat::parse(format_name)
-            .ok_or_else(|| bad(&format!("unknown format `{format_name}` (text, ndjson, openai or anthropic)"), "format"))?;
+        let format = StreamFormat::parse(format_name).ok_or_else(|| {
+            bad(&format!("unknown format `{format_name}` (text, ndjson, openai or anthropic)"), "format")
+        })?;
         if let Some(f) = &field {
             if !(f.is_empty() || f.starts_with('/')) {
                 return Err(bad("field must be a JSON pointer such as /choices/0/delta/content", "field"));
@@ -215,7 +216,8 @@ impl HttpStream {
         let router = self.router.clone();
         let slot = Rc::clone(&self.body);
         wasm_bindgen_futures::future_to_promise(async move {
-            let request = request.ok_or_else(|| js_error("HttpStream.response: called twice", "internal", 500, None))?;
+            let request =
+                request.ok_or_else(|| js_error("HttpStream.response: called twice", "internal", 500, None))?;
             let response = match router.oneshot(request).await {
                 Ok(r) => r,
                 Err(never) => match never {},
