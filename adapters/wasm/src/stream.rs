@@ -48,7 +48,7 @@ export interface StreamRecord {
 /// What `finish` and `result` need: a finished stream's record.
 #[derive(Debug, Default)]
 enum State {
-    Open(FormatStream),
+    Open(Box<FormatStream>),
     Done(Value),
     #[default]
     Gone,
@@ -96,7 +96,7 @@ impl Warden {
         let policy = service.policy_source().get();
         let gate = service.gate(&policy);
         let inner = FormatStream::new(&gate, &tool, scope.as_deref().unwrap_or(""), format, field.as_deref());
-        Ok(WardenStream { service, policy, state: State::Open(inner), raw_text: format == StreamFormat::Text })
+        Ok(WardenStream { service, policy, state: State::Open(Box::new(inner)), raw_text: format == StreamFormat::Text })
     }
 }
 
@@ -277,5 +277,56 @@ impl HttpStream {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::api::Core;
+    use warden_engine::Direction;
+    use warden_service::clock::FixedClock;
+
+    fn warden() -> Warden {
+        let options = serde_json::json!({"piiTokenSalt": "s"});
+        Warden { core: Core::new(options, Arc::new(FixedClock::new(1_700_000_000_000))).unwrap() }
+    }
+
+    #[test]
+    fn text_format_gives_the_governed_text_itself() {
+        let w = warden();
+        let text = "mail bob@corp.io — naïve 👋 call +44 20 7946 0958. ".repeat(40);
+        let mut s = w.open_stream("web.search".into(), None, None, None).unwrap();
+        let mut out = Vec::new();
+        // Pieces of 3 bytes: cuts inside multi-byte characters and inside every value.
+        for piece in text.as_bytes().chunks(3) {
+            out.extend(s.push(piece));
+        }
+        out.extend(s.finish());
+        let req = warden_engine::CheckRequest { tool: "web.search".into(), raw_text: text, ..Default::default() };
+        let one_shot = w.core.check_request(&req, Direction::Egress);
+        assert_eq!(Some(String::from_utf8(out).unwrap()), one_shot.raw_text_out);
+        assert!(!s.stopped());
+        assert!(s.push(b"late").is_empty() && s.finish().is_empty(), "nothing after the end");
+    }
+
+    #[test]
+    fn sse_output_is_the_route_framing_with_the_record_last() {
+        let w = warden();
+        let mut s = w.open_stream("web.search".into(), None, Some("openai".into()), None).unwrap();
+        let mut out = s.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"mail bob@co\"}}]}\n\n");
+        out.extend(
+            s.push(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"rp.io\"}}]}\n\ndata: [DONE]\n\n"),
+        );
+        out.extend(s.finish());
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("<USER_EMAIL>") && !out.contains("bob@"), "{out}");
+        assert!(out.ends_with("\n\nevent: warden\ndata: {\"decision\":\"transform\",\"reasons\":[\"default.egress.redact\",\"pii.redacted:PII:email_address\"],\"policy_id\":\"defaults\",\"pii_counts\":{\"email_address\":1}}\n\ndata: [DONE]\n\n"), "{out}");
+    }
+
+    #[test]
+    fn unframe_text_skips_what_is_not_a_text_line() {
+        assert_eq!(unframe_text(b"{\"text\":\"a\\nb\"}\n{\"warden\":{}}\nnot json\n{\"text\":\"c\"}\n"), b"a\nbc");
     }
 }
