@@ -96,7 +96,12 @@ impl Warden {
         let policy = service.policy_source().get();
         let gate = service.gate(&policy);
         let inner = FormatStream::new(&gate, &tool, scope.as_deref().unwrap_or(""), format, field.as_deref());
-        Ok(WardenStream { service, policy, state: State::Open(Box::new(inner)), raw_text: format == StreamFormat::Text })
+        Ok(WardenStream {
+            service,
+            policy,
+            state: State::Open(Box::new(inner)),
+            raw_text: format == StreamFormat::Text,
+        })
     }
 }
 
