@@ -260,22 +260,29 @@ export async function readStreaming(body, onFirst) {
 export function streamPost(url, pieces, { pauseAfter = Infinity, headers = {} } = {}) {
   return new Promise((resolve, reject) => {
     let bodyDone = false;
+    let responseDone = false;
     let respondedEarly = false;
     let gotFirst;
     const first = new Promise((r) => (gotFirst = r));
-    const req = httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream', ...headers } }, (res) => {
+    // A fresh connection each time: after a deny the server answers before reading the whole
+    // body, which leaves a kept-alive connection unusable for the next request.
+    const req = httpRequest(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/octet-stream', ...headers } }, (res) => {
       const parts = [];
       res.on('data', (d) => {
         if (d.length && !bodyDone && parts.length === 0) respondedEarly = true;
         parts.push(d);
         gotFirst();
       });
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(parts).toString('utf8'), respondedEarly }));
+      res.on('end', () => {
+        responseDone = true;
+        resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(parts).toString('utf8'), respondedEarly });
+      });
       res.on('error', reject);
     });
-    req.on('error', reject);
+    // Writing after the server answered (and closed) fails; the answer is what counts then.
+    req.on('error', (e) => (responseDone ? undefined : reject(e)));
     (async () => {
-      for (let i = 0; i < pieces.length; i++) {
+      for (let i = 0; i < pieces.length && !responseDone; i++) {
         if (i === pauseAfter) await Promise.race([first, new Promise((r) => setTimeout(r, 10_000))]);
         if (!req.write(pieces[i])) await new Promise((r) => req.once('drain', r));
         await new Promise((r) => setImmediate(r));
