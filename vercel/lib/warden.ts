@@ -265,7 +265,7 @@ export function answerFormat(contentType: string | null, anthropic = false): Str
  *   - streamed answers (SSE, NDJSON, text) through `warden.governStream`, chunk by chunk, in
  *     the same shape, with an `event: warden` record (SSE) or `{"warden": …}` line (NDJSON)
  *     before the end; a deny cuts the stream after that record (text has no room for a
- *     record: the answer just stops early, ended by the runtime cleanly or as an error);
+ *     record: the answer just ends early);
  *   - a whole JSON answer through `evaluate` (egress): 403 on deny, else the governed JSON;
  *   - any other content type: 502 (fail closed: nothing ungoverned reaches the client).
  * Upstream failures are 502. The upstream's status is kept.
@@ -323,5 +323,27 @@ export async function proxyAi(request: Request, upstream: string): Promise<Respo
   out.set('x-accel-buffering', 'no');
   if (!answer.body) return new Response(null, { status: answer.status, headers: out });
   const governed = warden.governStream(answer.body, { tool, format });
-  return new Response(governed, { status: answer.status, headers: out });
+  return new Response(format === 'text' ? endQuietly(governed) : governed, { status: answer.status, headers: out });
+}
+
+/**
+ * `stream`, ending cleanly where it errors: a denied text answer has no room for a record, and
+ * runtimes treat an errored response body as their own failure (logged, or unhandled).
+ */
+function endQuietly(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch {
+        controller.close();
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
 }
