@@ -37,7 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", route_op(&lanes, None))
         .route("/api/v1/precheck", route_op(&lanes, Some(Operation::Precheck)))
         .route("/api/v1/postcheck", route_op(&lanes, Some(Operation::Postcheck)))
-        .route("/api/v1/postcheck/stream", post(postcheck_stream))
+        .route(STREAM_ROUTE, post(postcheck_stream))
         .route("/api/v1/redact", route_op(&lanes, Some(Operation::Redact)))
         .route("/api/v1/evaluate", route_op(&lanes, Some(Operation::Evaluate)))
         .route("/api/v1/batch", route_op(&lanes, Some(Operation::Batch)))
@@ -181,6 +181,9 @@ async fn start_stream(state: &AppState, req: Request) -> Result<Response, ApiErr
     }
     Ok(resp)
 }
+
+/// The streaming postcheck route.
+pub const STREAM_ROUTE: &str = "/api/v1/postcheck/stream";
 
 /// The answer of runtimes that buffer responses (so cannot stream) to
 /// `POST /api/v1/postcheck/stream`: 501, naming the route to use instead.
