@@ -121,6 +121,18 @@ impl StreamOutcome {
         r
     }
 
+    /// Marks the stream as stopped on bad input: decision `deny` under `on-error`, reason
+    /// `error:invalid_request`, and the message.
+    pub fn fail(&mut self, message: String) {
+        self.decision = Decision::Deny;
+        self.policy_id = PolicyId::OnError;
+        let reason = Reason::Error(ErrorCode::InvalidRequest);
+        if !self.reasons.contains(&reason) {
+            self.reasons.push(reason);
+        }
+        self.error = Some((ErrorCode::InvalidRequest, message));
+    }
+
     fn absorb(&mut self, v: &Verdict) {
         self.decision = self.decision.max(v.decision);
         self.policy_id = v.policy_id;
@@ -327,13 +339,7 @@ impl FormatStream {
     }
 
     fn fail(&mut self, message: String) {
-        self.outcome.decision = Decision::Deny;
-        self.outcome.policy_id = PolicyId::OnError;
-        let reason = Reason::Error(ErrorCode::InvalidRequest);
-        if !self.outcome.reasons.contains(&reason) {
-            self.outcome.reasons.push(reason);
-        }
-        self.outcome.error = Some((ErrorCode::InvalidRequest, message));
+        self.outcome.fail(message);
         self.stopped = true;
     }
 
