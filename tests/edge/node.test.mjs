@@ -258,7 +258,7 @@ describe('streaming: warden.governStream over a streaming upstream (loopback)', 
       const id = `node-deny-${format}`;
       const { text, pieces } = denyCase(format, 2000 + i);
       assert.equal(w.postcheck({ tool: 'hr.lookup', raw_text: text }).decision, 'deny');
-      upstream.script(id, { format, pieces });
+      upstream.script(id, { format, pieces, pauseAfter: Math.floor(pieces.length * 0.9) });
       const governed = w.governStream((await fetchUpstream(id)).body, { tool: 'hr.lookup', format });
       const reader = governed.getReader();
       let out = '';

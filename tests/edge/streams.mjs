@@ -347,7 +347,8 @@ export function streamingHttpChecks(seed0) {
       `POST /api/v1/postcheck/stream?format=${format}: a deny ends the stream with the record`,
       async ({ base, headers = {} }) => {
         const { pieces } = denyCase(format, seed0 + 10 + i);
-        const res = await streamPost(`${base}/api/v1/postcheck/stream?tool=hr.lookup&format=${format}`, pieces, { headers });
+        // Paused at 90 % (for good: the deny comes before) so the stop is seen while sending.
+        const res = await streamPost(`${base}/api/v1/postcheck/stream?tool=hr.lookup&format=${format}`, pieces, { headers, pauseAfter: Math.floor(pieces.length * 0.9) });
         assert.equal(res.status, 200, res.text.slice(0, 300));
         assertDenied(format, res.text, `route ${format}`);
       },
@@ -404,7 +405,8 @@ export function proxyChecks(seed0) {
       async ({ base, upstream }) => {
         const id = `deny-${format}-${seed0}`;
         const { pieces } = denyCase(format, seed0 + 30);
-        upstream.script(id, { format, pieces });
+        // Paused at 90 % until released (never: the deny comes before), so it cannot finish first.
+        upstream.script(id, { format, pieces, pauseAfter: Math.floor(pieces.length * 0.9) });
         const res = await fetch(`${base}/api/ai/hr/lookup`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-upstream-script': id }, body: '{"q":"card?"}' });
         assert.equal(res.status, 200);
         // Text has no room for the record: the answer just ends early (cleanly).

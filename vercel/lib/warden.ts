@@ -78,6 +78,42 @@ function unavailable(e: unknown): Response {
   return json(503, { error: { code: 'governance_unavailable', message } });
 }
 
+/**
+ * `url` without the query parameters Next.js appends for a catch-all route's segments on the
+ * edge runtime (`?path=v1&path=postcheck&path=stream`, or `nxtPpath=` in other versions):
+ * the trailing entries whose values are exactly the path's segments after `prefix`. A query
+ * of the client's own is kept.
+ */
+export function withoutRouteParams(url: URL, prefix: string): URL {
+  if (!url.pathname.startsWith(prefix)) return url;
+  const segments = url.pathname.slice(prefix.length).split('/').filter((x) => x !== '');
+  const entries = [...url.searchParams];
+  if (segments.length === 0 || entries.length < segments.length) return url;
+  const tail = entries.slice(entries.length - segments.length);
+  const decoded = segments.map((x) => {
+    try {
+      return decodeURIComponent(x);
+    } catch {
+      return x;
+    }
+  });
+  const appended = tail.every(([k, v], i) => (k === 'path' || k === 'nxtPpath') && (v === decoded[i] || v === segments[i]));
+  if (!appended) return url;
+  const clean = new URL(url);
+  clean.search = new URLSearchParams(entries.slice(0, entries.length - segments.length)).toString();
+  return clean;
+}
+
+/** `request` at `url` (same method, headers and body, streamed). */
+function moved(request: Request, url: URL): Request {
+  const init: RequestInit & { duplex?: 'half' } = { method: request.method, headers: request.headers };
+  if (request.body) {
+    init.body = request.body;
+    init.duplex = 'half';
+  }
+  return new Request(url, init);
+}
+
 /** Serves the Warden HTTP API (every route) with the native server's router. */
 export async function serve(request: Request): Promise<Response> {
   let warden: Warden;
@@ -87,7 +123,9 @@ export async function serve(request: Request): Promise<Response> {
     return unavailable(e);
   }
   try {
-    return await handleRequest(warden, request);
+    const url = new URL(request.url);
+    const clean = withoutRouteParams(url, '/api/');
+    return await handleRequest(warden, clean === url ? request : moved(request, clean));
   } catch (e) {
     // Only reading the request body can fail here (e.g. the client went away).
     return json(400, { error: { code: 'invalid_request', message: `could not read the request: ${String(e)}` } });
@@ -277,7 +315,7 @@ export async function proxyAi(request: Request, upstream: string): Promise<Respo
   } catch (e) {
     return unavailable(e);
   }
-  const url = new URL(request.url);
+  const url = withoutRouteParams(new URL(request.url), '/api/ai/');
   const rest = url.pathname.replace(/^\/api\/ai/, '');
   const target = `${upstream.replace(/\/+$/, '')}${rest}${url.search}`;
   const headers = new Headers(request.headers);
