@@ -98,5 +98,7 @@ describe('next start: streaming, the AI proxy route and POST /api/v1/postcheck/s
   });
   after(() => upstream.close());
   for (const [name, check] of proxyChecks(8000)) test(name, () => check({ base, upstream }));
-  for (const [name, check] of streamingHttpChecks(9000)) test(name, () => check({ base }));
+  // `next start` hands an edge route the request body only once it has fully arrived (the
+  // route's answer still streams out: the proxy checks above see bytes before the upstream ends).
+  for (const [name, check] of streamingHttpChecks(9000, { requestStreams: false })) test(name, () => check({ base }));
 });
