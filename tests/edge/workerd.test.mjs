@@ -349,7 +349,7 @@ test('workerd: a new policy in KV is picked up without a restart; an invalid one
 });
 
 describe('workerd: POST /api/v1/postcheck/stream streams both ways', () => {
-  for (const [name, check] of streamingHttpChecks(10_000)) test(name, () => check({ base: workers.stream.base }));
+  for (const [name, check] of streamingHttpChecks(10_000, { resend: true })) test(name, () => check({ base: workers.stream.base }));
   after(() => {
     // Errors of the Worker (a trap, a restart) explain a failure here.
     const lines = workers.stream.log.split('\n').filter((l) => /panic|error|restart|uncaught/i.test(l));
