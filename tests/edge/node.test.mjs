@@ -277,6 +277,7 @@ describe('streaming: warden.governStream over a streaming upstream (loopback)', 
         assert.equal(error.code, 'denied');
         assert.equal(error.record.decision, 'deny');
         assertDenied(format, out, 'governStream text', { raw: true });
+        assert.ok(out.length > 1000, `the text released before the card is kept: ${out.length} bytes`);
       } else {
         assert.equal(error, undefined);
         assertDenied(format, out, `governStream ${format}`);

@@ -55,7 +55,10 @@ declare module './warden_wasm.js' {
      * "invalid_request", `record` set) when the stream is stopped.
      */
     governStream(readable: ReadableStream<StreamChunk>, options: GovernOptions): GovernedStream;
-    /** The same as a TransformStream: `response.body.pipeThrough(warden.governTransform(options))`. */
+    /**
+     * The same as a TransformStream: `response.body.pipeThrough(warden.governTransform(options))`.
+     * For text a stop closes the readable after the released text; `result` tells the deny.
+     */
     governTransform(options: GovernOptions): GovernTransform;
   }
 }

@@ -28,7 +28,9 @@ function stoppedError(record) {
 
 /**
  * A TransformStream governing what is written to it. `transform.result` resolves to the
- * metadata record when the stream ends (deny included) and rejects when it is aborted.
+ * metadata record when the stream ends (deny included) and rejects when it is aborted. A
+ * stopped stream closes its readable after the record (text: after the released text; the
+ * deny is in `result`, and `governStream` turns it into an error).
  */
 function governTransform(options) {
   const { tool, scope, format = 'text', field } = options ?? {};
@@ -43,22 +45,19 @@ function governTransform(options) {
   // Unobserved rejections (a consumer that never reads `result`) are not process errors.
   result.catch(() => {});
   let ended = false;
+  let transform;
   const end = (controller) => {
     const out = stream.finish();
     const record = stream.result();
     ended = true;
     stream.free();
-    if (format === 'text' && record.decision === 'deny') {
-      if (out.length) controller.enqueue(out);
-      const e = stoppedError(record);
-      settle(record);
-      controller.error(e);
-      return;
-    }
     if (out.length) controller.enqueue(out);
     settle(record);
+    // Text has no room for the record: a stop is reported by governStream as an error after
+    // the released text (erroring here would drop released chunks still queued).
+    if (format === 'text' && record.decision === 'deny') transform.stopError = stoppedError(record);
   };
-  const transform = new TransformStream(
+  transform = new TransformStream(
     {
       transform(chunk, controller) {
         if (ended) return;
@@ -67,7 +66,7 @@ function governTransform(options) {
         if (stream.stopped) {
           // A deny (or bad input): the record is the last thing sent; stop reading upstream.
           end(controller);
-          if (format !== 'text') controller.terminate();
+          controller.terminate();
         }
       },
       flush(controller) {
@@ -107,7 +106,26 @@ function governStream(readable, options) {
   }
   const transform = governTransform.call(this, options);
   readable.pipeTo(transform.writable).catch((e) => transform.abort(e));
-  const out = transform.readable;
+  let out = transform.readable;
+  if ((options?.format ?? 'text') === 'text') {
+    // Errors after the last released chunk has been read: pulled one chunk at a time
+    // (highWaterMark 0), so nothing released is queued when the error comes.
+    const reader = out.getReader();
+    out = new ReadableStream(
+      {
+        async pull(controller) {
+          const { value, done } = await reader.read();
+          if (!done) controller.enqueue(value);
+          else if (transform.stopError) controller.error(transform.stopError);
+          else controller.close();
+        },
+        cancel(reason) {
+          return reader.cancel(reason);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
   out.result = transform.result;
   return out;
 }
