@@ -4,6 +4,8 @@
 //! added latency per chunk is (stream time − one-shot time) / chunks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+// Only the corpus texts of the shared workloads are used here.
+#[allow(dead_code)]
 mod common;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
