@@ -181,3 +181,34 @@ fn stream_errors_before_streaming_are_plain_json() {
     let r = client.post(format!("{url}&nope=1")).header("x-governs-key", "k1").body("hi").send().unwrap();
     assert_eq!(r.status(), 422);
 }
+
+#[test]
+fn a_deny_mid_stream_ends_with_the_record_and_one_audit_line() {
+    // A policy whose chat tool denies SSNs.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let rule = "version: v1\ntool_access:\n  crm.chat:\n    direction: egress\n    action: redact\n    allow_pii:\n      PII:us_ssn: deny\n";
+    std::fs::write(&policy, rule).unwrap();
+    let server = serve(&[("WARDEN_AUDIT", "stdout".into()), ("POLICY_FILE", policy.display().to_string())], &[]);
+    let text = format!("{}SSN: 123-45-6789 {}", "All fine here. ".repeat(100), "more ".repeat(200));
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/postcheck/stream?tool=crm.chat", server.base))
+        .body(text)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().unwrap();
+    assert!(!body.contains("123-45-6789"), "{body}");
+    let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Sent in one piece, the whole text is one window: nothing of it is released.
+    let (record, pieces) = lines.split_last().unwrap();
+    assert!(pieces.is_empty(), "{body}");
+    assert_eq!(record["warden"]["decision"], "deny");
+    assert_eq!(record["warden"]["reasons"], json!(["pii.denied:PII:us_ssn"]));
+    wait_for(|| !server.stdout.lock().unwrap().is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = server.stdout.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let audit: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!((audit["operation"].clone(), audit["decision"].clone()), (json!("postcheck_stream"), json!("deny")));
+}
