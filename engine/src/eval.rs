@@ -173,12 +173,29 @@ pub(crate) struct Evaluator<'a> {
 }
 
 /// How a level treats PII: per-type overrides, then a fallback action.
-struct Plan<'a> {
-    policy_id: PolicyId,
-    first_reason: Option<Reason>,
-    base: Decision,
-    allow_pii: Option<&'a BTreeMap<PiiType, PiiAction>>,
-    fallback: PiiAction,
+pub(crate) struct Plan<'a> {
+    pub(crate) policy_id: PolicyId,
+    pub(crate) first_reason: Option<Reason>,
+    pub(crate) base: Decision,
+    pub(crate) allow_pii: Option<&'a BTreeMap<PiiType, PiiAction>>,
+    pub(crate) fallback: PiiAction,
+}
+
+impl Plan<'_> {
+    /// What this level does with a value of type `ty`.
+    pub(crate) fn action(&self, ty: &PiiType) -> PiiAction {
+        self.allow_pii.and_then(|a| a.get(ty)).copied().unwrap_or(self.fallback)
+    }
+}
+
+/// The level that decides a check, before looking at the text.
+pub(crate) enum Level<'a> {
+    /// `deny_tools` or a denying tool rule: the verdict, whatever the text.
+    Denied(Verdict),
+    /// The strict fallback: SSNs and passwords deny, everything else passes unchanged.
+    Strict,
+    /// A level that transforms PII by a plan.
+    Apply(Plan<'a>),
 }
 
 impl<'a> Evaluator<'a> {
@@ -249,26 +266,35 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `text` for `tool` in `scope` and `direction` (SPEC §3 precedence).
     pub(crate) fn check(&self, direction: Direction, tool: &str, scope: &str, text: &str) -> Verdict {
+        match self.level(direction, tool, scope) {
+            Level::Denied(v) => v,
+            Level::Strict => self.strict(text),
+            Level::Apply(plan) => self.apply(text, &plan),
+        }
+    }
+
+    /// The level that decides for `tool` in `scope` and `direction` (SPEC §3 precedence), which
+    /// does not depend on the text: streaming evaluation fixes it before the first byte.
+    pub(crate) fn level(&self, direction: Direction, tool: &str, scope: &str) -> Level<'a> {
         let p = self.policy;
         if p.deny_tools().iter().any(|t| t == tool) {
             let reason =
                 if tool.ends_with(".exec") { Reason::BlockedCodeExec } else { Reason::BlockedTool(tool.to_owned()) };
-            return denied(PolicyId::DenyExec, reason);
+            return Level::Denied(denied(PolicyId::DenyExec, reason));
         }
         if let Some(rule) = p.tool_access().get(tool).filter(|r| applies(r.direction(), direction)) {
             let (base, first_reason, fallback) = match rule.action() {
-                RuleAction::Deny => return denied(PolicyId::ToolAccess, Reason::ToolAccessDeny),
+                RuleAction::Deny => return Level::Denied(denied(PolicyId::ToolAccess, Reason::ToolAccessDeny)),
                 RuleAction::Confirm => (Decision::Confirm, Some(Reason::ToolAccessConfirm), PiiAction::Redact),
                 other => (Decision::Allow, None, pii_action(other)),
             };
-            let plan = Plan {
+            return Level::Apply(Plan {
                 policy_id: PolicyId::ToolAccess,
                 first_reason,
                 base,
                 allow_pii: Some(rule.allow_pii()),
                 fallback,
-            };
-            return self.apply(text, &plan);
+            });
         }
         if let Some(d) = p.defaults_for(direction) {
             let (base, fallback) = match d.action() {
@@ -276,28 +302,26 @@ impl<'a> Evaluator<'a> {
                 RuleAction::Confirm => (Decision::Confirm, PiiAction::Redact),
                 other => (Decision::Allow, pii_action(other)),
             };
-            let plan = Plan {
+            return Level::Apply(Plan {
                 policy_id: PolicyId::Defaults,
                 first_reason: Some(Reason::Defaults { direction, action: d.action() }),
                 base,
                 allow_pii: Some(d.allow_pii()),
                 fallback,
-            };
-            return self.apply(text, &plan);
+            });
         }
         let network = p.network_scopes().iter().any(|s| scope.starts_with(s.as_str()))
             || p.network_tools().iter().any(|t| tool.starts_with(t.as_str()));
         if network {
-            let plan = Plan {
+            return Level::Apply(Plan {
                 policy_id: PolicyId::NetRedactRegex,
                 first_reason: None,
                 base: Decision::Allow,
                 allow_pii: None,
                 fallback: PiiAction::Redact,
-            };
-            return self.apply(text, &plan);
+            });
         }
-        self.strict(text)
+        Level::Strict
     }
 
     /// The verdict `on_error` gives for an error with `code` (SPEC §3).
@@ -357,11 +381,16 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Whether the strict fallback denies a value of type `ty`.
+    pub(crate) fn strict_blocks(ty: &PiiType) -> bool {
+        matches!(ty, PiiType::Builtin(PiiKind::UsSsn | PiiKind::Password))
+    }
+
     fn strict(&self, text: &str) -> Verdict {
         let matches = self.find(text);
         let mut reasons: Vec<Reason> = Vec::new();
         for m in &matches {
-            if matches!(m.ty, PiiType::Builtin(PiiKind::UsSsn | PiiKind::Password)) {
+            if Self::strict_blocks(&m.ty) {
                 let r = Reason::StrictPiiBlocked(m.ty.clone());
                 if !reasons.contains(&r) {
                     reasons.push(r);
@@ -399,7 +428,7 @@ impl<'a> Evaluator<'a> {
         let mut pos = 0usize;
         let mut findings = Vec::with_capacity(matches.len());
         for m in &matches {
-            let action = plan.allow_pii.and_then(|a| a.get(&m.ty)).copied().unwrap_or(plan.fallback);
+            let action = plan.action(&m.ty);
             let value = text.get(m.start..m.end).unwrap_or_default();
             out.push_str(text.get(pos..m.start).unwrap_or_default());
             match action {

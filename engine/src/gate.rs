@@ -7,6 +7,7 @@ use crate::error::ErrorCode;
 use crate::eval::{Evaluator, Match, Verdict};
 use crate::pii::PiiType;
 use crate::policy::{on_error_of, Direction, OnError, Policy};
+use crate::stream::TextStream;
 use crate::text;
 use crate::tighten;
 use crate::token::TokenKey;
@@ -18,7 +19,7 @@ use alloc::vec::Vec;
 /// Holds only references: cheap to build per request.
 #[derive(Clone, Copy, Debug)]
 pub struct Gate<'a> {
-    eval: Evaluator<'a>,
+    pub(crate) eval: Evaluator<'a>,
     on_error: OnError,
     mode: PolicyMode,
 }
@@ -163,6 +164,19 @@ impl<'a> Gate<'a> {
     /// (SPEC §3 precedence).
     pub fn check_text(&self, direction: Direction, tool: &str, scope: &str, text: &str) -> Verdict {
         self.eval.check(direction, tool, scope, text)
+    }
+
+    /// Evaluates a text that arrives in chunks for `tool` in `scope` and `direction` under the
+    /// server policy (the request's own `policy_config` is not supported here): see
+    /// [`TextStream`].
+    pub fn check_stream(&self, direction: Direction, tool: &str, scope: &str) -> TextStream {
+        TextStream::new(self.eval.level(direction, tool, scope))
+    }
+
+    /// [`check_stream`](Self::check_stream) for a postcheck (egress): a tool's answer, such as
+    /// an AI model's streamed response.
+    pub fn postcheck_stream(&self, tool: &str, scope: &str) -> TextStream {
+        self.check_stream(Direction::Egress, tool, scope)
     }
 
     /// Evaluates a JSON-mode request: every string leaf of the payload, combined into one

@@ -148,6 +148,13 @@
 //! [`Policy::token_hex_len`] characters long. The same value gets the same token under the same
 //! salt, so tokenized data can still be joined; keep the salt secret.
 //!
+//! # Streaming
+//!
+//! [`Gate::postcheck_stream`] (and [`Gate::check_stream`]) govern a text that arrives in chunks,
+//! such as an AI model's streamed answer: [`TextStream::push`] bytes, get governed text back,
+//! [`TextStream::finish`] for the rest and the verdict. The output equals the one-shot check's
+//! for every decision but deny; a deny stops the stream ([`StreamStop`]).
+//!
 //! # Budgets and encodings
 //!
 //! The [`budget`] module holds the arithmetic of spend limits: [`budget::Money`] in integer
@@ -190,6 +197,7 @@ mod policy;
 #[cfg(feature = "yaml")]
 pub mod policy_file;
 mod reason;
+mod stream;
 mod text;
 mod tighten;
 mod token;
@@ -208,6 +216,7 @@ pub use policy::{
     ToolRule,
 };
 pub use reason::{PiiOutcome, Reason};
+pub use stream::{StreamEnd, StreamStop, TextStream, DEFAULT_MAX_HOLD, STEP};
 pub use token::TokenKey;
 
 /// Version of the engine (and of Warden), reported by `/api/v1/health`.

@@ -22,6 +22,7 @@ import {
   middlewareSuite,
   post,
 } from './common.mjs';
+import { STREAM_ENV, proxyChecks, startUpstream, streamingHttpChecks } from './streams.mjs';
 
 const DEPLOYMENTS = deployments();
 const wasmBindings = new Map(); // binding name → wasm file
@@ -126,3 +127,15 @@ test('route handler: API keys from WARDEN_API_KEYS', async () => {
 });
 
 middlewareSuite('', deploy);
+
+describe('streaming: the AI proxy route and POST /api/v1/postcheck/stream', () => {
+  let upstream;
+  let base;
+  before(async () => {
+    upstream = await startUpstream();
+    base = await deploy({ ...STREAM_ENV, WARDEN_AI_UPSTREAM: upstream.base });
+  });
+  after(() => upstream.close());
+  for (const [name, check] of proxyChecks(6000)) test(name, () => check({ base, upstream }));
+  for (const [name, check] of streamingHttpChecks(7000)) test(name, () => check({ base }));
+});

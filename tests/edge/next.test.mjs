@@ -17,6 +17,7 @@ import {
   freePort,
   middlewareSuite,
 } from './common.mjs';
+import { STREAM_ENV, proxyChecks, startUpstream, streamingHttpChecks } from './streams.mjs';
 
 const APP = join(ROOT, 'vercel');
 const NEXT = join(APP, 'node_modules', '.bin', 'next');
@@ -87,3 +88,17 @@ DEPLOYMENTS.forEach((d, i) => {
 });
 
 middlewareSuite('next start: ', start);
+
+describe('next start: streaming, the AI proxy route and POST /api/v1/postcheck/stream', () => {
+  let upstream;
+  let base;
+  before(async () => {
+    upstream = await startUpstream();
+    base = await start({ ...STREAM_ENV, WARDEN_AI_UPSTREAM: upstream.base });
+  });
+  after(() => upstream.close());
+  for (const [name, check] of proxyChecks(8000)) test(name, () => check({ base, upstream }));
+  // `next start` hands an edge route the request body only once it has fully arrived (the
+  // route's answer still streams out: the proxy checks above see bytes before the upstream ends).
+  for (const [name, check] of streamingHttpChecks(9000, { requestStreams: false })) test(name, () => check({ base }));
+});

@@ -8,7 +8,23 @@ import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Warden, handleRequest } from 'warden-wasm';
+import { Readable } from 'node:stream';
 import { CORPUS, ROOT, assertBadInput, assertCase, assertCasesOverHttp, assertMalformed, assertOtherRoutes, deployments, post } from './common.mjs';
+import {
+  FORMATS,
+  STREAM_POLICY,
+  STREAM_SALT,
+  assertCutsInside,
+  assertDenied,
+  assertMatchesOneShot,
+  denyCase,
+  parseGoverned,
+  readStreaming,
+  startUpstream,
+  streamCase,
+  streamPost,
+  streamingHttpChecks,
+} from './streams.mjs';
 
 const DEPLOYMENTS = deployments();
 
@@ -200,4 +216,151 @@ test('the package.json exports map the node condition to the auto-initialising e
   assert.equal(pkg.type, 'module');
   assert.ok(readFileSync(join(ROOT, 'dist', 'warden-wasm', 'warden_wasm.d.ts'), 'utf8').includes('export interface CheckResponse'));
   assert.ok(CORPUS);
+});
+
+describe('streaming: warden.governStream over a streaming upstream (loopback)', () => {
+  let upstream;
+  const w = new Warden({ policy: STREAM_POLICY, piiTokenSalt: STREAM_SALT });
+  before(async () => {
+    upstream = await startUpstream();
+  });
+  after(() => upstream.close());
+
+  const fetchUpstream = (id) => fetch(`${upstream.base}/v1`, { method: 'POST', headers: { 'x-upstream-script': id }, body: '{}' });
+
+  FORMATS.forEach((format, i) => {
+    test(`${format}: equals one-shot postcheck, bytes flow before the upstream ends`, async () => {
+      for (let round = 0; round < 3; round++) {
+        const id = `node-${format}-${round}`;
+        const c = streamCase(format, 1000 + 10 * i + round, 4000);
+        const { text, pieces } = c;
+        assertCutsInside(c);
+        upstream.script(id, { format, pieces, pauseAfter: Math.floor(pieces.length * 0.7) });
+        const oneShot = w.postcheck({ tool: 'chat.completions', raw_text: text });
+        assert.equal(oneShot.decision, 'transform');
+        const governed = w.governStream((await fetchUpstream(id)).body, { tool: 'chat.completions', format });
+        let before;
+        const out = await readStreaming(governed, () => {
+          before = !upstream.state(id).finished;
+          upstream.release(id);
+        });
+        assert.equal(before, true, 'governed bytes before the upstream finished');
+        assertMatchesOneShot(parseGoverned(format, out, { raw: true }), oneShot, `governStream ${format}`);
+        if (format !== 'text') assertMatchesOneShot(parseGoverned(format, out), oneShot, `governStream ${format}`);
+        const record = await governed.result;
+        assert.equal(record.decision, oneShot.decision);
+        assert.deepEqual(record.reasons, oneShot.reasons);
+        assert.ok(Object.values(record.pii_counts).reduce((a, b) => a + b, 0) > 0);
+      }
+    });
+
+    test(`${format}: a deny ends the stream with the record and cancels the upstream`, async () => {
+      const id = `node-deny-${format}`;
+      const { text, pieces } = denyCase(format, 2000 + i);
+      assert.equal(w.postcheck({ tool: 'hr.lookup', raw_text: text }).decision, 'deny');
+      upstream.script(id, { format, pieces, pauseAfter: Math.floor(pieces.length * 0.9) });
+      const governed = w.governStream((await fetchUpstream(id)).body, { tool: 'hr.lookup', format });
+      const reader = governed.getReader();
+      let out = '';
+      let error;
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          out += Buffer.from(value).toString('utf8');
+        }
+      } catch (e) {
+        error = e;
+      }
+      if (format === 'text') {
+        assert.equal(error?.name, 'WardenError');
+        assert.equal(error.code, 'denied');
+        assert.equal(error.record.decision, 'deny');
+        assertDenied(format, out, 'governStream text', { raw: true });
+        // The text released before the window that denied is kept (not dropped by the error).
+        assert.ok(out.length > 0, 'the text released before the card is kept');
+      } else {
+        assert.equal(error, undefined);
+        assertDenied(format, out, `governStream ${format}`);
+      }
+      assert.equal((await governed.result).decision, 'deny');
+      for (let n = 0; n < 100 && !upstream.state(id).cutOff; n++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(upstream.state(id).cutOff && !upstream.state(id).finished, 'the upstream was cut off');
+    });
+  });
+
+  test('governTransform pipes like a TransformStream; chunks may be strings', async () => {
+    const text = 'mail bob@corp.io, call +44 20 7946 0958 — naïve 日本語 👋🏽';
+    const source = new ReadableStream({
+      start(c) {
+        for (const ch of Array.from(text)) c.enqueue(ch);
+        c.close();
+      },
+    });
+    const t = w.governTransform({ tool: 'chat.completions' });
+    const out = await new Response(source.pipeThrough(t)).text();
+    assert.equal(out, w.postcheck({ tool: 'chat.completions', raw_text: text }).raw_text_out);
+    assert.equal((await t.result).decision, 'transform');
+  });
+
+  test('bad arguments throw; invalid UTF-8 stops with an error record', async () => {
+    throwsWarden(() => w.governStream(new Response('x').body, { tool: 't', format: 'xml' }), 'invalid_request', /format/);
+    throwsWarden(() => w.governStream(new Response('x').body, { tool: '' }), 'invalid_request', /tool/);
+    assert.throws(() => w.governStream('text', { tool: 't' }), TypeError);
+    const bad = w.governStream(new Response(new Uint8Array([0x6f, 0x6b, 0xff, 0x0a])).body, { tool: 't', format: 'ndjson' });
+    const parsed = parseGoverned('ndjson', await new Response(bad).text());
+    assert.equal(parsed.record.decision, 'deny');
+    assert.equal(parsed.record.error.code, 'invalid_request');
+    const text = w.governStream(new Response(new Uint8Array([0x6f, 0x6b, 0xff])).body, { tool: 't' });
+    await assert.rejects(new Response(text).text());
+    assert.equal((await text.result).error.code, 'invalid_request');
+  });
+
+  test('a cancelled governed stream rejects result and cancels the upstream', async () => {
+    const id = 'node-cancel';
+    const { pieces } = streamCase('openai', 3000, 4000);
+    upstream.script(id, { format: 'openai', pieces, pauseAfter: 50 });
+    const governed = w.governStream((await fetchUpstream(id)).body, { tool: 'chat.completions', format: 'openai' });
+    const reader = governed.getReader();
+    await reader.cancel(new Error('client went away'));
+    await assert.rejects(governed.result);
+    upstream.release(id);
+    for (let n = 0; n < 100 && !upstream.state(id).cutOff; n++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(upstream.state(id).cutOff, 'the upstream was cut off');
+  });
+});
+
+describe('streaming: POST /api/v1/postcheck/stream through handleRequest (node:http)', () => {
+  let server;
+  let streamBase;
+  const sw = new Warden({ policy: STREAM_POLICY, piiTokenSalt: STREAM_SALT });
+  before(async () => {
+    server = createServer(async (req, res) => {
+      // The request body streams in (no buffering), and the response streams out.
+      const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : Readable.toWeb(req);
+      const request = new Request(`http://127.0.0.1${req.url}`, {
+        method: req.method,
+        headers: Object.entries(req.headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, x]) : [[k, v]])),
+        body,
+        duplex: 'half',
+      });
+      const response = await handleRequest(sw, request);
+      res.writeHead(response.status, Object.fromEntries(response.headers));
+      if (response.body) for await (const chunk of response.body) res.write(chunk);
+      res.end();
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    streamBase = `http://127.0.0.1:${server.address().port}`;
+  });
+  after(() => new Promise((r) => server.close(r)));
+  for (const [name, check] of streamingHttpChecks(4000)) test(name, () => check({ base: streamBase }));
+
+  test('the route answers exactly what governStream gives (but the request id)', async () => {
+    for (const format of ['openai', 'anthropic', 'ndjson']) {
+      const { pieces } = streamCase(format, 5000, 2000);
+      const res = await streamPost(`${streamBase}/api/v1/postcheck/stream?tool=chat.completions&format=${format}`, pieces);
+      const api = await new Response(sw.governStream(new Blob(pieces).stream(), { tool: 'chat.completions', format })).text();
+      assert.equal(res.text.replace(/,"request_id":"[^"]*"/, ''), api, format);
+    }
+  });
 });

@@ -1,6 +1,6 @@
 // Compile-time check of the package's TypeScript types (tsc -p tests/edge); never executed.
 import { Warden, handleRequest } from 'warden-wasm';
-import type { CheckResponse, EvaluateResponse, RedactResponse, WardenError, WardenOptions } from 'warden-wasm';
+import type { CheckResponse, EvaluateResponse, GovernedStream, RedactResponse, StreamRecord, WardenError, WardenOptions } from 'warden-wasm';
 
 const options: WardenOptions = { policy: 'version: v1', piiTokenSalt: 's', onError: 'best_effort', apiKeys: ['k'] };
 const w = new Warden(options);
@@ -21,4 +21,10 @@ function onError(e: unknown): string {
 new Warden({ onError: 'explode' });
 // @ts-expect-error precheck needs raw_text
 w.precheck({ tool: 't' });
-export { out, decision, evaluated, start, served, raw, onError };
+const governed: GovernedStream = w.governStream(new Response('x').body!, { tool: 't', format: 'openai' });
+const record: Promise<StreamRecord> = governed.result;
+const piped: ReadableStream<Uint8Array> = new ReadableStream<string>().pipeThrough(w.governTransform({ tool: 't', field: '/text', format: 'ndjson' }));
+const pushed: Uint8Array = w.openStream('t', undefined, 'text', undefined).push(new Uint8Array([104, 105]));
+// @ts-expect-error format takes only the four documented values
+w.governStream(new Response('x').body!, { tool: 't', format: 'xml' });
+export { out, decision, evaluated, start, served, raw, onError, record, piped, pushed };

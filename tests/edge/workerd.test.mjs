@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, assertBadInput, assertCase, assertMalformed, assertOtherRoutes, deployments, freePort, post, read } from './common.mjs';
+import { STREAM_POLICY, STREAM_SALT, streamCase, streamPost, streamingHttpChecks } from './streams.mjs';
 
 const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
 const CONFIG = join(ROOT, 'tests', 'edge', 'wrangler.toml');
@@ -158,6 +159,7 @@ before(async () => {
     ...others.map((d, i) =>
       startWorker(`env${i + 1}`, '', { PII_TOKEN_SALT: d.salt, ON_ERROR: d.onError }, d.policyText).then((w) => (workers[`env${i + 1}`] = w)),
     ),
+    startWorker('stream', '', { PII_TOKEN_SALT: STREAM_SALT }, STREAM_POLICY).then((w) => (workers.stream = w)),
     startWorker('limits', 'limits', { PII_TOKEN_SALT: 'limits-salt', POLICY_REFRESH_S: '1' }, main.policyText).then(
       (w) => (workers.limits = w),
     ),
@@ -344,4 +346,23 @@ test('workerd: a new policy in KV is picked up without a restart; an invalid one
   // The last good policy still decides.
   const still = await post(`${w.base}/api/v1/precheck`, { ...req, user_id: `still-${Date.now()}` }, headers);
   assert.equal(still.json.decision, 'deny');
+});
+
+describe('workerd: POST /api/v1/postcheck/stream streams both ways', () => {
+  for (const [name, check] of streamingHttpChecks(10_000, { resend: true })) test(name, () => check({ base: workers.stream.base }));
+  after(() => {
+    // Errors of the Worker (a trap, a restart) explain a failure here.
+    const lines = workers.stream.log.split('\n').filter((l) => /panic|error|restart|uncaught/i.test(l));
+    for (const l of lines.slice(-20)) console.log(`# worker log: ${l.slice(0, 300)}`);
+  });
+});
+
+test('workerd: a stream\'s decision event is delivered after the stream ends', async () => {
+  const { pieces } = streamCase('openai', 11_000, 2000);
+  const res = await streamPost(`${workers.main.base}/api/v1/postcheck/stream?tool=web.search&format=openai&corr_id=stream-evt-1`, pieces);
+  assert.equal(res.status, 200, res.text.slice(0, 300));
+  const entry = await eventually('the event of stream-evt-1', () => received.find((e) => e.event?.data?.correlationId === 'stream-evt-1'));
+  assert.ok(entry.validSignature);
+  assert.equal(entry.event.data.direction, 'egress');
+  assert.ok(!JSON.stringify(entry.event).includes('@example.com'));
 });

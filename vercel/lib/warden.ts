@@ -10,8 +10,12 @@
 //   WARDEN_AGENT_ID  agent id the middleware reports (default "vercel-middleware")
 //   WARDEN_REQUEST_POLICY  what a request's policy_config may do: tighten (default here: only
 //                    stricter than WARDEN_POLICY), replace (SPEC §3) or off
+//   WARDEN_AI_UPSTREAM  optional AI API base URL: /api/ai/<path> is proxied to <url>/<path>
+//                    and its (streamed) answer governed (`proxyAi`); unset: the route echoes
+//   WARDEN_AI_FORMAT  optional: the answer's stream format (openai, anthropic, ndjson, text);
+//                    default from its content type (SSE: openai)
 import { Warden, handleRequest } from 'warden-wasm';
-import type { EvaluateResponse, WardenOptions } from 'warden-wasm';
+import type { EvaluateResponse, StreamFormat, WardenOptions } from 'warden-wasm';
 
 type OnError = NonNullable<WardenOptions['onError']>;
 
@@ -74,6 +78,42 @@ function unavailable(e: unknown): Response {
   return json(503, { error: { code: 'governance_unavailable', message } });
 }
 
+/**
+ * `url` without the query parameters Next.js appends for a catch-all route's segments on the
+ * edge runtime (`?path=v1&path=postcheck&path=stream`, or `nxtPpath=` in other versions):
+ * the trailing entries whose values are exactly the path's segments after `prefix`. A query
+ * of the client's own is kept.
+ */
+export function withoutRouteParams(url: URL, prefix: string): URL {
+  if (!url.pathname.startsWith(prefix)) return url;
+  const segments = url.pathname.slice(prefix.length).split('/').filter((x) => x !== '');
+  const entries = [...url.searchParams];
+  if (segments.length === 0 || entries.length < segments.length) return url;
+  const tail = entries.slice(entries.length - segments.length);
+  const decoded = segments.map((x) => {
+    try {
+      return decodeURIComponent(x);
+    } catch {
+      return x;
+    }
+  });
+  const appended = tail.every(([k, v], i) => (k === 'path' || k === 'nxtPpath') && (v === decoded[i] || v === segments[i]));
+  if (!appended) return url;
+  const clean = new URL(url);
+  clean.search = new URLSearchParams(entries.slice(0, entries.length - segments.length)).toString();
+  return clean;
+}
+
+/** `request` at `url` (same method, headers and body, streamed). */
+function moved(request: Request, url: URL): Request {
+  const init: RequestInit & { duplex?: 'half' } = { method: request.method, headers: request.headers };
+  if (request.body) {
+    init.body = request.body;
+    init.duplex = 'half';
+  }
+  return new Request(url, init);
+}
+
 /** Serves the Warden HTTP API (every route) with the native server's router. */
 export async function serve(request: Request): Promise<Response> {
   let warden: Warden;
@@ -83,7 +123,9 @@ export async function serve(request: Request): Promise<Response> {
     return unavailable(e);
   }
   try {
-    return await handleRequest(warden, request);
+    const url = new URL(request.url);
+    const clean = withoutRouteParams(url, '/api/');
+    return await handleRequest(warden, clean === url ? request : moved(request, clean));
   } catch (e) {
     // Only reading the request body can fail here (e.g. the client went away).
     return json(400, { error: { code: 'invalid_request', message: `could not read the request: ${String(e)}` } });
@@ -230,4 +272,116 @@ async function forward(request: Request, payload: unknown): Promise<Response> {
   headers.set('content-type', 'application/json');
   headers.set(GOVERNED_HEADER, await mark(body));
   return fetch(request.url, { method: request.method, headers, body, redirect: 'manual' });
+}
+
+/** Largest non-streaming (application/json) upstream answer `proxyAi` governs. */
+export const ANSWER_LIMIT = 8 * 1024 * 1024;
+
+/** Request headers not forwarded to the upstream AI API. */
+const HOP_HEADERS = ['host', 'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'expect', 'upgrade', 'accept-encoding', GOVERNED_HEADER];
+
+/**
+ * The stream format of an upstream answer, from WARDEN_AI_FORMAT (forces one) or its content
+ * type: SSE → openai, or anthropic when WARDEN_AI_FORMAT=anthropic or the request carries
+ * Anthropic's `anthropic-version` header; NDJSON → ndjson; plain text → text; `json` for a
+ * whole JSON answer; undefined for anything else.
+ */
+export function answerFormat(contentType: string | null, anthropic = false): StreamFormat | 'json' | undefined {
+  const forced = process.env.WARDEN_AI_FORMAT?.trim();
+  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (type === 'text/event-stream') return forced === 'anthropic' || (anthropic && forced !== 'openai') ? 'anthropic' : 'openai';
+  if (forced === 'openai' || forced === 'anthropic' || forced === 'ndjson' || forced === 'text') return forced;
+  if (type === 'application/x-ndjson' || type === 'application/jsonl' || type === 'application/ndjson') return 'ndjson';
+  if (type === 'text/plain') return 'text';
+  if (type === 'application/json' || type.endsWith('+json')) return 'json';
+  return undefined;
+}
+
+/**
+ * Forwards an AI request (already governed by the middleware) to `upstream` + the path after
+ * /api/ai, and governs the answer on its way back (postcheck, tool from the path):
+ *   - streamed answers (SSE, NDJSON, text) through `warden.governStream`, chunk by chunk, in
+ *     the same shape, with an `event: warden` record (SSE) or `{"warden": …}` line (NDJSON)
+ *     before the end; a deny cuts the stream after that record (text has no room for a
+ *     record: the answer just ends early);
+ *   - a whole JSON answer through `evaluate` (egress): 403 on deny, else the governed JSON;
+ *   - any other content type: 502 (fail closed: nothing ungoverned reaches the client).
+ * Upstream failures are 502. The upstream's status is kept.
+ */
+export async function proxyAi(request: Request, upstream: string): Promise<Response> {
+  let warden: Warden;
+  try {
+    warden = getWarden();
+  } catch (e) {
+    return unavailable(e);
+  }
+  const url = withoutRouteParams(new URL(request.url), '/api/ai/');
+  const rest = url.pathname.replace(/^\/api\/ai/, '');
+  const target = `${upstream.replace(/\/+$/, '')}${rest}${url.search}`;
+  const headers = new Headers(request.headers);
+  for (const h of HOP_HEADERS) headers.delete(h);
+  let answer: Response;
+  try {
+    const body = request.method === 'GET' || request.method === 'HEAD' ? undefined : await request.arrayBuffer();
+    answer = await fetch(target, { method: request.method, headers, body, redirect: 'manual' });
+  } catch (e) {
+    return json(502, { error: { code: 'bad_gateway', message: `the AI upstream did not answer: ${(e as Error).message}` } });
+  }
+  const tool = toolFromPath(url.pathname);
+  const format = answerFormat(answer.headers.get('content-type'), request.headers.has('anthropic-version'));
+  const out = new Headers({ 'cache-control': 'no-store' });
+  if (format === undefined) {
+    await answer.body?.cancel();
+    return json(502, { error: { code: 'bad_gateway', message: `cannot govern an AI answer of type ${answer.headers.get('content-type') ?? '(none)'}` } });
+  }
+  if (format === 'json') {
+    const length = Number(answer.headers.get('content-length') ?? '0');
+    const text = length > ANSWER_LIMIT ? undefined : await answer.text();
+    if (text === undefined || new TextEncoder().encode(text).length > ANSWER_LIMIT) {
+      return json(502, { error: { code: 'bad_gateway', message: `the AI answer exceeds ${ANSWER_LIMIT} bytes` } });
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(text);
+    } catch {
+      return json(502, { error: { code: 'bad_gateway', message: 'the AI answer is not valid JSON' } });
+    }
+    let result: EvaluateResponse;
+    try {
+      result = warden.evaluate({ agent_id: settings().agentId, tool, direction: 'egress', payload });
+    } catch (e) {
+      return json(502, { error: { code: 'bad_gateway', message: `cannot govern the AI answer: ${(e as Error).message}` } });
+    }
+    if (result.decision === 'deny') {
+      return json(403, { error: { code: 'denied', message: 'the answer was blocked by the governance policy' }, decision: result.decision, reasons: result.reasons, policy_id: result.policy_id });
+    }
+    return json(answer.status, result.modified_payload);
+  }
+  out.set('content-type', format === 'text' ? 'text/plain; charset=utf-8' : (answer.headers.get('content-type') ?? 'text/event-stream'));
+  out.set('x-accel-buffering', 'no');
+  if (!answer.body) return new Response(null, { status: answer.status, headers: out });
+  const governed = warden.governStream(answer.body, { tool, format });
+  return new Response(format === 'text' ? endQuietly(governed) : governed, { status: answer.status, headers: out });
+}
+
+/**
+ * `stream`, ending cleanly where it errors: a denied text answer has no room for a record, and
+ * runtimes treat an errored response body as their own failure (logged, or unhandled).
+ */
+function endQuietly(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch {
+        controller.close();
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
 }

@@ -105,9 +105,14 @@ async fn serve(
     if !request_id.is_empty() {
         req.extensions_mut().insert(RequestId(request_id));
     }
-    let resp = match router.oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
+    // Buffered `lambda_http` cannot stream a response: the streaming route answers 501.
+    let resp = if req.uri().path() == warden_service::router::STREAM_ROUTE {
+        warden_service::router::streaming_unavailable()
+    } else {
+        match router.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
     };
     let (parts, body) = resp.into_parts();
     // The router's answers are small JSON documents; the cap only guards against surprises.

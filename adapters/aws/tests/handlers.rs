@@ -83,6 +83,12 @@ async fn http_routes_stage_prefix_cors_and_request_id() {
         assert_eq!(cors, Some("https://app.example"), "{origin:?}: {resp}");
         let resp = call(&app, http_event(origin, "POST", "/api/v1/nope", Some(&json!({})), &[])).await;
         assert_eq!(http_answer(&resp).0, 404, "{origin:?}");
+        // Buffered lambda_http cannot stream: the streaming postcheck answers 501 naming the route to use.
+        let stream = http_event(origin, "POST", "/api/v1/postcheck/stream?tool=t", Some(&json!({})), &[]);
+        let resp = call(&app, stream).await;
+        let (status, body) = (http_answer(&resp).0, resp.to_string());
+        assert_eq!(status, 501, "{origin:?}: {resp}");
+        assert!(body.contains("not_implemented") && body.contains("/api/v1/postcheck"), "{body}");
     }
 }
 

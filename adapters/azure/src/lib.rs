@@ -160,6 +160,15 @@ fn core_uri(path_and_query: &str) -> Option<Uri> {
     joined.parse().ok()
 }
 
+/// The core router's answer; the Functions host buffers responses, so the streaming route
+/// answers 501 naming the non-streaming one.
+async fn core_answer(h: &Handler, req: Request) -> Response {
+    if req.uri().path() == warden_service::router::STREAM_ROUTE {
+        return warden_service::router::streaming_unavailable();
+    }
+    h.core.clone().oneshot(req).await.unwrap_or_else(|e| match e {})
+}
+
 /// Forwarding mode: the client's request as it was, to the core router.
 async fn forwarded(State(h): State<Handler>, mut req: Request) -> Response {
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
@@ -169,7 +178,7 @@ async fn forwarded(State(h): State<Handler>, mut req: Request) -> Response {
     if let Some(id) = invocation_id(req.headers()) {
         req.extensions_mut().insert(RequestId(id));
     }
-    let resp = h.core.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+    let resp = core_answer(&h, req).await;
     h.flush().await;
     resp
 }
@@ -230,7 +239,7 @@ async fn http_invocation(
     if let Some(id) = invocation_id(&headers) {
         req.extensions_mut().insert(RequestId(id));
     }
-    let resp = h.core.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+    let resp = core_answer(&h, req).await;
     let status = resp.status();
     let mut out_headers = Map::new();
     for (name, value) in resp.headers() {

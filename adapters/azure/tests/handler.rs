@@ -147,6 +147,10 @@ async fn forwarded_requests_reach_every_route() {
     assert_eq!((status, got["redacted"].clone()), (200, json!("<USER_EMAIL>")));
     let (status, _) = call(&app, "POST", "/api/v1/nothing", b"{}".to_vec()).await;
     assert_eq!(status, 404);
+    // The host buffers responses: the streaming postcheck answers 501 naming the route to use.
+    let (status, got) = call(&app, "POST", "/api/v1/postcheck/stream?tool=t", b"hi".to_vec()).await;
+    assert_eq!((status, got["error"]["code"].clone()), (501, json!("not_implemented")));
+    assert!(got["error"]["message"].as_str().unwrap().contains("POST /api/v1/postcheck"), "{got}");
 }
 
 #[tokio::test]

@@ -27,3 +27,4 @@ pub mod record;
 pub mod router;
 pub mod service;
 pub mod settings;
+pub mod stream;

@@ -23,6 +23,42 @@ fn post_op(summary: &str, req: &str, resp: &str) -> Value {
     json!({"post": {"summary": summary, "requestBody": body(req), "responses": responses}})
 }
 
+/// `POST /api/v1/postcheck/stream`: fields in the query, the body streamed in and out, the
+/// metadata record last (see `crate::stream`).
+fn stream_op() -> Value {
+    let q = |name: &str, required: bool, description: &str, schema: Value| json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema});
+    let s = json!({"type": "string"});
+    let mut responses = errors();
+    if let Some(map) = responses.as_object_mut() {
+        map.insert("200".into(), json!({
+            "description": "The governed stream, sent as it is released. `text` and `ndjson`: NDJSON lines (`{\"text\": ...}` pieces, or the input's lines with their text delta governed), then `{\"warden\": <StreamRecord>}`. `openai` and `anthropic`: the input's events with their text deltas governed (held-back text is released in a later event's delta; the rest in the event carrying `finish_reason`, or a synthetic one before `content_block_stop` / `data: [DONE]`), then `event: warden` with `data: <StreamRecord>`, then the input's terminator (`data: [DONE]` or `message_stop`). A deny (or bad input: `error` set, reason `error:invalid_request`) ends the stream with the record and no terminator; what was released before stays released.",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        }));
+        map.insert("501".into(), json!({"description": "The runtime buffers responses (AWS Lambda with buffered responses, Azure Functions): use POST /api/v1/postcheck", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
+    }
+    json!({"post": {
+        "summary": "Streaming postcheck of an AI answer: the body is governed as it arrives, equal to a one-shot postcheck of the whole text (for every decision but deny)",
+        "parameters": [
+            q("tool", true, "The tool whose answer is streamed", s.clone()),
+            q("scope", false, "Its scope", s.clone()),
+            q("format", false, "Shape of the body (default text)", json!({"type": "string", "enum": ["text", "ndjson", "openai", "anthropic"]})),
+            q("field", false, "ndjson: JSON pointer of the text delta (default: the first string among /choices/0/delta/content, /message/content, /response, /delta/text, /text, /content)", s.clone()),
+            q("user_id", false, "End user (rate limit key, decision record)", s.clone()),
+            q("corr_id", false, "Correlation id", s.clone()),
+            q("tags", false, "Comma-separated tags", s),
+        ],
+        "requestBody": {"required": true, "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "text/event-stream": {"schema": {"type": "string"}},
+        }},
+        "responses": responses,
+    }})
+}
+
 /// The document.
 pub fn document() -> Value {
     let decision = json!({"type": "string", "enum": ["allow", "deny", "transform", "confirm"]});
@@ -37,6 +73,10 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {"governsKey": {"type": "apiKey", "in": "header", "name": "X-Governs-Key"}},
             "schemas": {
+                "StreamRecord": {"type": "object", "required": ["decision", "reasons", "policy_id", "pii_counts"], "properties": {
+                    "decision": decision, "reasons": {"type": "array", "items": {"type": "string"}}, "policy_id": policy_id,
+                    "pii_counts": {"type": "object", "additionalProperties": {"type": "integer"}}, "request_id": {"type": "string"},
+                    "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
                 "CheckRequest": {"type": "object", "required": ["tool", "raw_text"], "properties": {
@@ -80,6 +120,7 @@ pub fn document() -> Value {
             "/": post_op("Invoke envelope: {action, ...} runs the same operations as the routes", "Invoke", "Health"),
             "/api/v1/precheck": post_op("Evaluate raw_text before tool execution (ingress)", "CheckRequest", "CheckResponse"),
             "/api/v1/postcheck": post_op("Evaluate tool output (egress)", "CheckRequest", "CheckResponse"),
+            "/api/v1/postcheck/stream": stream_op(),
             "/api/v1/redact": post_op("Detect and redact PII", "RedactRequest", "RedactResponse"),
             "/api/v1/evaluate": post_op("JSON mode: govern every string leaf of a payload", "EvaluateRequest", "EvaluateResponse"),
             "/api/v1/batch": post_op("Many precheck/postcheck/evaluate requests; per-item errors never fail the batch", "BatchRequest", "BatchResponse"),

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", route_op(&lanes, None))
         .route("/api/v1/precheck", route_op(&lanes, Some(Operation::Precheck)))
         .route("/api/v1/postcheck", route_op(&lanes, Some(Operation::Postcheck)))
+        .route(STREAM_ROUTE, post(postcheck_stream))
         .route("/api/v1/redact", route_op(&lanes, Some(Operation::Redact)))
         .route("/api/v1/evaluate", route_op(&lanes, Some(Operation::Evaluate)))
         .route("/api/v1/batch", route_op(&lanes, Some(Operation::Batch)))
@@ -120,6 +121,78 @@ async fn run_op(
     let body: serde_json::Value = parse_body(&bytes)?;
     let meta = RequestMeta { api_key, client_addr, request_id, ..RequestMeta::default() };
     lanes.run(bytes.len(), Arc::clone(&state.service), fixed, body, meta).await
+}
+
+/// `POST /api/v1/postcheck/stream`: the body is governed as it arrives and the governed bytes
+/// are sent as they are released, the metadata record last (`crate::stream`). Auth, query and
+/// rate limit errors are answered before streaming, as usual.
+async fn postcheck_stream(State(state): State<AppState>, req: Request) -> Response {
+    match start_stream(&state, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn start_stream(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    use futures_util::StreamExt;
+    let api_key = authenticate(state, req.headers())?;
+    let client_addr = client_addr(&req, &state.service.config().trusted_proxies);
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let query = axum::extract::Query::<crate::service::StreamQuery>::try_from_uri(req.uri())
+        .map_err(|e| ApiError::invalid_request(format!("bad query string: {}", e.body_text())))?
+        .0;
+    let meta = RequestMeta { api_key, client_addr, request_id, ..RequestMeta::default() };
+    let governed = state.service.postcheck_stream(query, &meta).await?;
+    let content_type = HeaderValue::from_static(governed.content_type());
+    let id = HeaderValue::from_str(governed.request_id()).ok();
+    let input = req.into_body().into_data_stream();
+    // Each step reads body chunks until some governed bytes are ready (or the body ends, or the
+    // stream stops), so empty frames are not sent.
+    let output = futures_util::stream::unfold(Some((input, governed)), |state| async move {
+        let (mut input, mut governed) = state?;
+        loop {
+            match input.next().await {
+                Some(Ok(chunk)) => {
+                    let out = governed.push(&chunk);
+                    if governed.is_stopped() {
+                        let mut out = out;
+                        out.extend(governed.finish(None));
+                        return Some((Ok::<_, std::convert::Infallible>(Bytes::from(out)), None));
+                    }
+                    if !out.is_empty() {
+                        return Some((Ok(Bytes::from(out)), Some((input, governed))));
+                    }
+                }
+                Some(Err(e)) => {
+                    let out = governed.finish(Some(&e.to_string()));
+                    return Some((Ok(Bytes::from(out)), None));
+                }
+                None => return Some((Ok(Bytes::from(governed.finish(None))), None)),
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(output));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(id) = id {
+        h.insert("x-request-id", id);
+    }
+    Ok(resp)
+}
+
+/// The streaming postcheck route.
+pub const STREAM_ROUTE: &str = "/api/v1/postcheck/stream";
+
+/// The answer of runtimes that buffer responses (so cannot stream) to
+/// `POST /api/v1/postcheck/stream`: 501, naming the route to use instead.
+pub fn streaming_unavailable() -> Response {
+    let body = serde_json::json!({"error": {
+        "code": "not_implemented",
+        "message": "streaming postcheck is not available on this runtime (it buffers responses); use POST /api/v1/postcheck",
+    }});
+    (StatusCode::NOT_IMPLEMENTED, Json(body)).into_response()
 }
 
 /// Where governed work runs. Natively, a request whose body is over [`HEAVY_BYTES`] is

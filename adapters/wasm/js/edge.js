@@ -8,3 +8,5 @@ initSync({ module: wasmModule });
 
 export { Warden } from './warden_wasm.js';
 export { handleRequest } from './http.js';
+// Adds Warden.prototype.governStream and governTransform.
+import './stream.js';

@@ -7,3 +7,5 @@ initSync({ module: readFileSync(new URL('./warden_wasm_bg.wasm', import.meta.url
 
 export { Warden } from './warden_wasm.js';
 export { handleRequest } from './http.js';
+// Adds Warden.prototype.governStream and governTransform.
+import './stream.js';

@@ -2,3 +2,5 @@
 // this file) or `initSync({ module })` once before `new Warden(...)`.
 export { default as init, initSync, Warden } from './warden_wasm.js';
 export { handleRequest } from './http.js';
+// Adds Warden.prototype.governStream and governTransform.
+import './stream.js';

@@ -224,7 +224,7 @@ pub async fn handle(
     HttpResult { status, headers, body }
 }
 
-fn build_request(
+pub(crate) fn build_request(
     method: &str,
     path: &str,
     headers: &[(String, String)],

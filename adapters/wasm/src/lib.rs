@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod stream;
 
 use crate::api::{Core, HttpResult};
 use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};

@@ -10,7 +10,10 @@
 //! - rate limits through the `WARDEN_RATE_LIMITER` rate-limit binding when bound;
 //! - decision events sent by the core's outbox inside `ctx.wait_until`, after the response,
 //!   see [`events`];
-//! - audit lines on the Worker's log (`console.log`).
+//! - audit lines on the Worker's log (`console.log`);
+//! - `POST /api/v1/postcheck/stream` streams both ways (workers-rs turns the request body into
+//!   a stream and the response body into a `ReadableStream`); its decision event is emitted
+//!   when the stream ends, after the response started, so it is delivered then ([`EndSignal`]).
 //!
 //! Everything is built once per isolate (policy parsed, detectors compiled) and reused.
 //! Nothing here panics: a panic would trap and kill the isolate.
@@ -247,6 +250,44 @@ impl App {
     }
 }
 
+/// The route whose response streams (see the module docs).
+pub const STREAM_PATH: &str = "/api/v1/postcheck/stream";
+
+/// A response body that signals when it is dropped: after its end (workers-rs drops an
+/// exhausted body) or when the client went away. `inner` is declared first, so it is dropped
+/// (and whatever the route does at its end has run) before the signal fires.
+struct EndSignal {
+    inner: Body,
+    _ended: futures_channel::oneshot::Sender<()>,
+}
+
+impl EndSignal {
+    fn wrap(resp: http::Response<Body>) -> (http::Response<Body>, futures_channel::oneshot::Receiver<()>) {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        (resp.map(|inner| Body::new(EndSignal { inner, _ended: tx })), rx)
+    }
+}
+
+impl http_body::Body for EndSignal {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        core::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The Worker's fetch handler.
 #[event(fetch)]
 async fn fetch(req: HttpRequest, env: Env, ctx: Context) -> worker::Result<http::Response<Body>> {
@@ -259,6 +300,7 @@ async fn fetch(req: HttpRequest, env: Env, ctx: Context) -> worker::Result<http:
             return Ok(axum::response::IntoResponse::into_response(e));
         }
     };
+    let streaming = req.uri().path() == STREAM_PATH;
     let mut req = req.map(Body::new);
     let client = req.headers().get("cf-connecting-ip").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     if let Some(ip) = client {
@@ -268,6 +310,20 @@ async fn fetch(req: HttpRequest, env: Env, ctx: Context) -> worker::Result<http:
         Ok(resp) => resp,
         Err(never) => match never {},
     };
+    if streaming && resp.status().is_success() {
+        // The stream's event comes at its end: deliver it (and refresh the policy) then.
+        let (resp, ended) = EndSignal::wrap(resp);
+        let app = Rc::clone(&app);
+        ctx.wait_until(async move {
+            // Resolves when the body has ended or was dropped (the client went away).
+            let _ = ended.await;
+            if let Some(outbox) = &app.outbox {
+                outbox.flush(app.flush_deadline, JsClock.now_ms()).await;
+            }
+            app.refresh_policy(&env).await;
+        });
+        return Ok(resp);
+    }
     let deliver = app.outbox.as_ref().is_some_and(|o| o.pending_len() > 0);
     let refresh = app.kv_policy.as_ref().is_some_and(|k| JsClock.now_ms() >= k.next_check_ms.get());
     if deliver || refresh {

@@ -371,7 +371,7 @@ impl ValueRun {
 
 /// Longest value the whole-value checks (masks, placeholders, plain words) look at: longer values
 /// are never stand-ins, and the bound keeps the work per keyword constant.
-const MAX_MASK: usize = 256;
+pub(super) const MAX_MASK: usize = 256;
 
 /// Skips spaces and tabs (at most 16, which bounds the work per keyword).
 fn skip_blanks(b: &[u8], i: usize) -> usize {

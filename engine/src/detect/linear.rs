@@ -129,3 +129,49 @@ fn the_reported_quadratic_input_is_linear() {
     let large = cost(&detector, "pwd=${", LARGE);
     assert!(large <= small * 17, "{small} units at 64 KiB, {large} at 1 MiB");
 }
+
+/// Work to stream `len` bytes of `unit` repeated in 7-byte chunks (split inside characters and
+/// triggers), under a policy that redacts every value.
+fn stream_cost(detector: &Detector, unit: &str, len: usize) -> u64 {
+    let (policy, key) = (crate::Policy::default(), crate::TokenKey::new("salt"));
+    let gate = crate::Gate::new(&policy, &key, detector);
+    let text = unit.repeat(len / unit.len());
+    work::take();
+    // A small cap, so that whitespace-free texts are cut at both sizes measured.
+    let mut s = gate.postcheck_stream("web.search", "").with_max_hold(4096);
+    let mut out = 0usize;
+    for chunk in text.as_bytes().chunks(7) {
+        out += s.push(&gate, chunk).map_or(0, |o| o.len());
+    }
+    out += s.finish(&gate).map_or(0, |end| end.rest.len());
+    core::hint::black_box(out);
+    work::take()
+}
+
+#[test]
+fn streaming_in_tiny_chunks_costs_linear_work() {
+    // A sample of the units (every 16th: the full sweep above covers detection itself), plus
+    // prose with values and whitespace-free runs that only the cap cuts.
+    let detector = Detector::new();
+    let mut sample: Vec<String> = units().into_iter().step_by(16).collect();
+    sample.extend(["mail bob@example.com now. ", "a", "\u{200B}", "SSN 123-45-6789\n", "x1 "].map(String::from));
+    let mut failures = vec![];
+    let mut worst = (0.0, String::new());
+    for unit in &sample {
+        let (small, large) = (stream_cost(&detector, unit, SMALL), stream_cost(&detector, unit, LARGE));
+        let one_shot = cost(&detector, unit, LARGE);
+        let ratio = large as f64 / small.max(1) as f64;
+        // Streaming evaluates each byte about three times, plus the cut and context searches.
+        let overhead = large as f64 / one_shot.max(LARGE as u64) as f64;
+        if ratio > worst.0 {
+            worst = (ratio, unit.clone());
+        }
+        if ratio > MAX_RATIO || overhead > 8.0 {
+            failures.push(format!(
+                "{unit:?}: {small} units at 64 KiB, {large} at 1 MiB ({ratio:.1}x), one-shot {one_shot}"
+            ));
+        }
+    }
+    std::println!("{} streamed units; worst 1 MiB / 64 KiB work ratio {:.2} for {:?}", sample.len(), worst.0, worst.1);
+    assert!(failures.is_empty(), "superlinear streaming:\n{}", failures.join("\n"));
+}

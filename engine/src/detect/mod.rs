@@ -18,11 +18,29 @@ mod net;
 mod numbers;
 #[cfg(test)]
 mod tests;
-mod unicode;
+pub(crate) mod unicode;
 
 use crate::pii::PiiKind;
 use alloc::vec::Vec;
 use keywords::{Trigger, ValueRun};
+
+/// How far (in bytes of the folded text, see `unicode`) detection may read ahead of a position
+/// across whitespace to decide a value that starts before it: a password keyword (at most 15
+/// bytes with its quotes), up to 16 blanks, `:=>`, 16 more blanks and a quoted or XML value of
+/// at most `MAX_MASK` + 1 bytes plus its closing quote; a spaced number (an IBAN in groups, 42
+/// bytes; a card or phone with separators and extension, under 64) and the few bytes a value's
+/// end checks (`runs_on`). Runs without whitespace (keys, JWTs, e-mails, unquoted passwords)
+/// end at whitespace and need no bound. Streaming evaluation holds this much back.
+pub(crate) const MAX_LOOK_AHEAD: usize = 15 + 16 + 3 + 16 + keywords::MAX_MASK + 3 + 16;
+
+/// How far (in bytes of the folded text) what precedes a value may change whether and where it
+/// is found: a context word (at most 15 bytes, `social security`, plus a plural `s`) and the
+/// 32-byte gap `near` allows; the 48 bytes `context_words` reads back and the 16 it may back
+/// up over a cut word; an e-mail's 64-byte local part; `version` (9 bytes) before a dotted quad;
+/// the 3 bytes of an escape `prev` reads. A value found differently from a later start can end
+/// up to one spaced number (under 64 bytes) further; twice the sum leaves room for that.
+/// Streaming evaluation keeps this much of the released text as the next window's context.
+pub(crate) const MAX_LOOK_BEHIND: usize = 2 * (48 + 16 + 64);
 
 /// One detected value: byte offsets into the input (`start < end`, both on char boundaries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -416,7 +434,7 @@ fn run_end(b: &[u8], i: usize, max: usize, pred: impl Fn(u8) -> bool) -> usize {
 /// Charged: one unit per event of the main loop and per byte read by a run scan, the only reads
 /// whose length is not bounded by a constant per event.
 #[inline(always)]
-fn spend(units: usize) {
+pub(crate) fn spend(units: usize) {
     #[cfg(all(test, feature = "std"))]
     work::add(units);
     #[cfg(not(all(test, feature = "std")))]

@@ -67,6 +67,15 @@ pub(super) fn folded_chars() -> impl Iterator<Item = char> {
     ('\u{80}'..='\u{1D7FF}').filter(|&c| !matches!(fold(c), Fold::Keep))
 }
 
+/// How many bytes `c` takes in the folded text (0 when folding drops it).
+pub(crate) fn folded_len(c: char) -> usize {
+    match fold(c) {
+        Fold::Keep => c.len_utf8(),
+        Fold::Drop => 0,
+        Fold::Ascii(_) => 1,
+    }
+}
+
 /// The folded form of `text`, or `None` when folding would change nothing.
 pub(super) fn folded(text: &str) -> Option<Folded> {
     if text.is_ascii() {

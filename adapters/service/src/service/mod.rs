@@ -18,12 +18,14 @@ mod batch;
 mod pipeline;
 mod policy_cache;
 mod readiness;
+mod streaming;
 
 pub use builder::{Budgets, BuildError, ServiceBuilder};
 pub use document::{Disposition, DocumentMeta, DocumentOutcome};
 pub use hooks::{Check, CheckStatus, Observer, Probe};
 pub use message::{MemoryDedupe, MessageDedupe, MessageMeta, MessageOutcome, Seen};
 pub use operation::Operation;
+pub use streaming::{PostcheckStream, StreamQuery};
 
 use crate::clock::Clock;
 use crate::error::ApiError;
