@@ -750,7 +750,9 @@ pub(super) fn persons(
         let c = at(b, i);
         let starts = (c.is_ascii_uppercase() || c >= 0xC0) && !letter(prev(b, i)) && !prev(b, i).is_ascii_digit();
         if !starts || matches!(prev(b, i), b'@' | b'.' | b'_' | b'/' | b'\\' | b'#' | b'$') && prev(b, i) != b' ' {
-            i += if letter(c) { word_end(b, i).max(i + 1) - i } else { 1 };
+            // The letter of an escape sequence (`\nTamsin`) is not the start of a word.
+            let escape = matches!(c, b'n' | b'r' | b't') && i > 0 && at(b, i - 1) == b'\\';
+            i += if letter(c) && !escape { word_end(b, i).max(i + 1) - i } else { 1 };
             continue;
         }
         while taken.peek().is_some_and(|t| t.1 <= i) {
@@ -1985,4 +1987,31 @@ fn postcode_city(text: &str, j: usize, limit: usize) -> Option<usize> {
         e += 5;
     }
     Some(e)
+}
+
+/// Every word the opt-in detectors react to (for the linear-time test).
+#[cfg(all(test, feature = "std"))]
+pub(super) fn patterns() -> impl Iterator<Item = &'static str> {
+    [
+        HONORIFICS,
+        GREETINGS,
+        STRONG_CUES,
+        WEAK_CUES,
+        STOP,
+        ORGANISATIONS,
+        ARTICLES,
+        NAME_SUFFIXES,
+        PARTICLES,
+        CLOSINGS,
+        SUFFIXES,
+        ABBREVIATIONS,
+        COUNTERS,
+        PREFIXES,
+        GLUED,
+        UNITS,
+        NAME_PARTICLES,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
 }
