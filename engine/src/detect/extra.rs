@@ -928,17 +928,6 @@ fn cue_before(b: &[u8], start: usize) -> Cue {
     }
 }
 
-/// True when the cue before `start` is a label (`name:`, `customer=`): then one word that is in
-/// no gazetteer is still a name.
-fn cue_is_label(b: &[u8], start: usize) -> bool {
-    let floor = start.saturating_sub(8);
-    let mut j = start;
-    while j > floor && matches!(prev(b, j), b' ' | b'"' | b'\'') {
-        j -= 1;
-    }
-    matches!(prev(b, j), b':' | b'=') || (j >= 2 && at(b, j - 2) == b'\\' && at(b, j - 1) == b'"')
-}
-
 /// The lower-cased word ending at `j` (into `buf`): its start and length; read no further back
 /// than `floor`. `I'm` reads as `m`, and the word before it as `i`.
 fn word_before(b: &[u8], j: usize, floor: usize, buf: &mut [u8; MAX_WORD]) -> (usize, usize) {
