@@ -25,7 +25,10 @@ fn detect_extra_turns_each_detector_on() {
     let both = json!({"version": "v1", "detect_extra": ["person", "street_address"]});
     assert_eq!(redact(both, TEXT), "Dear Ms. <PERSON>, we ship to <ADDRESS> today.");
     let person = json!({"version": "v1", "detect_extra": ["PII:person"]});
-    assert_eq!(redact(person, TEXT), "Dear Ms. <PERSON>, we ship to 742 Evergreen Terrace, Springfield, IL 62704 today.");
+    assert_eq!(
+        redact(person, TEXT),
+        "Dear Ms. <PERSON>, we ship to 742 Evergreen Terrace, Springfield, IL 62704 today."
+    );
 }
 
 #[test]

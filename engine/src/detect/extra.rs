@@ -147,18 +147,15 @@ fn upper_at(text: &str, i: usize) -> bool {
     char_at(text, i).is_some_and(char::is_uppercase)
 }
 
-/// End of the word at `i`: letters, with `'`, `’` and `-` between letters (`O'Brien`,
+/// End of the word at `i`: letters, with `'` and `-` between letters (`O'Brien`,
 /// `Jean-Luc`); at most `MAX_WORD` + 1 bytes are read.
 fn word_end(b: &[u8], i: usize) -> usize {
     let mut j = i;
     while j < i + MAX_WORD + 1 {
+        // Non-ASCII bytes count as letters, so `’` is read with the word like `'`.
         let c = at(b, j);
-        if letter(c) {
+        if letter(c) || ((c == b'\'' || c == b'-') && letter(at(b, j + 1)) && j > i) {
             j += 1;
-        } else if (c == b'\'' || c == b'-') && letter(at(b, j + 1)) && j > i {
-            j += 1;
-        } else if c == 0xE2 && at(b, j + 1) == 0x80 && at(b, j + 2) == 0x99 && letter(at(b, j + 3)) && j > i {
-            j += 3;
         } else {
             break;
         }
@@ -1685,9 +1682,7 @@ fn number_first(text: &str, i: usize) -> Option<(usize, usize)> {
             return None;
         }
         // A word glued to its neighbour by `'` (`d'Italie`) continues without a blank.
-        if at(b, e) == b' ' {
-            k = e + 1;
-        } else if at(b, e) == b'\'' && letter(at(b, e + 1)) {
+        if at(b, e) == b' ' || (at(b, e) == b'\'' && letter(at(b, e + 1))) {
             k = e + 1;
         } else {
             break;
@@ -1736,7 +1731,7 @@ fn street_first(text: &str, i: usize, floor: usize) -> Option<(usize, usize)> {
         {
             s -= 1;
         }
-        if s == k || k - s > MAX_WORD + 1 || !(s == 0 || !letter(prev(b, s))) {
+        if s == k || k - s > MAX_WORD + 1 || (s != 0 && letter(prev(b, s))) {
             break;
         }
         let cap = upper_at(text, s);

@@ -119,7 +119,7 @@ fn name_field(field: &str) -> bool {
     const PEOPLE: [&[u8]; 9] =
         [b"customer", b"contact", b"author", b"signed_by", b"recipient", b"sender", b"patient", b"person", b"owner"];
     let named = low.windows(4).any(|w| w == b"name") && !THINGS.iter().any(|t| low.windows(t.len()).any(|w| w == *t));
-    named || PEOPLE.iter().any(|p| low == *p)
+    named || PEOPLE.contains(&low)
 }
 
 /// Which context words a field name holds.
