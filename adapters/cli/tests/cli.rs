@@ -196,7 +196,7 @@ fn detect_reports_the_opt_in_types_and_types_narrows() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["entities"], serde_json::json!([{"type": "person", "start": 9, "end": 14}]));
     let (code, _, err) = run(&["detect", "--types", "nobody"], input);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("nobody"), "{err}");
 }
 
