@@ -144,6 +144,7 @@ fn every_opt_in_trigger_costs_linear_work() {
         units.push(format!("{w} "));
         units.push(format!("{cap} Ab 1 "));
     }
+    units.extend(triggers().into_iter().flat_map(|t| [t.clone(), format!("{t}1 Ab "), format!("{t}Ab ")]));
     for u in [
         "Ab ",
         "Ab Cd ",
