@@ -208,7 +208,7 @@ impl<'a> Evaluator<'a> {
     /// proportional to the selection, however many overlapping candidates the recognizers
     /// produce, and only selected custom matches allocate their type name.
     pub(crate) fn find(&self, text: &str) -> Vec<Match> {
-        let builtin = self.detector.detect_in_field(self.field, text);
+        let builtin = self.detector.detect_with_extra(self.field, text, self.policy.detect_extra());
         let custom_pii = self.policy.custom_pii();
         if custom_pii.is_empty() {
             return builtin

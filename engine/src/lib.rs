@@ -206,7 +206,7 @@ pub use api::{
     CheckRequest, CheckResponse, Entity, ErrorDetail, EvaluateRequest, EvaluateResponse, PiiFound, RedactRequest,
     RedactResponse,
 };
-pub use detect::{Detector, Found};
+pub use detect::{Detector, Extra, Found, MAX_ADDRESS_SPAN, MAX_CONTEXT_REACH, MAX_PERSON_SPAN};
 pub use error::{ErrorCode, ParseWireError};
 pub use eval::{Decision, EvalError, Finding, Match, PolicyId, TorkDecision, Verdict};
 pub use gate::{Gate, PolicyMode, RequestPolicy};

@@ -26,11 +26,15 @@ pub enum PiiKind {
     IbanCode,
     /// The value of a `password: x` style assignment.
     Password,
+    /// A person's name (opt-in: a policy's `detect_extra`).
+    Person,
+    /// A street address (opt-in: a policy's `detect_extra`).
+    StreetAddress,
 }
 
 impl PiiKind {
-    /// Every built-in kind, in a stable order.
-    pub const ALL: [PiiKind; 9] = [
+    /// Every built-in kind, in a stable order (the opt-in kinds last).
+    pub const ALL: [PiiKind; 11] = [
         PiiKind::EmailAddress,
         PiiKind::UsSsn,
         PiiKind::PhoneNumber,
@@ -40,7 +44,18 @@ impl PiiKind {
         PiiKind::IpAddress,
         PiiKind::IbanCode,
         PiiKind::Password,
+        PiiKind::Person,
+        PiiKind::StreetAddress,
     ];
+
+    /// The kinds detected only when a policy asks for them (`detect_extra`): finding them costs
+    /// more and they are less certain, so deployed decisions do not change under anyone.
+    pub const OPT_IN: [PiiKind; 2] = [PiiKind::Person, PiiKind::StreetAddress];
+
+    /// True for the kinds of [`OPT_IN`](Self::OPT_IN).
+    pub const fn is_opt_in(self) -> bool {
+        matches!(self, PiiKind::Person | PiiKind::StreetAddress)
+    }
 
     /// The wire name, e.g. `us_ssn`.
     pub const fn name(self) -> &'static str {
@@ -54,6 +69,8 @@ impl PiiKind {
             PiiKind::IpAddress => "ip_address",
             PiiKind::IbanCode => "iban_code",
             PiiKind::Password => "password",
+            PiiKind::Person => "person",
+            PiiKind::StreetAddress => "street_address",
         }
     }
 
@@ -69,6 +86,8 @@ impl PiiKind {
             PiiKind::IpAddress => "<IP_ADDRESS>",
             PiiKind::IbanCode => "<IBAN_CODE>",
             PiiKind::Password => "<PASSWORD>",
+            PiiKind::Person => "<PERSON>",
+            PiiKind::StreetAddress => "<ADDRESS>",
         }
     }
 

@@ -6,6 +6,7 @@
 //! `allow_pii` key naming a custom type) are resolved. Fields are private, so a `Policy` is
 //! valid by construction and evaluation needs no error paths.
 
+use crate::detect::Extra;
 use crate::pii::{valid_custom_name, PiiKind, PiiType};
 use alloc::borrow::ToOwned;
 use alloc::collections::BTreeMap;
@@ -219,6 +220,7 @@ pub struct Policy {
     on_error: OnError,
     custom_pii: Vec<CustomRecognizer>,
     token_hex_len: usize,
+    detect_extra: Extra,
 }
 
 impl Default for Policy {
@@ -237,6 +239,7 @@ impl Default for Policy {
             on_error: OnError::Block,
             custom_pii: Vec::new(),
             token_hex_len: 8,
+            detect_extra: Extra::default(),
         }
     }
 }
@@ -292,6 +295,9 @@ pub(crate) struct PolicyDoc {
     custom_pii: Vec<CustomPiiDoc>,
     #[serde(default = "default_token_hex_len")]
     token_hex_len: usize,
+    /// Opt-in detectors: `person`, `street_address` (also written `PII:person`).
+    #[serde(default)]
+    detect_extra: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -464,6 +470,17 @@ impl Policy {
         self.token_hex_len
     }
 
+    /// The opt-in detectors this policy turns on (`detect_extra`).
+    pub fn detect_extra(&self) -> Extra {
+        self.detect_extra
+    }
+
+    /// This policy with the opt-in detectors `extra` on (`warden detect` reports every kind).
+    pub fn with_detect_extra(mut self, extra: Extra) -> Policy {
+        self.detect_extra = extra;
+        self
+    }
+
     /// Resolves a PII type name (without `PII:`) against built-ins and this policy's customs.
     pub fn pii_type(&self, name: &str) -> Option<PiiType> {
         resolve_type(name, &self.custom_pii)
@@ -568,6 +585,19 @@ impl Policy {
         if !(8..=64).contains(&doc.token_hex_len) {
             return Err(PolicyError::new("token_hex_len", "must be between 8 and 64"));
         }
+        let mut detect_extra = Extra::default();
+        for (i, name) in doc.detect_extra.iter().enumerate() {
+            match name.strip_prefix("PII:").unwrap_or(name).as_bytes() {
+                b"person" => detect_extra.person = true,
+                b"street_address" => detect_extra.street_address = true,
+                _ => {
+                    return Err(PolicyError::new(
+                        format!("detect_extra[{i}]"),
+                        format!("unknown opt-in detector `{name}`; expected `person` or `street_address`"),
+                    ))
+                }
+            }
+        }
         let default_rule = |d: Option<DefaultRuleDoc>, field: &str| -> Result<Option<DefaultRule>, PolicyError> {
             d.map(|d| Ok(DefaultRule { action: d.action, allow_pii: allow_map(d.allow_pii, field, &custom_pii)? }))
                 .transpose()
@@ -605,6 +635,7 @@ impl Policy {
             on_error: doc.on_error,
             custom_pii,
             token_hex_len: doc.token_hex_len,
+            detect_extra,
         })
     }
 }

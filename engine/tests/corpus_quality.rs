@@ -7,10 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, HashSet};
-use warden_engine::{Detector, PiiKind};
+use warden_engine::{Detector, Extra, PiiKind};
 
 const MIN_F1: f64 = 0.98;
+/// Floors for names outside the gazetteers (measured figures in docs/benchmarks.md).
+const HELDOUT_CENSUS_F1: f64 = 0.80;
+const HELDOUT_ORIGIN_F1: f64 = 0.85;
 
+#[derive(Clone)]
 struct Doc {
     id: String,
     group: String,
@@ -87,7 +91,7 @@ impl Counts {
 }
 
 /// Scores `docs`: per-type counts, false positives on hard negatives, and every error.
-fn score(docs: &[Doc]) -> (BTreeMap<&'static str, Counts>, Vec<String>, Vec<String>) {
+fn score(docs: &[Doc], extra: Extra) -> (BTreeMap<&'static str, Counts>, Vec<String>, Vec<String>) {
     let detector = Detector::new();
     let mut counts: BTreeMap<&str, Counts> = PiiKind::ALL.iter().map(|k| (k.name(), Counts::default())).collect();
     let mut negative_fps = Vec::new();
@@ -108,7 +112,7 @@ fn score(docs: &[Doc]) -> (BTreeMap<&'static str, Counts>, Vec<String>, Vec<Stri
                 (t.clone(), s, e)
             })
             .collect();
-        for f in detector.detect(&doc.text) {
+        for f in detector.detect_with_extra(None, &doc.text, extra) {
             let (s, e) = trimmed(&chars, char_at[f.start], char_at[f.end]);
             let key = (f.kind.name().to_owned(), s, e);
             let c = counts.get_mut(f.kind.name()).expect("known kind");
@@ -154,8 +158,8 @@ fn score(docs: &[Doc]) -> (BTreeMap<&'static str, Counts>, Vec<String>, Vec<Stri
 #[test]
 fn every_type_reaches_f1_098_and_hard_negatives_stay_clean() {
     let docs: Vec<Doc> = load("labeled.jsonl").into_iter().chain(load("prose.jsonl")).collect();
-    let (counts, negative_fps, _) = score(&docs);
-    for (kind, c) in &counts {
+    let (counts, negative_fps, _) = score(&docs, Extra::default());
+    for (kind, c) in counts.iter().filter(|(k, _)| PiiKind::from_name(k).is_some_and(|k| !k.is_opt_in())) {
         assert!(c.tp + c.fns >= 100, "{kind}: only {} labeled values in the corpus", c.tp + c.fns);
         assert!(c.f1() >= MIN_F1, "{kind}: F1 {:.4} < {MIN_F1} (see the errors printed above)", c.f1());
     }
@@ -166,13 +170,41 @@ fn every_type_reaches_f1_098_and_hard_negatives_stay_clean() {
 /// locales, values straight from Faker's providers): the same gate for the types it holds.
 #[test]
 fn text_written_by_others_reaches_f1_098_and_hard_negatives_stay_clean() {
-    let (counts, negative_fps, _) = score(&load("others.jsonl"));
+    let (counts, negative_fps, _) = score(&load("others.jsonl"), Extra::default());
     for kind in ["phone_number", "credit_card", "email_address"] {
         let c = &counts[kind];
         assert!(c.tp + c.fns >= 100, "{kind}: only {} labeled values in the corpus", c.tp + c.fns);
         assert!(c.f1() >= MIN_F1, "{kind}: F1 {:.4} < {MIN_F1} (see the errors printed above)", c.f1());
     }
     assert!(negative_fps.is_empty(), "false positives on hard negatives: {negative_fps:#?}");
+}
+
+/// Person names and street addresses (`people.jsonl`, opt-in detectors on): the same gate.
+#[test]
+fn people_and_addresses_reach_f1_098_and_hard_negatives_stay_clean() {
+    let (counts, negative_fps, _) = score(&load("people.jsonl"), Extra::ALL);
+    for kind in ["person", "street_address"] {
+        let c = &counts[kind];
+        assert!(c.tp + c.fns >= 300, "{kind}: only {} labeled values in the corpus", c.tp + c.fns);
+        assert!(c.f1() >= MIN_F1, "{kind}: F1 {:.4} < {MIN_F1} (see the errors printed above)", c.f1());
+    }
+    assert!(negative_fps.is_empty(), "false positives on hard negatives: {negative_fps:#?}");
+}
+
+/// Names the gazetteers do not hold (`people_heldout.jsonl`): the census slice held out of the
+/// tables and names of other origins. Reported (`--nocapture`), with a floor well under the
+/// measured figures (docs/benchmarks.md) so that a regression shows.
+#[test]
+fn names_outside_the_gazetteers_are_still_found() {
+    let docs = load("people_heldout.jsonl");
+    for (group, floor) in [("heldout:census", HELDOUT_CENSUS_F1), ("heldout:origin", HELDOUT_ORIGIN_F1)] {
+        let part: Vec<Doc> = docs.iter().filter(|d| d.group == group).map(Doc::clone).collect();
+        println!("--- {group}");
+        let (counts, _, _) = score(&part, Extra::ALL);
+        let c = &counts["person"];
+        println!("{group}: person P {:.3} R {:.3} F1 {:.3}", c.precision(), c.recall(), c.f1());
+        assert!(c.f1() >= floor, "{group}: person F1 {:.4} < {floor}", c.f1());
+    }
 }
 
 #[test]

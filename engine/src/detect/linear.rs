@@ -4,7 +4,7 @@
 //! at most `MAX_RATIO` times more work at 1 MiB than at 64 KiB (16 for linear work; quadratic work
 //! gives 256). Work is the deterministic counter of `super::work`, not time.
 
-use super::{is_trigger, keywords, work, Detector};
+use super::{extra, is_trigger, keywords, work, Detector, Extra};
 use alloc::string::String;
 use alloc::vec::Vec;
 use alloc::{format, vec};
@@ -52,12 +52,17 @@ fn units() -> Vec<String> {
     out
 }
 
-fn cost(detector: &Detector, unit: &str, len: usize) -> u64 {
+/// Work to detect on `unit` repeated to `len` bytes (with the opt-in detectors when `extra`).
+fn cost_with(detector: &Detector, unit: &str, len: usize, extra: Extra) -> u64 {
     let text = unit.repeat(len / unit.len());
     work::take();
-    let found = detector.detect(&text);
+    let found = detector.detect_with_extra(None, &text, extra);
     core::hint::black_box(found);
     work::take()
+}
+
+fn cost(detector: &Detector, unit: &str, len: usize) -> u64 {
+    cost_with(detector, unit, len, Extra::default())
 }
 
 /// A unit and its work at 16 KiB, 64 KiB and (unless already superlinear there) 1 MiB.
@@ -117,6 +122,77 @@ fn every_trigger_costs_linear_work() {
         densest.1
     );
     assert!(units.len() > 500, "the trigger tables came back nearly empty: {} units", units.len());
+    assert!(failures.is_empty(), "superlinear detection:\n{}", failures.join("\n"));
+}
+
+/// The opt-in detectors' triggers (issue 14): each cue, title, closing, street type, unit and
+/// particle word, lower case and capitalized, alone and before a capitalized word and a number;
+/// the shapes their grammars read (house number + words, name runs, postcodes, `S/N`); and every
+/// trigger byte and separator of the sweep above, with the opt-in detectors on.
+/// Smaller sizes than above (8 → 128 KiB, still ×16) keep the sweep of ~2,000 units in seconds.
+#[test]
+fn every_opt_in_trigger_costs_linear_work() {
+    let detector = Detector::new();
+    let mut units: Vec<String> = Vec::new();
+    for w in extra::patterns() {
+        let mut cap = String::new();
+        let mut chars = w.chars();
+        if let Some(c) = chars.next() {
+            cap.extend(c.to_uppercase());
+            cap.push_str(chars.as_str());
+        }
+        units.push(format!("{w} "));
+        units.push(format!("{cap} Ab 1 "));
+    }
+    units.extend(triggers().into_iter().flat_map(|t| [t.clone(), format!("{t}1 Ab "), format!("{t}Ab ")]));
+    for u in [
+        "Ab ",
+        "Ab Cd ",
+        "Ab-Cd ",
+        "A. ",
+        "1 Ab ",
+        "12 Ab Cd ",
+        "1 Ab Street ",
+        "1, rue Ab ",
+        "Abstraße 1 ",
+        "Ab 1, ",
+        "S/N ",
+        "1234 AB ",
+        "12345 Ab ",
+        "Ab, AB 12345 ",
+        "Ab
+",
+        "Ab,
+",
+        "\nAb ",
+        "Ab O'Cd ",
+        "Éa ",
+        "1/2 ",
+        "1-2 ",
+        "Ab, 1 ",
+        "Ab St. ",
+        "Dear Ab ",
+        "name: Ab ",
+        "Mr. Ab Cd ",
+    ] {
+        units.push(u.into());
+    }
+    let (small, large) = (8 << 10, 128 << 10);
+    let mut failures = Vec::new();
+    let mut worst = (0.0, String::new());
+    for unit in &units {
+        let (a, b) = (cost_with(&detector, unit, small, Extra::ALL), cost_with(&detector, unit, large, Extra::ALL));
+        let ratio = b as f64 / a.max(1) as f64;
+        let per_byte = b as f64 / large as f64;
+        if ratio > worst.0 {
+            worst = (ratio, unit.clone());
+        }
+        if ratio > MAX_RATIO || per_byte > MAX_UNITS_PER_BYTE {
+            failures.push(format!("{unit:?}: {a} units at 8 KiB, {b} at 128 KiB ({ratio:.1}x, {per_byte:.1}/byte)"));
+        }
+    }
+    std::println!("{} opt-in units; worst 128 / 8 KiB work ratio {:.2} for {:?}", units.len(), worst.0, worst.1);
+    assert!(units.len() > 1000, "the opt-in trigger tables came back nearly empty: {} units", units.len());
     assert!(failures.is_empty(), "superlinear detection:\n{}", failures.join("\n"));
 }
 

@@ -11,6 +11,7 @@
 //! output is sorted and non-overlapping by construction; where two kinds could claim the same
 //! start, the parsers are tried in priority order.
 
+mod extra;
 mod keywords;
 #[cfg(all(test, feature = "std"))]
 mod linear;
@@ -21,7 +22,9 @@ mod tests;
 pub(crate) mod unicode;
 
 use crate::pii::PiiKind;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+pub use extra::{Extra, MAX_ADDRESS_SPAN, MAX_CONTEXT_REACH, MAX_PERSON_SPAN};
 use keywords::{Trigger, ValueRun};
 
 /// How far (in bytes of the folded text, see `unicode`) detection may read ahead of a position
@@ -59,6 +62,8 @@ pub struct Found {
 pub struct Detector {
     triggers: Option<aho_corasick::AhoCorasick>,
     contexts: Option<aho_corasick::AhoCorasick>,
+    /// Name gazetteers of the opt-in person detector (shared by clones).
+    names: Arc<extra::Gazetteer>,
 }
 
 /// The detector's automata, borrowed for one text.
@@ -66,6 +71,7 @@ pub struct Detector {
 struct Automata<'a> {
     triggers: Option<&'a aho_corasick::AhoCorasick>,
     contexts: Option<&'a aho_corasick::AhoCorasick>,
+    names: &'a extra::Gazetteer,
 }
 
 impl Default for Detector {
@@ -75,13 +81,18 @@ impl Default for Detector {
 }
 
 impl Detector {
-    /// Builds the detector (tens of microseconds: do it once, not per text).
+    /// Builds the detector (about a millisecond, mostly decoding the name gazetteers: do it
+    /// once, not per text).
     pub fn new() -> Detector {
-        Detector { triggers: keywords::build_automaton(), contexts: keywords::build_context_automaton() }
+        Detector {
+            triggers: keywords::build_automaton(),
+            contexts: keywords::build_context_automaton(),
+            names: extra::Gazetteer::new(),
+        }
     }
 
     fn automata(&self) -> Automata<'_> {
-        Automata { triggers: self.triggers.as_ref(), contexts: self.contexts.as_ref() }
+        Automata { triggers: self.triggers.as_ref(), contexts: self.contexts.as_ref(), names: &self.names }
     }
 
     /// Finds every built-in PII value in `text`, sorted by `start`, non-overlapping.
@@ -94,9 +105,39 @@ impl Detector {
     /// `ssn`, `card_number`), a value at the start of `text` counts as if that word preceded it,
     /// so `{"phone": "0412 345 678"}` and `{"ssn": "123456789"}` are found.
     pub fn detect_in_field(&self, field: Option<&str>, text: &str) -> Vec<Found> {
-        let context = field.map(|name| field_context(self.automata(), name)).unwrap_or_default();
+        self.detect_with_extra(field, text, Extra::default())
+    }
+
+    /// Like [`detect_in_field`](Self::detect_in_field), plus the opt-in kinds `extra` asks for
+    /// (person names, street addresses: a policy's `detect_extra`). A field named like a name
+    /// (`name`, `customer_name`, `fullName`) makes a value at the start of `text` a name.
+    pub fn detect_with_extra(&self, field: Option<&str>, text: &str, extra: Extra) -> Vec<Found> {
+        let mut context = field.map(|name| field_context(self.automata(), name)).unwrap_or_default();
+        context.extra = extra;
+        context.name = field.is_some_and(name_field);
         detect_with(self.automata(), context, text)
     }
+}
+
+/// True when a field name says its value is a person's name: it has the word `name` (or is
+/// `customer`, `contact`, `author`, ...) and is not the name of a thing (`username`, `file_name`).
+fn name_field(field: &str) -> bool {
+    let f = field.as_bytes();
+    let f = f.get(..f.len().min(64)).unwrap_or_default();
+    let mut low = [0u8; 64];
+    let Some(low) = low.get_mut(..f.len()) else { return false };
+    for (o, c) in low.iter_mut().zip(f) {
+        *o = if c.is_ascii_alphabetic() { c.to_ascii_lowercase() } else { b'_' };
+    }
+    let low = &*low;
+    const THINGS: [&[u8]; 18] = [
+        b"user", b"file", b"host", b"db", b"path", b"type", b"domain", b"class", b"bucket", b"table", b"key", b"app",
+        b"service", b"product", b"company", b"org", b"project", b"event",
+    ];
+    const PEOPLE: [&[u8]; 9] =
+        [b"customer", b"contact", b"author", b"signed_by", b"recipient", b"sender", b"patient", b"person", b"owner"];
+    let named = low.windows(4).any(|w| w == b"name") && !THINGS.iter().any(|t| low.windows(t.len()).any(|w| w == *t));
+    named || PEOPLE.contains(&low)
 }
 
 /// Which context words a field name holds.
@@ -105,6 +146,10 @@ struct Context {
     phone: bool,
     card: bool,
     ssn: bool,
+    /// The field name says the value is a person's name.
+    name: bool,
+    /// The opt-in detectors to run.
+    extra: Extra,
 }
 
 /// The context words of a field name: each automaton hit that is a word of the identifier
@@ -166,6 +211,7 @@ fn detect_folded(automata: Automata<'_>, context: Context, text: &str) -> Vec<Fo
         context_scanned: 0,
         contexts: automata.contexts,
     };
+    let extra = context.extra;
     let mut hits = automata.triggers.map(|ac| ac.find_iter(text));
     let mut next_hit = hits.as_mut().and_then(Iterator::next);
     // Everything before `pos` has been handled; no new value may start there.
@@ -192,7 +238,42 @@ fn detect_folded(automata: Automata<'_>, context: Context, text: &str) -> Vec<Fo
             _ => break,
         }
     }
-    scan.out
+    if extra.is_empty() {
+        return scan.out;
+    }
+    with_extra(automata.names, text, scan.out, context)
+}
+
+/// Adds the opt-in kinds to the built-in values `found`: street addresses where no built-in value
+/// lies, then person names where neither does; the result stays sorted and non-overlapping.
+fn with_extra(names: &extra::Gazetteer, text: &str, found: Vec<Found>, context: Context) -> Vec<Found> {
+    let builtin: Vec<(usize, usize)> = found.iter().map(|f| (f.start, f.end)).collect();
+    let mut spans: Vec<(usize, usize, PiiKind)> = Vec::new();
+    if context.extra.street_address {
+        let mut a = Vec::new();
+        extra::addresses(text, &mut a);
+        let mut k = 0;
+        for (s, e) in a {
+            while builtin.get(k).is_some_and(|&(_, be)| be <= s) {
+                k += 1;
+            }
+            if builtin.get(k).is_none_or(|&(bs, _)| bs >= e) {
+                spans.push((s, e, PiiKind::StreetAddress));
+            }
+        }
+    }
+    if context.extra.person {
+        let mut taken: Vec<(usize, usize)> =
+            builtin.iter().copied().chain(spans.iter().map(|&(s, e, _)| (s, e))).collect();
+        taken.sort_unstable();
+        let mut p = Vec::new();
+        extra::persons(names, text, &taken, context.name, &mut p);
+        spans.extend(p.into_iter().map(|(s, e)| (s, e, PiiKind::Person)));
+    }
+    let mut out: Vec<Found> = found;
+    out.extend(spans.into_iter().map(|(start, end, kind)| Found { kind, start, end }));
+    out.sort_unstable_by_key(|f| f.start);
+    out
 }
 
 /// True for bytes that can start a digit/punctuation-led value.

@@ -875,3 +875,108 @@ fn folded_offsets_stay_on_char_boundaries() {
         assert_well_formed(&s, &detect(&s));
     }
 }
+
+/// Values with the opt-in detectors on, as (kind, text) pairs.
+fn found_extra(text: &str) -> Vec<(PiiKind, &str)> {
+    Detector::new()
+        .detect_with_extra(None, text, super::Extra::ALL)
+        .into_iter()
+        .map(|f| (f.kind, text.get(f.start..f.end).unwrap_or("<not on char boundaries>")))
+        .collect()
+}
+
+#[test]
+fn opt_in_kinds_are_off_by_default() {
+    let text = "Dear Mr. Smith, ship to 742 Evergreen Terrace, Springfield, IL 62704.";
+    assert_none(text);
+    assert!(Detector::new().detect_in_field(Some("name"), "John Smith").is_empty());
+    assert_eq!(found_extra(text), [(Person, "Smith"), (StreetAddress, "742 Evergreen Terrace, Springfield, IL 62704")]);
+}
+
+#[test]
+fn person_names() {
+    for (text, name) in [
+        ("Dear Mr. Smith, thanks.", "Smith"),
+        ("Hi Anna,\nyour order shipped.", "Anna"),
+        ("My name is Wiremu Tane and I need help.", "Wiremu Tane"),
+        ("Spoke with Jennifer Lopez about the renewal.", "Jennifer Lopez"),
+        ("Best regards,\nKowalczyk Zbigniew", "Kowalczyk Zbigniew"),
+        ("Mit freundlichen Grüßen\nJürgen Müller", "Jürgen Müller"),
+        ("Patient Maria da Silva was seen today.", "Maria da Silva"),
+        ("Sehr geehrte Frau Schneider,", "Schneider"),
+        ("I'm Priya, the new owner.", "Priya"),
+        ("customer_name=Olga Ivanova status=active", "Olga Ivanova"),
+        ("{\"msg\": \"Thanks,\\nTamsin Pryce\"}", "Tamsin Pryce"),
+        ("Approved by: John Q. Adams Jr.", "John Q. Adams"),
+    ] {
+        assert_eq!(found_extra(text), [(Person, name)], "{text}");
+    }
+    let d = Detector::new();
+    let f = d.detect_with_extra(Some("customer_name"), "Ngozi Okafor", super::Extra::ALL);
+    assert_eq!(f, [Found { kind: Person, start: 0, end: 12 }]);
+}
+
+#[test]
+fn person_negatives() {
+    for text in [
+        "Dear Customer, your subscription renews soon.",
+        "Hi team, the rollout is done.",
+        "We are moving the office to San Francisco next Monday.",
+        "Please join the call in Microsoft Teams or Google Meet.",
+        "Bank of America and Wells Fargo reported earnings.",
+        "Happy New Year from the Customer Success Team!",
+        "Cordialement,\nLe Service Client",
+        "Release Notes: Bug Fixes and Performance Improvements",
+        "THE ACCOUNT IS LOCKED",
+        "Will you call me tomorrow?",
+    ] {
+        assert_eq!(found_extra(text), [], "{text}");
+    }
+}
+
+#[test]
+fn street_addresses() {
+    for (text, addr) in [
+        (
+            "Ship to: 1600 Pennsylvania Avenue NW, Washington, DC 20500",
+            "1600 Pennsylvania Avenue NW, Washington, DC 20500",
+        ),
+        (
+            "Send it to 17066 Heather Grove Apt. 915\nBrianafort, PR 66729.",
+            "17066 Heather Grove Apt. 915\nBrianafort, PR 66729",
+        ),
+        ("I live at 221B Baker Street, London\nNW1 6XE", "221B Baker Street, London\nNW1 6XE"),
+        ("Lieferadresse: Hauptstraße 12, 10115 Berlin", "Hauptstraße 12, 10115 Berlin"),
+        ("Adresse : 8, rue Jeanne Henry\n75002 Paris", "8, rue Jeanne Henry\n75002 Paris"),
+        ("Indirizzo: Via Giuseppe Verdi, 12 Appartamento 3", "Via Giuseppe Verdi, 12 Appartamento 3"),
+        ("Afleveradres: Jansstraat 12, 1234 AB Utrecht", "Jansstraat 12, 1234 AB Utrecht"),
+        ("Morada: Rua de Pinho, S/N", "Rua de Pinho, S/N"),
+        ("Post to 6/170 Reynolds Wade, Lake Jerry, QLD, 2904", "6/170 Reynolds Wade, Lake Jerry, QLD, 2904"),
+        ("{\"addr\": \"12 Main St.\\nSpringfield, IL 62704\"}", "12 Main St.\\nSpringfield, IL 62704"),
+    ] {
+        assert_eq!(found_extra(text), [(StreetAddress, addr)], "{text}");
+    }
+}
+
+#[test]
+fn street_address_negatives() {
+    for text in [
+        "Step 2 North Tower Entrance, then Elevator B.",
+        "Room 101 is booked.",
+        "We sold 250 Apple Watch units.",
+        "The menu has 3 Main Courses.",
+        "Version 2 Release Notes",
+        "It took 5 hours on 12 March.",
+    ] {
+        assert_eq!(found_extra(text), [], "{text}");
+    }
+}
+
+#[test]
+fn opt_in_spans_never_overlap_builtin_values() {
+    let text = "Contact John Smith at john.smith@example.com or 415-555-0132, 12 Main Street.";
+    let out = Detector::new().detect_with_extra(None, text, super::Extra::ALL);
+    assert_well_formed(text, &out);
+    let kinds: Vec<PiiKind> = out.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [Person, EmailAddress, PhoneNumber, StreetAddress]);
+}
