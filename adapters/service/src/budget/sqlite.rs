@@ -103,12 +103,6 @@ ON CONFLICT (user_id) DO UPDATE SET
   period = excluded.period,
   updated_at = excluded.updated_at";
 
-/// Retention: a user's transactions older than [`TRANSACTION_RETENTION_SECS`] go when their
-/// stored budget rolls into a new month (with the first spend of that month).
-const DELETE_EXPIRED: &str = "
-DELETE FROM budget_transactions WHERE user_id = ?1 AND created_at < ?2
-  AND EXISTS (SELECT 1 FROM budgets WHERE user_id = ?1 AND period <> ?3)";
-
 /// How long budget transactions are kept: thirteen months, so a year can be compared.
 pub const TRANSACTION_RETENTION_SECS: i64 = 396 * 24 * 3600;
 
@@ -412,12 +406,10 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // (or read half-answered state): the lock is taken on first access and held until close.
     // Without shared memory, WAL needs no `-shm` file either.
     let _: String = conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |row| row.get(0)).map_err(db_error)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(|e| in_use(path, e))?;
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(|e| in_use(path, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::new(
-            "sqlite",
-            format!("{} does not support WAL mode (got {mode})", path.display()),
-        ));
+        return Err(StoreError::new("sqlite", format!("{} does not support WAL mode (got {mode})", path.display())));
     }
     // FULL: every commit syncs the WAL, so an answered spend survives an OS crash too;
     // group commit makes that one sync per window.
@@ -552,11 +544,7 @@ fn fail(job: Job, e: &StoreError) {
     answer.send(&Err(e.clone()));
 }
 
-fn write_spend(
-    tx: &Connection,
-    pending: &mut HashMap<String, Pending>,
-    w: &SpendWrite,
-) -> Result<(), StoreError> {
+fn write_spend(tx: &Connection, pending: &mut HashMap<String, Pending>, w: &SpendWrite) -> Result<(), StoreError> {
     if pending.get(&w.user).is_some_and(|p| p.period != w.period) {
         flush_user(tx, pending, &w.user)?;
     }
@@ -600,11 +588,16 @@ fn flush_all(tx: &Connection, pending: &mut HashMap<String, Pending>) -> Result<
 }
 
 fn save_spend(tx: &Connection, user: &str, p: &Pending) -> Result<(), rusqlite::Error> {
-    tx.prepare_cached(DELETE_EXPIRED)?.execute(params![
-        user,
-        p.now_secs.saturating_sub(TRANSACTION_RETENTION_SECS),
-        p.period
-    ])?;
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT period FROM budgets WHERE user_id = ?1")?
+        .query_row(params![user], |r| r.get(0))
+        .optional()?;
+    if stored.is_some_and(|stored| stored != p.period) {
+        // Retention: a user's transactions older than TRANSACTION_RETENTION_SECS go when
+        // their stored budget rolls into a new month.
+        tx.prepare_cached("DELETE FROM budget_transactions WHERE user_id = ?1 AND created_at < ?2")?
+            .execute(params![user, p.now_secs.saturating_sub(TRANSACTION_RETENTION_SECS)])?;
+    }
     tx.prepare_cached(UPSERT_SPEND)?.execute(params![
         user,
         p.llm.micros(),
