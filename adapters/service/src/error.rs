@@ -103,6 +103,24 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     from_value(value)
 }
 
+/// [`parse_body`] for request types read on the hot path: an object body is deserialized
+/// straight into `T`, without building a JSON tree first. A body that does not deserialize
+/// that way (invalid JSON, wrong shape, a duplicate key) goes through [`parse_body`], so
+/// every answer, and every error, is the one [`parse_body`] gives.
+pub fn parse_typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if let (true, Ok(value)) = (object, serde_json::from_slice::<T>(bytes)) {
+        return Ok(value);
+    }
+    parse_body(bytes)
+}
+
+/// A response body: `value` as compact JSON.
+pub fn to_body<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not serialize the response: {e}")))
+}
+
 /// Converts a parsed JSON value into a request type: wrong shape → 422 naming the field.
 pub fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     if !value.is_object() {

@@ -1,7 +1,7 @@
 //! The HTTP router of SPEC §2 (axum). Free of tokio so that it compiles to wasm32 and runs
 //! unchanged inside a Cloudflare Worker; native servers add the listener around it.
 
-use crate::error::{parse_body, ApiError};
+use crate::error::{parse_body, to_body, ApiError};
 use crate::service::{Operation, RequestMeta, Service};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -100,27 +100,23 @@ fn route_op(lanes: &Lanes, fixed: Option<Operation>) -> axum::routing::MethodRou
         let lanes = lanes.clone();
         async move {
             match run_op(&state, &lanes, fixed, req).await {
-                Ok(v) => Json(v).into_response(),
+                Ok(body) => {
+                    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+                }
                 Err(e) => e.into_response(),
             }
         }
     })
 }
 
-async fn run_op(
-    state: &AppState,
-    lanes: &Lanes,
-    fixed: Option<Operation>,
-    req: Request,
-) -> Result<serde_json::Value, ApiError> {
+async fn run_op(state: &AppState, lanes: &Lanes, fixed: Option<Operation>, req: Request) -> Result<Vec<u8>, ApiError> {
     let api_key = authenticate(state, req.headers())?;
     let client_addr = client_addr(&req, &state.service.config().trusted_proxies);
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let limit = state.service.config().body_limit;
     let bytes = read_body(req.into_body(), limit).await?;
-    let body: serde_json::Value = parse_body(&bytes)?;
     let meta = RequestMeta { api_key, client_addr, request_id, ..RequestMeta::default() };
-    lanes.run(bytes.len(), Arc::clone(&state.service), fixed, body, meta).await
+    lanes.run(Arc::clone(&state.service), fixed, bytes, meta).await
 }
 
 /// `POST /api/v1/postcheck/stream`: the body is governed as it arrives and the governed bytes
@@ -208,15 +204,17 @@ struct Lanes {
 /// Bodies above this many bytes are heavy.
 pub const HEAVY_BYTES: usize = 64 * 1024;
 
+/// Governs a request body; the answer is the response body. Routes of one operation go
+/// from bytes to bytes ([`Service::run_body`]); the envelope is read as a JSON value.
 async fn govern(
     service: &Service,
     fixed: Option<Operation>,
-    body: serde_json::Value,
+    body: Bytes,
     meta: &RequestMeta,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     match fixed {
-        Some(op) => service.run(op, body, meta).await,
-        None => service.invoke(body, meta).await,
+        Some(op) => service.run_body(op, &body, meta).await,
+        None => to_body(&service.invoke(parse_body(&body)?, meta).await?),
     }
 }
 
@@ -233,14 +231,13 @@ impl Lanes {
     #[cfg(feature = "native")]
     async fn run(
         &self,
-        len: usize,
         service: Arc<Service>,
         fixed: Option<Operation>,
-        body: serde_json::Value,
+        body: Bytes,
         meta: RequestMeta,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<Vec<u8>, ApiError> {
         let runtime = tokio::runtime::Handle::try_current();
-        let (true, Ok(runtime)) = (len > HEAVY_BYTES, runtime) else {
+        let (true, Ok(runtime)) = (body.len() > HEAVY_BYTES, runtime) else {
             return govern(&service, fixed, body, &meta).await;
         };
         let _permit = Arc::clone(&self.heavy)
@@ -255,12 +252,11 @@ impl Lanes {
     #[cfg(not(feature = "native"))]
     async fn run(
         &self,
-        _len: usize,
         service: Arc<Service>,
         fixed: Option<Operation>,
-        body: serde_json::Value,
+        body: Bytes,
         meta: RequestMeta,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<Vec<u8>, ApiError> {
         govern(&service, fixed, body, &meta).await
     }
 }

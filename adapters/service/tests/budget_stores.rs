@@ -309,6 +309,57 @@ mod sqlite {
         assert_eq!(kinds, vec![("llm".to_string(), 120), ("purchase".to_string(), 500_000)]);
     }
 
+    /// The ledger in memory is the truth between commits, so the file has one owner: other
+    /// connections (another process) cannot use it while the store is open, and a store
+    /// cannot open a file another process holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_owns_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sqlite_path(&dir);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        store.check_and_spend(spend("gina", 0, 1_000, true), NOW).await.unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::from_millis(50)).unwrap();
+        let err = other.query_row("SELECT COUNT(*) FROM budgets", [], |r| r.get::<_, i64>(0)).unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy), "{err}");
+        drop(other);
+        drop(store);
+
+        // Another process holding the file (a connection that keeps its write lock).
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN IMMEDIATE; COMMIT;").unwrap();
+        holder.execute_batch("INSERT INTO budgets VALUES ('x', NULL, 0, 0, 0, '', 0)").unwrap();
+        let err = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap_err();
+        assert!(err.to_string().contains("in use by another process"), "{err}");
+        drop(holder);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        assert_eq!(store.status("gina", NOW).await.unwrap().current(), usd(1_000));
+    }
+
+    /// A restart reads back exactly what was answered, across a month boundary: the stored
+    /// row rolls with the first spend of the new month and the transactions stay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_restart_recovers_exactly_across_a_month_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sqlite_path(&dir);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        for i in 0..20 {
+            store.check_and_spend(spend("hank", 10, 100_000 + i, true), LAST_SECOND_OF_2024).await.unwrap();
+        }
+        let before = store.status("hank", LAST_SECOND_OF_2024).await.unwrap();
+        drop(store);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        assert_eq!(store.status("hank", LAST_SECOND_OF_2024).await.unwrap(), before);
+        assert_eq!(before.current(), usd(20 * 100_010 + 190));
+        let out = store.check_and_spend(spend("hank", 0, 5, true), FIRST_SECOND_OF_2025).await.unwrap();
+        assert_eq!(out.snapshot.current(), usd(5));
+        drop(store);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        let after = store.status("hank", FIRST_SECOND_OF_2025).await.unwrap();
+        assert_eq!((after.period.as_str(), after.current()), ("2025-01", usd(5)));
+        assert_eq!(store.transactions("hank", 100).await.unwrap().len(), 41);
+    }
+
     #[test]
     fn sqlite_store_open_reports_unusable_paths() {
         let dir = tempfile::tempdir().unwrap();

@@ -179,6 +179,8 @@ async fn no_budget_row_for_a_user_who_spent_nothing() {
         store.check_and_spend(req, 1_700_000_000).await.unwrap();
         store.status(&format!("other-{i}"), 1_700_000_000).await.unwrap();
     }
+    // The store owns its file while open: read it as after a shutdown.
+    drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let rows: i64 = conn.query_row("SELECT COUNT(*) FROM budgets", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 0);

@@ -1,31 +1,48 @@
 //! The embedded budget store: one SQLite file (WAL mode) under `WARDEN_DATA_DIR`, the
 //! single-machine default.
 //!
-//! **Group commit.** One writer thread per store owns the connection. Requests queue to it;
-//! it takes every request waiting (up to [`MAX_BATCH`]), runs them in order inside one
-//! `BEGIN IMMEDIATE` transaction — each in its own savepoint, so one failing request does not
-//! undo the others — and commits once with `synchronous = FULL` (the WAL is fsynced). Only
-//! then is any of them answered. So:
+//! **Decided in memory, answered when durable.** The store owns its file (SQLite's
+//! `locking_mode = EXCLUSIVE`: a second process cannot open it while this one runs) and
+//! keeps every user it has seen in a sharded in-memory ledger. A check-and-spend locks the
+//! user's shard for a few hundred nanoseconds, assesses and records the spend there, and
+//! queues the change to one writer thread. The writer takes every change waiting (up to
+//! [`MAX_BATCH`]), writes them in one transaction — one row update per user, one insert per
+//! transaction, prepared statements — and commits once with `synchronous = FULL` (the WAL is
+//! synced). Only then is any spend of that window answered. Requests keep being decided
+//! while a window syncs, so the next window is collected during the previous one's sync.
+//! So:
 //!
 //! - a spend that was answered is durable: a crash (process or machine) after the answer
-//!   loses nothing; a crash before the commit loses only spends that were never answered;
-//! - checks are serialized (one thread, and IMMEDIATE takes SQLite's write lock before
-//!   reading, also across processes sharing the file): concurrent requests never overspend;
-//! - under load, one fsync serves a whole batch, instead of one per request.
+//!   loses nothing; a crash before the commit loses only spends that were never answered.
+//!   A restart reads the file back exactly (users are loaded on first use);
+//! - checks for one user are serialized by its shard's lock, and the file has one owner:
+//!   concurrent requests never overspend. A check that saw an unanswered spend of another
+//!   request is committed in the same window or a later one, so it is never durable
+//!   without it;
+//! - a failed commit answers every request of its window with an error and drops the
+//!   ledger, which is then reloaded from the file: memory never keeps a spend the file
+//!   does not have.
+//!
+//! Requests that record nothing (warnings, denials, the policy refused) are answered from
+//! memory without waiting for the disk.
 
 use super::{BudgetSnapshot, BudgetStore, Row, SpendKind, SpendOutcome, SpendRequest, StoreError, Transaction};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
+use tokio::sync::oneshot;
 use warden_engine::budget::{period_key, Money};
 
 /// The file name the budget database gets inside `WARDEN_DATA_DIR`.
 pub const SQLITE_FILE_NAME: &str = "budgets.sqlite3";
 
-/// How long a writer waits for another process's lock before failing.
+/// How long opening waits for another process to release the file (e.g. the previous
+/// instance still shutting down) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema (GovernsAI's tables; amounts are integer micro-USD, times Unix seconds).
@@ -52,269 +69,725 @@ CREATE TABLE IF NOT EXISTS budget_transactions (
 CREATE INDEX IF NOT EXISTS budget_transactions_by_user ON budget_transactions (user_id, id);
 ";
 
-/// Most requests committed by one transaction.
+/// Most queued changes written by one transaction.
 pub const MAX_BATCH: usize = 512;
 
-/// What a job does once its batch's commit is known: answer its caller.
-type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// A request for the writer thread: runs inside the batch's transaction (`None`: the
-/// transaction could not start) and returns how to answer.
-type Job = Box<dyn FnOnce(Option<&mut rusqlite::Transaction<'_>>, Money) -> Deliver + Send>;
+/// Ledger shards (independent locks).
+const SHARDS: usize = 16;
 
-/// Budgets in a SQLite file. Cloning shares the writer thread.
-#[derive(Clone, Debug)]
-pub struct SqliteBudgetStore {
-    // A std Mutex around the sender: `mpsc::Sender` is Send but the store must be Sync.
-    queue: Arc<Mutex<mpsc::Sender<Job>>>,
-    path: PathBuf,
-}
+/// Users kept in memory per shard; beyond that an arbitrary user is dropped from memory (it
+/// is reloaded from the file on its next request), so caller-chosen user ids cannot grow
+/// memory without bound.
+const USERS_PER_SHARD: usize = 4096;
+
+/// Times a request reloads a user whose row was dropped from memory while it was loading
+/// before giving up with an error.
+const LOAD_ATTEMPTS: usize = 4;
+
+/// Commits between WAL checkpoints. Checkpoints run on the writer after a window has been
+/// answered (not inside a commit, as SQLite's automatic checkpoint would), so no request
+/// waits for one beyond the next window's start.
+const CHECKPOINT_EVERY: u32 = 256;
+
+/// How a user's monthly total moves in the file: added to the stored spend when the stored
+/// row is in the same period, replacing it otherwise (the month rolled over).
+const UPSERT_SPEND: &str = "
+INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
+VALUES (?1, NULL, ?2 + ?3, ?2, ?3, ?4, ?5)
+ON CONFLICT (user_id) DO UPDATE SET
+  current_spend = CASE WHEN period = excluded.period
+    THEN llm_spend + purchase_spend + excluded.current_spend ELSE excluded.current_spend END,
+  llm_spend = CASE WHEN period = excluded.period THEN llm_spend + excluded.llm_spend ELSE excluded.llm_spend END,
+  purchase_spend = CASE WHEN period = excluded.period
+    THEN purchase_spend + excluded.purchase_spend ELSE excluded.purchase_spend END,
+  period = excluded.period,
+  updated_at = excluded.updated_at";
+
+/// How long budget transactions are kept: thirteen months, so a year can be compared.
+pub const TRANSACTION_RETENTION_SECS: i64 = 396 * 24 * 3600;
 
 fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::new("sqlite", e.to_string())
 }
 
+fn stopped() -> StoreError {
+    StoreError::new("sqlite", "the writer thread has stopped")
+}
+
+/// Budgets in a SQLite file. Cloning, and opening the same file again in this process, share
+/// the ledger and the writer thread.
+#[derive(Clone, Debug)]
+pub struct SqliteBudgetStore {
+    shared: Arc<Shared>,
+    default_limit: Money,
+}
+
+/// One open file: its ledger and its writer. Dropping the last handle stops the writer after
+/// it has written everything queued, and closes the file.
+#[derive(Debug)]
+struct Shared {
+    ledger: Arc<Ledger>,
+    queue: mpsc::Sender<Job>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = self.queue.send(Job::Stop);
+        let writer = self.writer.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(writer) = writer {
+            // Waits for at most one window: the file is closed (and its lock released) when
+            // this returns, so it can be reopened at once.
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Files open in this process, by canonical path: a second `open` shares the first one's
+/// ledger (two ledgers on one file could each allow the last dollar).
+static OPEN: Mutex<Vec<(PathBuf, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here completes its update before releasing the lock (no
+    // fallible step in between), so a poisoned lock still guards consistent data.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The in-memory state of every user in use, sharded by user id.
+#[derive(Debug)]
+struct Ledger {
+    shards: [Mutex<Shard>; SHARDS],
+    hasher: std::collections::hash_map::RandomState,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    rows: HashMap<String, Cached>,
+    /// Numbers the changes queued by this shard, in queue order.
+    queued: u64,
+    /// A row read by a load queued at or before this number may miss a change: a user with
+    /// a change queued after that read was dropped from memory.
+    stale_upto: u64,
+}
+
+/// A user in memory.
+#[derive(Debug)]
+struct Cached {
+    row: Row,
+    /// The number of the user's last queued change.
+    changed_at: u64,
+}
+
+impl Shard {
+    fn next(&mut self) -> u64 {
+        self.queued = self.queued.saturating_add(1);
+        self.queued
+    }
+
+    /// Drops `user` from memory; a read queued before its last change must not bring it back.
+    fn forget(&mut self, user: &str) {
+        if let Some(gone) = self.rows.remove(user) {
+            self.stale_upto = self.stale_upto.max(gone.changed_at);
+        }
+    }
+
+    /// Keeps a row read by a load queued as `read_at`, unless memory already has the user
+    /// (another request loaded it first: memory is newer) or the read may be stale (the
+    /// caller loads again).
+    fn adopt(&mut self, user: &str, row: Row, read_at: u64) {
+        if self.rows.contains_key(user) || read_at <= self.stale_upto {
+            return;
+        }
+        if self.rows.len() >= USERS_PER_SHARD {
+            if let Some(victim) = self.rows.keys().next().cloned() {
+                self.forget(&victim);
+            }
+        }
+        self.rows.insert(user.to_owned(), Cached { row, changed_at: 0 });
+    }
+
+    /// Runs `f` on `user`'s row if it is in memory (`None` if not). A change `f` queues is
+    /// numbered as the user's last; if it cannot be queued (the writer stopped), the user
+    /// is dropped from memory, which may already hold the change.
+    fn apply<T>(
+        &mut self,
+        user: &str,
+        queue: &mpsc::Sender<Job>,
+        f: &mut impl FnMut(&mut Row, &mut dyn FnMut(Job) -> Result<(), StoreError>) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let cached = self.rows.get_mut(user)?;
+        let mut queued = None;
+        let mut send = |job: Job| {
+            queued = Some(queue.send(job).is_ok());
+            if queued == Some(true) {
+                Ok(())
+            } else {
+                Err(stopped())
+            }
+        };
+        let out = f(&mut cached.row, &mut send);
+        match queued {
+            Some(true) => {
+                let at = self.next();
+                if let Some(cached) = self.rows.get_mut(user) {
+                    cached.changed_at = at;
+                }
+            }
+            Some(false) => self.forget(user),
+            None => {}
+        }
+        Some(out)
+    }
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        Ledger {
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn shard(&self, user: &str) -> &Mutex<Shard> {
+        let i = usize::try_from(self.hasher.hash_one(user) % SHARDS as u64).unwrap_or(0);
+        self.shards.get(i).unwrap_or(&self.shards[0])
+    }
+
+    /// After a failed commit: memory may hold changes the file does not; start over from it.
+    fn forget_all(&self) {
+        for shard in &self.shards {
+            let mut s = lock(shard);
+            s.rows.clear();
+            s.stale_upto = s.queued;
+        }
+    }
+}
+
+/// A recorded spend to write.
+#[derive(Debug)]
+struct SpendWrite {
+    user: String,
+    period: String,
+    llm: Money,
+    purchase: Money,
+    tool: String,
+    corr_id: Option<String>,
+    now_secs: i64,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Work for the writer thread, in queue order.
+#[derive(Debug)]
+enum Job {
+    Spend(SpendWrite),
+    SetLimit { user: String, limit: Money, done: oneshot::Sender<Result<(), StoreError>> },
+    Load { user: String, done: oneshot::Sender<Result<Option<Row>, StoreError>> },
+    Transactions { user: String, limit: i64, done: oneshot::Sender<Result<Vec<Transaction>, StoreError>> },
+    Ping { done: oneshot::Sender<Result<(), StoreError>> },
+    Stop,
+}
+
+/// An answer computed inside a window, sent once the window's commit is known.
+enum Answer {
+    Done(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Loaded(oneshot::Sender<Result<Option<Row>, StoreError>>, Result<Option<Row>, StoreError>),
+    Listed(oneshot::Sender<Result<Vec<Transaction>, StoreError>>, Result<Vec<Transaction>, StoreError>),
+}
+
+impl Answer {
+    fn send(self, commit: &Result<(), StoreError>) {
+        // A caller that went away (a cancelled request) needs no answer.
+        match self {
+            Answer::Done(to, out) => {
+                let _ = to.send(commit.clone().and(out));
+            }
+            Answer::Loaded(to, out) => {
+                let _ = to.send(commit.clone().and(out));
+            }
+            Answer::Listed(to, out) => {
+                let _ = to.send(commit.clone().and(out));
+            }
+        }
+    }
+}
+
 impl SqliteBudgetStore {
     /// Opens (creating if needed, with parent directories) the database at `path`, in WAL
-    /// mode with a busy timeout, and creates the tables. Users without an explicit limit get
-    /// `default_limit`. Blocking: call it at startup.
+    /// mode, owned by this process, and creates the tables. Users without an explicit limit
+    /// get `default_limit`. Fails if another process has the file open. Blocking: call it at
+    /// startup.
     pub fn open(path: impl AsRef<Path>, default_limit: Money) -> Result<SqliteBudgetStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::new("sqlite", format!("cannot create {}: {e}", dir.display())))?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::new("sqlite", format!("cannot create {}: {e}", dir.display())))?;
+        let key = std::fs::canonicalize(dir)
+            .map_err(|e| StoreError::new("sqlite", format!("cannot open {}: {e}", dir.display())))?
+            .join(path.file_name().unwrap_or(path.as_os_str()));
+        let mut open = lock(&OPEN);
+        open.retain(|(_, shared)| shared.strong_count() > 0);
+        if let Some(shared) = open.iter().filter(|(p, _)| *p == key).find_map(|(_, s)| s.upgrade()) {
+            return Ok(SqliteBudgetStore { shared, default_limit });
         }
-        let conn = Connection::open(&path)
-            .map_err(|e| StoreError::new("sqlite", format!("cannot open {}: {e}", path.display())))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(db_error)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::new(
-                "sqlite",
-                format!("{} does not support WAL mode (got {mode})", path.display()),
-            ));
-        }
-        // FULL: every commit fsyncs the WAL, so an answered spend survives an OS crash too;
-        // group commit makes that one fsync per batch.
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db_error)?;
-        conn.execute_batch(SCHEMA).map_err(db_error)?;
+        let conn = open_connection(&path)?;
+        let ledger = Arc::new(Ledger::new());
         let (queue, jobs) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let writer_ledger = Arc::clone(&ledger);
+        let writer = std::thread::Builder::new()
             .name(String::from("warden-budgets"))
-            .spawn(move || writer(conn, &jobs, default_limit))
+            .spawn(move || writer(conn, &jobs, &writer_ledger))
             .map_err(|e| StoreError::new("sqlite", format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteBudgetStore { queue: Arc::new(Mutex::new(queue)), path })
+        let shared = Arc::new(Shared { ledger, queue, writer: Mutex::new(Some(writer)), path });
+        open.push((key, Arc::downgrade(&shared)));
+        Ok(SqliteBudgetStore { shared, default_limit })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
-    /// Runs `f` in the writer thread's next batch (inside a savepoint) and answers once the
-    /// batch is committed.
-    async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection, Money) -> Result<T, rusqlite::Error> + Send + 'static,
-    {
-        let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |tx, default_limit| {
-            let out = match tx {
-                Some(tx) => run_in_savepoint(tx, |conn| f(conn, default_limit)),
-                None => Err(StoreError::new("sqlite", "the transaction could not start")),
-            };
-            Box::new(move |commit: Result<(), StoreError>| {
-                // The caller may have gone away (a cancelled request); nothing to answer then.
-                let _ = answer.send(commit.and(out));
-            })
-        });
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(job)
-            .map_err(|_| StoreError::new("sqlite", "the writer thread has stopped"))?;
-        answered.await.map_err(|_| StoreError::new("sqlite", "the writer thread dropped the request"))?
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.shared.queue.send(job).map_err(|_| stopped())
+    }
+
+    /// Queues a read of `user`'s stored row; returns it with the read's place in the shard's
+    /// order (see [`Shard::adopt`]).
+    async fn load(&self, shard: &Mutex<Shard>, user: &str) -> Result<(Option<Row>, u64), StoreError> {
+        let (done, answer) = oneshot::channel();
+        let read_at = {
+            let mut s = lock(shard);
+            let read_at = s.next();
+            self.send(Job::Load { user: user.to_owned(), done })?;
+            read_at
+        };
+        let row = answer.await.map_err(|_| stopped())??;
+        Ok((row, read_at))
+    }
+
+    /// Runs `f` on `user`'s row in memory (loading it from the file first if needed), under
+    /// the shard's lock. `f` may queue a change for the writer through the function it is
+    /// given: queued under the lock, so the file sees one user's changes in the order memory
+    /// made them.
+    async fn with_row<T>(
+        &self,
+        user: &str,
+        period: &str,
+        mut f: impl FnMut(&mut Row, &mut dyn FnMut(Job) -> Result<(), StoreError>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let shard = self.shared.ledger.shard(user);
+        let mut loaded: Option<(Row, u64)> = None;
+        for _ in 0..LOAD_ATTEMPTS {
+            {
+                let mut s = lock(shard);
+                if let Some((row, read_at)) = loaded.take() {
+                    s.adopt(user, row, read_at);
+                }
+                if let Some(out) = s.apply(user, &self.shared.queue, &mut f) {
+                    return out;
+                }
+            }
+            let (row, read_at) = self.load(shard, user).await?;
+            let mut row = row.unwrap_or_else(|| Row::new(period.to_owned()));
+            row.roll_to(period);
+            loaded = Some((row, read_at));
+        }
+        Err(StoreError::new("sqlite", "the user's budget kept changing while it was loaded; try again"))
     }
 }
 
-fn run_in_savepoint<T>(
-    tx: &mut rusqlite::Transaction<'_>,
-    f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
-) -> Result<T, StoreError> {
-    let sp = tx.savepoint().map_err(db_error)?;
-    let out = f(&sp).map_err(db_error)?;
-    // On any error above, dropping the savepoint rolls this request's writes back.
-    sp.commit().map_err(db_error)?;
-    Ok(out)
+/// Opens the file for this process alone.
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::new("sqlite", format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+    // The ledger in memory is the truth between commits, so no other connection may write
+    // (or read half-answered state): the lock is taken on first access and held until close.
+    // Without shared memory, WAL needs no `-shm` file either.
+    let _: String = conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |row| row.get(0)).map_err(db_error)?;
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(|e| in_use(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::new("sqlite", format!("{} does not support WAL mode (got {mode})", path.display())));
+    }
+    // FULL: every commit syncs the WAL, so an answered spend survives an OS crash too;
+    // group commit makes that one sync per window.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(db_error)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_error)?;
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")).map_err(|e| in_use(path, e))?;
+    Ok(conn)
 }
 
-/// The writer thread: one transaction and one commit per batch of waiting jobs. Ends when
-/// every store handle is dropped.
-fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, default_limit: Money) {
+/// A busy database at open means another process owns it.
+fn in_use(path: &Path, e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+        return StoreError::new(
+            "sqlite",
+            format!(
+                "{} is in use by another process; one process owns a budget file (use REDIS_URL to share budgets between instances)",
+                path.display()
+            ),
+        );
+    }
+    db_error(e)
+}
+
+/// The writer thread: one transaction and one commit per window of queued jobs. Ends on
+/// [`Job::Stop`] (or when every sender is gone) after writing everything queued before it.
+fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, ledger: &Ledger) {
+    let mut commits = 0u32;
     while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut window = vec![first];
+        while window.len() < MAX_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => window.push(job),
                 Err(_) => break,
             }
         }
-        match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(mut tx) => {
-                let delivers: Vec<Deliver> = batch.into_iter().map(|job| job(Some(&mut tx), default_limit)).collect();
-                let committed = tx.commit().map_err(db_error);
-                for deliver in delivers {
-                    deliver(committed.clone());
-                }
-            }
-            Err(e) => {
-                let e = db_error(e);
-                for job in batch {
-                    job(None, default_limit)(Err(e.clone()));
-                }
-            }
+        let stop = window.iter().any(|job| matches!(job, Job::Stop));
+        let wrote = window.iter().any(|job| matches!(job, Job::Spend(_) | Job::SetLimit { .. }));
+        run_window(&mut conn, window, ledger);
+        if wrote {
+            commits = commits.saturating_add(1);
+        }
+        if commits >= CHECKPOINT_EVERY || (stop && commits > 0) {
+            // A failed checkpoint leaves the WAL longer; the next one catches up.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            commits = 0;
+        }
+        if stop {
+            return;
         }
     }
 }
 
-/// Loads a user's row (a fresh one for `period` if absent: nothing is stored for a user who
-/// spends nothing, so unknown user ids cannot grow the file) and rolls it to `period`, inside
-/// the caller's transaction.
-fn load_row(tx: &Connection, user: &str, period: &str, now_secs: i64) -> Result<Row, rusqlite::Error> {
-    let found = tx
-        .query_row(
-            "SELECT monthly_limit, llm_spend, purchase_spend, period FROM budgets WHERE user_id = ?1",
-            params![user],
-            |r| {
-                Ok(Row {
-                    limit: r.get::<_, Option<i64>>(0)?.map(Money::from_micros),
-                    llm: Money::from_micros(r.get(1)?),
-                    purchase: Money::from_micros(r.get(2)?),
-                    period: r.get(3)?,
-                })
-            },
-        )
-        .optional()?;
-    let Some(mut row) = found else { return Ok(Row::new(period.to_string())) };
-    if row.roll_to(period) {
-        save_row(tx, user, &row, now_secs)?;
-        // Retention: a user's transactions older than TRANSACTION_RETENTION_SECS go when
-        // their budget rolls into a new month.
-        tx.execute(
-            "DELETE FROM budget_transactions WHERE user_id = ?1 AND created_at < ?2",
-            params![user, now_secs.saturating_sub(TRANSACTION_RETENTION_SECS)],
-        )?;
-    }
-    Ok(row)
+/// A user's spend changes within one window, written as one row update.
+struct Pending {
+    period: String,
+    llm: Money,
+    purchase: Money,
+    now_secs: i64,
 }
 
-/// How long budget transactions are kept: thirteen months, so a year can be compared.
-pub const TRANSACTION_RETENTION_SECS: i64 = 396 * 24 * 3600;
+fn run_window(conn: &mut Connection, window: Vec<Job>, ledger: &Ledger) {
+    let mut answers = Vec::with_capacity(window.len());
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let e = db_error(e);
+            ledger.forget_all();
+            for job in window {
+                fail(job, &e);
+            }
+            return;
+        }
+    };
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut failed: Option<StoreError> = None;
+    for job in window {
+        match job {
+            Job::Spend(w) => {
+                let out = match failed {
+                    Some(_) => Ok(()),
+                    None => write_spend(&tx, &mut pending, &w),
+                };
+                if let Err(e) = out {
+                    failed = Some(e);
+                }
+                answers.push(Answer::Done(w.done, Ok(())));
+            }
+            Job::SetLimit { user, limit, done } => {
+                if failed.is_none() {
+                    if let Err(e) = set_limit(&tx, &user, limit) {
+                        failed = Some(e);
+                    }
+                }
+                answers.push(Answer::Done(done, Ok(())));
+            }
+            Job::Load { user, done } => {
+                let out = flush_user(&tx, &mut pending, &user).and_then(|()| load_row(&tx, &user).map_err(db_error));
+                answers.push(Answer::Loaded(done, out));
+            }
+            Job::Transactions { user, limit, done } => {
+                answers.push(Answer::Listed(done, list_transactions(&tx, &user, limit).map_err(db_error)));
+            }
+            Job::Ping { done } => {
+                answers.push(Answer::Done(done, tx.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)));
+            }
+            Job::Stop => {}
+        }
+    }
+    let commit = match failed {
+        Some(e) => Err(e),
+        None => flush_all(&tx, &mut pending).and_then(|()| tx.commit().map_err(db_error)),
+    };
+    // A failed window rolls back (the transaction is dropped uncommitted): forget what
+    // memory decided before answering anyone, so no later check builds on it.
+    if commit.is_err() {
+        ledger.forget_all();
+    }
+    for answer in answers {
+        answer.send(&commit);
+    }
+}
 
-fn save_row(tx: &Connection, user: &str, row: &Row, now_secs: i64) -> Result<(), rusqlite::Error> {
-    tx.execute(
-        "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
-         VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (user_id) DO UPDATE SET current_spend = excluded.current_spend, llm_spend = excluded.llm_spend,
-           purchase_spend = excluded.purchase_spend, period = excluded.period, updated_at = excluded.updated_at",
-        params![
-            user,
-            row.llm.saturating_add(row.purchase).micros(),
-            row.llm.micros(),
-            row.purchase.micros(),
-            row.period,
-            now_secs
-        ],
-    )?;
+/// Answers a job that never ran.
+fn fail(job: Job, e: &StoreError) {
+    let answer = match job {
+        Job::Spend(w) => Answer::Done(w.done, Ok(())),
+        Job::SetLimit { done, .. } | Job::Ping { done } => Answer::Done(done, Ok(())),
+        Job::Load { done, .. } => Answer::Loaded(done, Ok(None)),
+        Job::Transactions { done, .. } => Answer::Listed(done, Ok(Vec::new())),
+        Job::Stop => return,
+    };
+    answer.send(&Err(e.clone()));
+}
+
+fn write_spend(tx: &Connection, pending: &mut HashMap<String, Pending>, w: &SpendWrite) -> Result<(), StoreError> {
+    if pending.get(&w.user).is_some_and(|p| p.period != w.period) {
+        flush_user(tx, pending, &w.user)?;
+    }
+    let p = pending.entry(w.user.clone()).or_insert_with(|| Pending {
+        period: w.period.clone(),
+        llm: Money::ZERO,
+        purchase: Money::ZERO,
+        now_secs: w.now_secs,
+    });
+    p.llm = p.llm.saturating_add(w.llm);
+    p.purchase = p.purchase.saturating_add(w.purchase);
+    p.now_secs = w.now_secs;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO budget_transactions (user_id, kind, amount, tool, corr_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db_error)?;
+    for (kind, amount) in [(SpendKind::Llm, w.llm), (SpendKind::Purchase, w.purchase)] {
+        if amount > Money::ZERO {
+            insert
+                .execute(params![w.user, kind.as_str(), amount.micros(), w.tool, w.corr_id, w.now_secs])
+                .map_err(db_error)?;
+        }
+    }
     Ok(())
+}
+
+fn flush_user(tx: &Connection, pending: &mut HashMap<String, Pending>, user: &str) -> Result<(), StoreError> {
+    match pending.remove(user) {
+        Some(p) => save_spend(tx, user, &p).map_err(db_error),
+        None => Ok(()),
+    }
+}
+
+fn flush_all(tx: &Connection, pending: &mut HashMap<String, Pending>) -> Result<(), StoreError> {
+    for (user, p) in pending.drain() {
+        save_spend(tx, &user, &p).map_err(db_error)?;
+    }
+    Ok(())
+}
+
+fn save_spend(tx: &Connection, user: &str, p: &Pending) -> Result<(), rusqlite::Error> {
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT period FROM budgets WHERE user_id = ?1")?
+        .query_row(params![user], |r| r.get(0))
+        .optional()?;
+    if stored.is_some_and(|stored| stored != p.period) {
+        // Retention: a user's transactions older than TRANSACTION_RETENTION_SECS go when
+        // their stored budget rolls into a new month.
+        tx.prepare_cached("DELETE FROM budget_transactions WHERE user_id = ?1 AND created_at < ?2")?
+            .execute(params![user, p.now_secs.saturating_sub(TRANSACTION_RETENTION_SECS)])?;
+    }
+    tx.prepare_cached(UPSERT_SPEND)?.execute(params![
+        user,
+        p.llm.micros(),
+        p.purchase.micros(),
+        p.period,
+        p.now_secs
+    ])?;
+    Ok(())
+}
+
+fn set_limit(tx: &Connection, user: &str, limit: Money) -> Result<(), StoreError> {
+    // A row created here belongs to no period yet; the next check rolls it over.
+    tx.prepare_cached(
+        "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
+         VALUES (?1, ?2, 0, 0, 0, '', 0)
+         ON CONFLICT (user_id) DO UPDATE SET monthly_limit = excluded.monthly_limit",
+    )
+    .and_then(|mut stmt| stmt.execute(params![user, limit.micros()]))
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// A user's stored row as it is (not rolled to the current period), if any.
+fn load_row(tx: &Connection, user: &str) -> Result<Option<Row>, rusqlite::Error> {
+    tx.prepare_cached("SELECT monthly_limit, llm_spend, purchase_spend, period FROM budgets WHERE user_id = ?1")?
+        .query_row(params![user], |r| {
+            Ok(Row {
+                limit: r.get::<_, Option<i64>>(0)?.map(Money::from_micros),
+                llm: Money::from_micros(r.get(1)?),
+                purchase: Money::from_micros(r.get(2)?),
+                period: r.get(3)?,
+            })
+        })
+        .optional()
+}
+
+fn list_transactions(tx: &Connection, user: &str, limit: i64) -> Result<Vec<Transaction>, rusqlite::Error> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, kind, amount, tool, corr_id, created_at FROM budget_transactions
+         WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![user, limit], |r| {
+        let kind: String = r.get(1)?;
+        let kind = SpendKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("unknown transaction kind {kind:?}").into(),
+            )
+        })?;
+        Ok(Transaction {
+            id: r.get(0)?,
+            user: user.to_owned(),
+            kind,
+            amount: Money::from_micros(r.get(2)?),
+            tool: r.get(3)?,
+            corr_id: r.get(4)?,
+            ts: r.get(5)?,
+        })
+    })?;
+    rows.collect()
 }
 
 #[async_trait]
 impl BudgetStore for SqliteBudgetStore {
     async fn status(&self, user: &str, now_secs: i64) -> Result<BudgetSnapshot, StoreError> {
-        let user = user.to_string();
-        self.submit(move |conn, default_limit| {
-            let row = load_row(conn, &user, &period_key(now_secs), now_secs)?;
+        let period = period_key(now_secs);
+        let default_limit = self.default_limit;
+        self.with_row(user, &period, |row, _| {
+            // Memory only: the file's row rolls with the first spend of the new month.
+            row.roll_to(&period);
             Ok(row.snapshot(default_limit))
         })
         .await
     }
 
     async fn check_and_spend(&self, req: SpendRequest, now_secs: i64) -> Result<SpendOutcome, StoreError> {
-        self.submit(move |tx, default_limit| {
-            let mut row = load_row(tx, &req.user, &period_key(now_secs), now_secs)?;
-            let checked = row.check_and_spend(&req, default_limit);
-            if checked.recorded {
-                save_row(tx, &req.user, &row, now_secs)?;
-                for (kind, amount) in checked.entries() {
-                    tx.execute(
-                        "INSERT INTO budget_transactions (user_id, kind, amount, tool, corr_id, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![req.user, kind.as_str(), amount.micros(), req.tool, req.corr_id, now_secs],
-                    )?;
+        let period = period_key(now_secs);
+        let default_limit = self.default_limit;
+        let (outcome, durable) = self
+            .with_row(&req.user, &period, |row, queue| {
+                row.roll_to(&period);
+                let checked = row.check_and_spend(&req, default_limit);
+                let (llm, purchase) = (checked.assessment.estimated, checked.assessment.purchase);
+                let outcome = SpendOutcome {
+                    assessment: checked.assessment,
+                    recorded: checked.recorded,
+                    snapshot: row.snapshot(default_limit),
+                };
+                if !checked.recorded || (llm <= Money::ZERO && purchase <= Money::ZERO) {
+                    return Ok((outcome, None));
                 }
-            }
-            Ok(SpendOutcome {
-                assessment: checked.assessment,
-                recorded: checked.recorded,
-                snapshot: row.snapshot(default_limit),
+                let (done, durable) = oneshot::channel();
+                queue(Job::Spend(SpendWrite {
+                    user: req.user.clone(),
+                    period: period.clone(),
+                    llm,
+                    purchase,
+                    tool: req.tool.clone(),
+                    corr_id: req.corr_id.clone(),
+                    now_secs,
+                    done,
+                }))?;
+                Ok((outcome, Some(durable)))
             })
-        })
-        .await
+            .await?;
+        if let Some(durable) = durable {
+            durable.await.map_err(|_| stopped())??;
+        }
+        Ok(outcome)
     }
 
     async fn set_limit(&self, user: &str, limit: Money) -> Result<(), StoreError> {
-        let user = user.to_string();
-        self.submit(move |conn, _| {
-            // A row created here belongs to no period yet; the next check rolls it over.
-            conn.execute(
-                "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
-                 VALUES (?1, ?2, 0, 0, 0, '', 0)
-                 ON CONFLICT (user_id) DO UPDATE SET monthly_limit = excluded.monthly_limit",
-                params![user, limit.micros()],
-            )?;
-            Ok(())
-        })
-        .await
+        let (done, durable) = oneshot::channel();
+        {
+            let mut s = lock(self.shared.ledger.shard(user));
+            let at = s.next();
+            self.send(Job::SetLimit { user: user.to_owned(), limit, done })?;
+            match s.rows.get_mut(user) {
+                Some(cached) => {
+                    cached.row.limit = Some(limit);
+                    cached.changed_at = at;
+                }
+                // A load queued before this change must not bring back the old limit.
+                None => s.stale_upto = at,
+            }
+        }
+        durable.await.map_err(|_| stopped())?
     }
 
     async fn transactions(&self, user: &str, limit: usize) -> Result<Vec<Transaction>, StoreError> {
-        let user = user.to_string();
+        let (done, answer) = oneshot::channel();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.submit(move |conn, _| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, kind, amount, tool, corr_id, created_at FROM budget_transactions
-                 WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![user, limit], |r| {
-                let kind: String = r.get(1)?;
-                let kind = SpendKind::parse(&kind).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        1,
-                        rusqlite::types::Type::Text,
-                        format!("unknown transaction kind {kind:?}").into(),
-                    )
-                })?;
-                Ok(Transaction {
-                    id: r.get(0)?,
-                    user: user.clone(),
-                    kind,
-                    amount: Money::from_micros(r.get(2)?),
-                    tool: r.get(3)?,
-                    corr_id: r.get(4)?,
-                    ts: r.get(5)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
+        self.send(Job::Transactions { user: user.to_owned(), limit, done })?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.submit(|conn, _| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Ping { done })?;
+        answer.await.map_err(|_| stopped())?
     }
 
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn row(llm: i64) -> Row {
+        Row { limit: None, llm: Money::from_micros(llm), purchase: Money::ZERO, period: String::from("2025-09") }
+    }
+
+    #[test]
+    fn a_read_queued_before_a_dropped_users_last_change_is_not_adopted() {
+        let mut s = Shard::default();
+        let read_at = s.next();
+        s.adopt("u", row(0), read_at);
+        // A change to u is queued after a second read of u (by another request) was queued...
+        let second_read = s.next();
+        let change = s.next();
+        s.rows.get_mut("u").unwrap().changed_at = change;
+        s.rows.get_mut("u").unwrap().row = row(7);
+        // ...and u leaves memory: that read may not have seen the change.
+        s.forget("u");
+        s.adopt("u", row(0), second_read);
+        assert!(s.rows.is_empty());
+        // A read queued after the change has it.
+        let third_read = s.next();
+        s.adopt("u", row(7), third_read);
+        assert_eq!(s.rows["u"].row, row(7));
+    }
+
+    #[test]
+    fn memory_wins_over_a_read_and_users_are_bounded_per_shard() {
+        let mut s = Shard::default();
+        let at = s.next();
+        s.adopt("u", row(5), at);
+        s.adopt("u", row(0), at);
+        assert_eq!(s.rows["u"].row, row(5));
+        for i in 0..USERS_PER_SHARD + 10 {
+            let at = s.next();
+            s.adopt(&format!("user-{i}"), row(0), at);
+        }
+        assert_eq!(s.rows.len(), USERS_PER_SHARD);
+        // Nothing dropped had an unwritten change: reads stay usable.
+        assert_eq!(s.stale_upto, 0);
     }
 }

@@ -208,6 +208,23 @@ impl Service {
         }
     }
 
+    /// [`Service::run`] on a request body's bytes, answering the response body's bytes.
+    /// Checks (the hot path) parse straight into their typed request and serialize their
+    /// typed response, with no JSON tree in between; answers and errors are the same as
+    /// [`Service::run`]'s.
+    pub async fn run_body(&self, op: Operation, body: &[u8], meta: &RequestMeta) -> Result<Vec<u8>, ApiError> {
+        let direction = match op {
+            Operation::Precheck => warden_engine::Direction::Ingress,
+            Operation::Postcheck => warden_engine::Direction::Egress,
+            _ => {
+                let answer = self.run(op, crate::error::parse_body(body)?, meta).await?;
+                return crate::error::to_body(&answer);
+            }
+        };
+        let req: warden_engine::CheckRequest = crate::error::parse_typed(body)?;
+        self.check_typed(req, direction, meta, crate::error::to_body).await?
+    }
+
     /// Runs an invoke envelope (SPEC §2 `POST /`, the Tork guide's handler shape): the same
     /// operations as the routes, for HTTP, direct invocations, queue and Pub/Sub messages.
     /// The answer carries `request_id` (the platform's, else a generated one).

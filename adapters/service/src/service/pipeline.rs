@@ -144,6 +144,19 @@ impl Service {
 
     pub(super) async fn check(&self, body: Value, direction: Direction, meta: &RequestMeta) -> Result<Value, ApiError> {
         let req: CheckRequest = from_value(body)?;
+        self.check_typed(req, direction, meta, to_json).await
+    }
+
+    /// A check on a typed request; `render` turns the response into what the caller answers
+    /// (a JSON value, or the body's bytes) before the response's parts move into the
+    /// decision record, so nothing is copied for the record.
+    pub(super) async fn check_typed<R>(
+        &self,
+        req: CheckRequest,
+        direction: Direction,
+        meta: &RequestMeta,
+        render: impl FnOnce(&CheckResponse) -> R,
+    ) -> Result<R, ApiError> {
         IdentityFields {
             tool: Some(&req.tool),
             scope: Some(&req.scope),
@@ -177,11 +190,12 @@ impl Service {
             }
         }
         let operation = if direction == Direction::Ingress { "precheck" } else { "postcheck" };
+        let rendered = render(&resp);
         let outcome = Outcome {
             decision: resp.decision,
             policy_id: resp.policy_id,
-            reasons: resp.reasons.clone(),
-            raw_text_out: resp.raw_text_out.clone(),
+            reasons: resp.reasons,
+            raw_text_out: resp.raw_text_out,
             pii_counts: counts,
         };
         let subject = Subject {
@@ -196,7 +210,7 @@ impl Service {
             context: None,
         };
         self.record(subject, outcome, t0, now_ms);
-        Ok(to_json(&resp))
+        Ok(rendered)
     }
 
     pub(super) async fn redact(&self, body: Value, meta: &RequestMeta) -> Result<Value, ApiError> {
