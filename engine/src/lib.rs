@@ -190,6 +190,7 @@ mod policy;
 #[cfg(feature = "yaml")]
 pub mod policy_file;
 mod reason;
+mod reversible;
 mod text;
 mod tighten;
 mod token;
@@ -208,6 +209,10 @@ pub use policy::{
     ToolRule,
 };
 pub use reason::{PiiOutcome, Reason};
+pub use reversible::{
+    scan as scan_tokens, valid_kid, KeptReason, KeptToken, Keyring, KeyringError, RestoreOptions, RestoreReport,
+    Restored, Token, DEFAULT_MAX_TOKENS, MAX_KEYS, MAX_TOKEN_BODY, MAX_VALUE_BYTES, TOKEN_PREFIX,
+};
 pub use token::TokenKey;
 
 /// Version of the engine (and of Warden), reported by `/api/v1/health`.
