@@ -80,6 +80,8 @@ pub enum PolicyId {
     StrictFallback,
     /// An invalid policy or internal failure, handled by `on_error`.
     OnError,
+    /// A detokenize call (restoring reversible tokens), not a policy level.
+    Detokenize,
 }
 
 impl PolicyId {
@@ -92,6 +94,7 @@ impl PolicyId {
             PolicyId::NetRedactRegex => "net-redact-regex",
             PolicyId::StrictFallback => "strict-fallback",
             PolicyId::OnError => "on-error",
+            PolicyId::Detokenize => "detokenize",
         }
     }
 }

@@ -211,7 +211,7 @@ pub use policy::{
 pub use reason::{PiiOutcome, Reason};
 pub use reversible::{
     scan as scan_tokens, valid_kid, KeptReason, KeptToken, Keyring, KeyringError, RestoreOptions, RestoreReport,
-    Restored, Token, DEFAULT_MAX_TOKENS, MAX_KEYS, MAX_TOKEN_BODY, MAX_VALUE_BYTES, TOKEN_PREFIX,
+    Restored, Token, DEFAULT_MAX_TOKENS, MAX_KEYS, MAX_LISTED, MAX_TOKEN_BODY, MAX_VALUE_BYTES, TOKEN_PREFIX,
 };
 pub use token::TokenKey;
 

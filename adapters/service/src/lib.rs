@@ -26,3 +26,4 @@ pub mod record;
 pub mod router;
 pub mod service;
 pub mod settings;
+pub mod tokens;
