@@ -13,7 +13,8 @@ use crate::record::pii_counts;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use warden_engine::{
-    Decision, Direction, ErrorCode, KeptReason, PolicyId, Reason, RestoreOptions, RestoreReport, DEFAULT_MAX_TOKENS,
+    Decision, Direction, ErrorCode, KeptReason, Keyring, PolicyId, Reason, RestoreOptions, RestoreReport,
+    DEFAULT_MAX_TOKENS,
 };
 
 /// Most entries in a request's `types`.
@@ -31,8 +32,6 @@ struct DetokenizeRequest {
     types: Option<Vec<String>>,
     #[serde(default)]
     corr_id: Option<String>,
-    #[serde(default)]
-    user_id: Option<String>,
 }
 
 impl Service {
@@ -52,11 +51,35 @@ impl Service {
             self.audit_detokenize(None, &RestoreReport::default(), fingerprint, t0, now_ms, true);
             return Err(ApiError::new(ErrorCode::Forbidden, reason));
         };
+        self.rate_limit(None, meta).await?;
+        self.restore(keyring, body, fingerprint, t0, now_ms)
+    }
+
+    /// Detokenize for an embedder that holds the keys itself (the wasm package's
+    /// `detokenize` method runs in the process that configured them): no API key is asked
+    /// for, the call is audited all the same. 403 when the service has no token keys.
+    pub fn detokenize_in_process(&self, body: Value) -> Result<Value, ApiError> {
+        let (now_ms, t0) = self.now();
+        let Some(keyring) = self.config.keyring.as_ref() else {
+            self.audit_detokenize(None, &RestoreReport::default(), None, t0, now_ms, true);
+            return Err(ApiError::new(ErrorCode::Forbidden, "no reversible-token keys are configured (encryptKeys)"));
+        };
+        self.restore(keyring, body, None, t0, now_ms)
+    }
+
+    fn restore(
+        &self,
+        keyring: &Keyring,
+        body: Value,
+        fingerprint: Option<String>,
+        t0: u64,
+        now_ms: i64,
+    ) -> Result<Value, ApiError> {
         let req: DetokenizeRequest = from_value(body)?;
         IdentityFields {
             tool: None,
             scope: None,
-            user_id: req.user_id.as_deref(),
+            user_id: None,
             corr_id: req.corr_id.as_deref(),
             agent_id: None,
             tags: &[],
@@ -75,7 +98,6 @@ impl Service {
             }
             None => None,
         };
-        self.rate_limit(req.user_id.as_deref(), meta).await?;
         let options = RestoreOptions { types, max_tokens: DEFAULT_MAX_TOKENS };
         let (mut answer, report) = match (req.raw_text, req.payload) {
             (Some(text), None) => {
@@ -186,7 +208,7 @@ pub(crate) fn openapi(doc: &mut Value) {
         "raw_text": {"type": "string", "description": "A text with reversible tokens (encpii.<kid>.<type>.<body>)"},
         "payload": {"description": "Or a JSON value: tokens in every string are restored (member names are left as they are)"},
         "types": {"type": "array", "maxItems": MAX_TYPES, "items": {"type": "string"}, "description": "Restore only these PII types"},
-        "corr_id": {"type": "string"}, "user_id": {"type": "string"}},
+        "corr_id": {"type": "string"}},
         "description": "Exactly one of raw_text and payload"});
     let count_map = json!({"type": "object", "additionalProperties": {"type": "integer"}});
     let response = json!({"type": "object", "required": ["restored", "kept", "types", "key_ids", "reasons", "kept_tokens", "ts"], "properties": {
