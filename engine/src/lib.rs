@@ -148,6 +148,12 @@
 //! [`Policy::token_hex_len`] characters long. The same value gets the same token under the same
 //! salt, so tokenized data can still be joined; keep the salt secret.
 //!
+//! `encrypt` replaces a value with a reversible token, `encpii.<kid>.<type>.<base32>`:
+//! deterministic AES-SIV under the caller's [`Keyring`] ([`Gate::with_keyring`]), with the key id
+//! and the PII type authenticated. [`Keyring::restore_text`] and [`Keyring::restore_json`] turn
+//! tokens back into values, leaving unknown-key, tampered and malformed ones as they are with a
+//! [`KeptReason`]. Without a keyring an encrypted value is redacted, never passed through.
+//!
 //! # Budgets and encodings
 //!
 //! The [`budget`] module holds the arithmetic of spend limits: [`budget::Money`] in integer

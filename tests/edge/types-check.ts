@@ -1,6 +1,6 @@
 // Compile-time check of the package's TypeScript types (tsc -p tests/edge); never executed.
 import { Warden, handleRequest } from 'warden-wasm';
-import type { CheckResponse, EvaluateResponse, RedactResponse, WardenError, WardenOptions } from 'warden-wasm';
+import type { CheckResponse, DetokenizeResponse, EvaluateResponse, RedactResponse, WardenError, WardenOptions } from 'warden-wasm';
 
 const options: WardenOptions = { policy: 'version: v1', piiTokenSalt: 's', onError: 'best_effort', apiKeys: ['k'] };
 const w = new Warden(options);
@@ -10,6 +10,8 @@ const out: string | null = check.raw_text_out;
 const decision: 'allow' | 'deny' | 'transform' | 'confirm' = bare.postcheck({ tool: 't', raw_text: 'x' }).decision;
 const evaluated: EvaluateResponse = w.evaluate({ agent_id: 'a', payload: { any: ['json'] }, direction: 'egress' });
 const redacted: RedactResponse = w.redact('mail a@b.io');
+const restored: DetokenizeResponse = w.detokenize({ raw_text: 'encpii.k1.email_address.aa', types: ['email_address'] });
+const keptWhy: string | undefined = restored.kept_tokens[0]?.reason;
 const start: number = redacted.matches[0].start;
 const served: Promise<Response> = handleRequest(w, new Request('http://x/api/v1/health'));
 const raw = w.handle('GET', '/api/v1/health');
@@ -21,4 +23,4 @@ function onError(e: unknown): string {
 new Warden({ onError: 'explode' });
 // @ts-expect-error precheck needs raw_text
 w.precheck({ tool: 't' });
-export { out, decision, evaluated, start, served, raw, onError };
+export { out, decision, evaluated, start, served, raw, onError, restored, keptWhy };

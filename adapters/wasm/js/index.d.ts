@@ -11,6 +11,9 @@ export type {
   RedactResponse,
   EvaluateRequest,
   EvaluateResponse,
+  DetokenizeRequest,
+  DetokenizeResponse,
+  KeptReason,
   HttpResult,
 } from './warden_wasm.js';
 
