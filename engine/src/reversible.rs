@@ -372,21 +372,19 @@ fn bump<T: PartialEq>(list: &mut Vec<(T, usize)>, item: T) {
     }
 }
 
+/// [`bump`] for names, allocating only a new name.
+fn bump_name(list: &mut Vec<(String, usize)>, name: &str) {
+    match list.iter_mut().find(|(t, _)| t == name) {
+        Some((_, n)) => *n += 1,
+        None => list.push((name.to_owned(), 1)),
+    }
+}
+
 impl RestoreReport {
     fn note_restored(&mut self, ty: &str, kid: &str) {
         self.restored += 1;
-        if !self.types.iter().any(|(t, _)| t == ty) {
-            self.types.push((ty.to_owned(), 0));
-        }
-        if let Some((_, n)) = self.types.iter_mut().find(|(t, _)| t == ty) {
-            *n += 1;
-        }
-        if !self.key_ids.iter().any(|(k, _)| k == kid) {
-            self.key_ids.push((kid.to_owned(), 0));
-        }
-        if let Some((_, n)) = self.key_ids.iter_mut().find(|(k, _)| k == kid) {
-            *n += 1;
-        }
+        bump_name(&mut self.types, ty);
+        bump_name(&mut self.key_ids, kid);
     }
 
     fn note_kept(&mut self, token: &str, reason: KeptReason) {
@@ -634,6 +632,23 @@ mod tests {
         // The body ends at the first character outside the alphabet.
         let t: Vec<_> = scan("(encpii.k1.t.abc7xyz9), encpii.k2.u.zz").collect();
         assert_eq!(t.iter().map(|t| t.body).collect::<Vec<_>>(), ["abc7xyz", "zz"]);
+    }
+
+    #[test]
+    fn adversarial_texts_are_one_pass() {
+        // Each shape makes a naive rescan quadratic: prefixes inside long runs, bodies that
+        // never authenticate, a kid run over the limit.
+        let opts = RestoreOptions { types: None, max_tokens: 5 };
+        let r = ring();
+        let many = "encpii.k1.t.".repeat(100_000);
+        let out = r.restore_text(&many, &opts);
+        assert_eq!(out.text, many);
+        assert_eq!((out.report.kept, out.report.kept_tokens.len()), (scan(&many).count(), MAX_LISTED));
+        assert_eq!(out.report.reasons.last(), Some(&(KeptReason::LimitReached, out.report.kept - 5)));
+        let long = format!("encpii.{}", "a".repeat(1 << 20));
+        assert_eq!(scan(&long).count(), 0);
+        let body = format!("encpii.k2.t.{}", "a".repeat(1 << 20));
+        assert_eq!(r.restore_text(&body, &opts).report.reasons, vec![(KeptReason::Malformed, 1)]);
     }
 
     #[test]
