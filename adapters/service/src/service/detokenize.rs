@@ -2,8 +2,9 @@
 //! (`encrypt` action, SPEC §5a) in a text or a JSON payload.
 //!
 //! Only callers presenting an API key listed in `WARDEN_DETOKENIZE_KEYS` may restore: with auth
-//! off, over a message channel or with any other key the answer is 403. Every call, refused or
-//! not, produces one record for the audit line: counts per type, per key id and per kept
+//! off, over a message channel or with any other key the answer is 403. Every call refused (403)
+//! or answered produces one record for the audit line (a malformed body, 4xx before anything is
+//! restored, does not): counts per type, per key id and per kept
 //! reason, the caller's key fingerprint — never a restored value (the record's output is empty).
 
 use super::pipeline::{to_json, IdentityFields, Outcome, Subject};
