@@ -6,6 +6,7 @@ use crate::error::ErrorCode;
 use crate::pii::{PiiKind, PiiType};
 use crate::policy::{Direction, OnError, PiiAction, Policy, RuleAction, RuleDirection};
 use crate::reason::Reason;
+use crate::reversible::Keyring;
 use crate::token::TokenKey;
 use alloc::borrow::ToOwned;
 use alloc::collections::{BTreeMap, BinaryHeap};
@@ -79,6 +80,8 @@ pub enum PolicyId {
     StrictFallback,
     /// An invalid policy or internal failure, handled by `on_error`.
     OnError,
+    /// A detokenize call (restoring reversible tokens), not a policy level.
+    Detokenize,
 }
 
 impl PolicyId {
@@ -91,6 +94,7 @@ impl PolicyId {
             PolicyId::NetRedactRegex => "net-redact-regex",
             PolicyId::StrictFallback => "strict-fallback",
             PolicyId::OnError => "on-error",
+            PolicyId::Detokenize => "detokenize",
         }
     }
 }
@@ -170,6 +174,8 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) min_token_len: usize,
     /// The JSON member name of the text being evaluated, if any: context for detection.
     pub(crate) field: Option<&'a str>,
+    /// The keys of the `encrypt` action; without them encrypted values are redacted.
+    pub(crate) keyring: Option<&'a Keyring>,
 }
 
 /// How a level treats PII: per-type overrides, then a fallback action.
@@ -372,6 +378,15 @@ impl<'a> Evaluator<'a> {
         self.key.token(ty, value, self.policy.token_hex_len().max(self.min_token_len))
     }
 
+    /// The reversible token of `value`; the placeholder when there is no keyring or the value
+    /// is too long to encrypt (fail closed: an encrypted value is never passed through).
+    pub(crate) fn encrypted(&self, ty: &'a PiiType, value: &str) -> String {
+        match self.keyring.and_then(|k| k.encrypt(ty, value)) {
+            Some(token) => token,
+            None => String::from(self.placeholder(ty)),
+        }
+    }
+
     pub(crate) fn placeholder(&self, ty: &'a PiiType) -> &'a str {
         match ty {
             PiiType::Builtin(k) => k.placeholder(),
@@ -434,6 +449,7 @@ impl<'a> Evaluator<'a> {
             match action {
                 PiiAction::PassThrough => out.push_str(value),
                 PiiAction::Tokenize => out.push_str(&self.token(&m.ty, value)),
+                PiiAction::Encrypt => out.push_str(&self.encrypted(&m.ty, value)),
                 PiiAction::Redact => out.push_str(self.placeholder(&m.ty)),
                 PiiAction::Deny => denied_any = true,
             }
@@ -474,6 +490,7 @@ fn pii_action(a: RuleAction) -> PiiAction {
         RuleAction::PassThrough => PiiAction::PassThrough,
         RuleAction::Tokenize => PiiAction::Tokenize,
         RuleAction::Deny => PiiAction::Deny,
+        RuleAction::Encrypt => PiiAction::Encrypt,
         RuleAction::Redact | RuleAction::Confirm => PiiAction::Redact,
     }
 }

@@ -7,6 +7,7 @@ use crate::error::ErrorCode;
 use crate::eval::{Evaluator, Match, Verdict};
 use crate::pii::PiiType;
 use crate::policy::{on_error_of, Direction, OnError, Policy};
+use crate::reversible::Keyring;
 use crate::stream::TextStream;
 use crate::text;
 use crate::tighten;
@@ -76,10 +77,17 @@ impl<'a> Gate<'a> {
     /// [`Gate::with_on_error`].
     pub fn new(policy: &'a Policy, key: &'a TokenKey, detector: &'a Detector) -> Gate<'a> {
         Gate {
-            eval: Evaluator { policy, key, detector, min_token_len: 0, field: None },
+            eval: Evaluator { policy, key, detector, min_token_len: 0, field: None, keyring: None },
             on_error: OnError::Block,
             mode: PolicyMode::Replace,
         }
+    }
+
+    /// Sets the keys of the `encrypt` action (reversible tokens). Without a keyring, values a
+    /// policy encrypts are redacted; services refuse such policies up front
+    /// ([`Policy::encrypt_field`]).
+    pub fn with_keyring(self, keyring: &'a Keyring) -> Gate<'a> {
+        Gate { eval: Evaluator { keyring: Some(keyring), ..self.eval }, ..self }
     }
 
     /// Sets how a request's `policy_config` combines with the server policy.

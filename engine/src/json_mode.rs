@@ -132,7 +132,7 @@ fn collect_pii(v: &Verdict, out: &mut Vec<PiiFound>) {
         let ty = f.found.ty.name();
         let action = action_name(f.action);
         if !out.iter().any(|p| p.ty == ty && p.action == action) {
-            let redacted = matches!(f.action, Some(PiiAction::Redact | PiiAction::Tokenize));
+            let redacted = matches!(f.action, Some(PiiAction::Redact | PiiAction::Tokenize | PiiAction::Encrypt));
             out.push(PiiFound { ty: ty.to_string(), action: action.to_string(), redacted });
         }
     }

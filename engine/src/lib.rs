@@ -154,6 +154,11 @@
 //! such as an AI model's streamed answer: [`TextStream::push`] bytes, get governed text back,
 //! [`TextStream::finish`] for the rest and the verdict. The output equals the one-shot check's
 //! for every decision but deny; a deny stops the stream ([`StreamStop`]).
+//! `encrypt` replaces a value with a reversible token, `encpii.<kid>.<type>.<base32>`:
+//! deterministic AES-SIV under the caller's [`Keyring`] ([`Gate::with_keyring`]), with the key id
+//! and the PII type authenticated. [`Keyring::restore_text`] and [`Keyring::restore_json`] turn
+//! tokens back into values, leaving unknown-key, tampered and malformed ones as they are with a
+//! [`KeptReason`]. Without a keyring an encrypted value is redacted, never passed through.
 //!
 //! # Budgets and encodings
 //!
@@ -197,6 +202,7 @@ mod policy;
 #[cfg(feature = "yaml")]
 pub mod policy_file;
 mod reason;
+mod reversible;
 mod stream;
 mod text;
 mod tighten;
@@ -216,6 +222,10 @@ pub use policy::{
     ToolRule,
 };
 pub use reason::{PiiOutcome, Reason};
+pub use reversible::{
+    scan as scan_tokens, valid_kid, KeptReason, KeptToken, Keyring, KeyringError, RestoreOptions, RestoreReport,
+    Restored, Token, DEFAULT_MAX_TOKENS, MAX_KEYS, MAX_LISTED, MAX_TOKEN_BODY, MAX_VALUE_BYTES, TOKEN_PREFIX,
+};
 pub use stream::{StreamEnd, StreamStop, TextStream, DEFAULT_MAX_HOLD, STEP};
 pub use token::TokenKey;
 

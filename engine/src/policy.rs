@@ -50,6 +50,8 @@ pub enum PiiAction {
     Redact,
     /// Deny the whole request.
     Deny,
+    /// Replace it with a reversible token (SPEC §5a): needs a [`Keyring`](crate::Keyring).
+    Encrypt,
 }
 
 impl PiiAction {
@@ -60,6 +62,7 @@ impl PiiAction {
             PiiAction::Tokenize => "tokenize",
             PiiAction::Redact => "redact",
             PiiAction::Deny => "deny",
+            PiiAction::Encrypt => "encrypt",
         }
     }
 }
@@ -78,12 +81,20 @@ pub enum RuleAction {
     Deny,
     /// The call needs confirmation; PII not allowed by `allow_pii` is redacted.
     Confirm,
+    /// PII is replaced by reversible tokens.
+    Encrypt,
 }
 
 impl RuleAction {
     /// Every action, for parsing reasons.
-    pub(crate) const ALL: [RuleAction; 5] =
-        [RuleAction::PassThrough, RuleAction::Tokenize, RuleAction::Redact, RuleAction::Deny, RuleAction::Confirm];
+    pub(crate) const ALL: [RuleAction; 6] = [
+        RuleAction::PassThrough,
+        RuleAction::Tokenize,
+        RuleAction::Redact,
+        RuleAction::Deny,
+        RuleAction::Confirm,
+        RuleAction::Encrypt,
+    ];
 
     /// The wire name.
     pub const fn name(self) -> &'static str {
@@ -93,6 +104,7 @@ impl RuleAction {
             RuleAction::Redact => "redact",
             RuleAction::Deny => "deny",
             RuleAction::Confirm => "confirm",
+            RuleAction::Encrypt => "encrypt",
         }
     }
 }
@@ -479,6 +491,23 @@ impl Policy {
     pub fn with_detect_extra(mut self, extra: Extra) -> Policy {
         self.detect_extra = extra;
         self
+    }
+
+    /// The first field (dotted path) whose action is `encrypt`, if any: such a policy needs a
+    /// keyring, and a service without one refuses it naming this field.
+    pub fn encrypt_field(&self) -> Option<String> {
+        let uses = |action: RuleAction, allow: &BTreeMap<PiiType, PiiAction>, field: &str| {
+            if action == RuleAction::Encrypt {
+                return Some(format!("{field}.action"));
+            }
+            allow.iter().find(|(_, a)| **a == PiiAction::Encrypt).map(|(ty, _)| format!("{field}.allow_pii.PII:{ty}"))
+        };
+        for (name, d) in [("defaults.ingress", &self.defaults_ingress), ("defaults.egress", &self.defaults_egress)] {
+            if let Some(field) = d.as_ref().and_then(|d| uses(d.action, &d.allow_pii, name)) {
+                return Some(field);
+            }
+        }
+        self.tool_access.iter().find_map(|(tool, r)| uses(r.action, &r.allow_pii, &format!("tool_access.{tool}")))
     }
 
     /// Resolves a PII type name (without `PII:`) against built-ins and this policy's customs.

@@ -3,6 +3,7 @@
 use crate::error::{ErrorCode, ParseWireError};
 use crate::pii::PiiType;
 use crate::policy::{Direction, PiiAction, RuleAction};
+use crate::reversible::KeptReason;
 use alloc::string::{String, ToString};
 use core::fmt;
 use core::str::FromStr;
@@ -19,10 +20,13 @@ pub enum PiiOutcome {
     Redacted,
     /// Denied the request.
     Denied,
+    /// Replaced by reversible tokens.
+    Encrypted,
 }
 
 impl PiiOutcome {
-    const ALL: [PiiOutcome; 4] = [PiiOutcome::Allowed, PiiOutcome::Tokenized, PiiOutcome::Redacted, PiiOutcome::Denied];
+    const ALL: [PiiOutcome; 5] =
+        [PiiOutcome::Allowed, PiiOutcome::Tokenized, PiiOutcome::Redacted, PiiOutcome::Denied, PiiOutcome::Encrypted];
 
     /// The word used in reasons: `allowed`, `tokenized`, `redacted` or `denied`.
     pub const fn name(self) -> &'static str {
@@ -31,6 +35,7 @@ impl PiiOutcome {
             PiiOutcome::Tokenized => "tokenized",
             PiiOutcome::Redacted => "redacted",
             PiiOutcome::Denied => "denied",
+            PiiOutcome::Encrypted => "encrypted",
         }
     }
 }
@@ -42,6 +47,7 @@ impl From<PiiAction> for PiiOutcome {
             PiiAction::Tokenize => PiiOutcome::Tokenized,
             PiiAction::Redact => PiiOutcome::Redacted,
             PiiAction::Deny => PiiOutcome::Denied,
+            PiiAction::Encrypt => PiiOutcome::Encrypted,
         }
     }
 }
@@ -95,6 +101,10 @@ pub enum Reason {
     BudgetWarning,
     /// `budget_exceeded`: projected spend is over the limit.
     BudgetExceeded,
+    /// `token.restored:PII:<type>`: reversible tokens of this type were restored (detokenize).
+    TokenRestored(PiiType),
+    /// `token.kept:<reason>`: reversible tokens were left as they are (detokenize).
+    TokenKept(KeptReason),
 }
 
 impl Reason {
@@ -104,8 +114,11 @@ impl Reason {
     pub fn is_violation(&self) -> bool {
         !matches!(
             self,
-            Reason::Pii { outcome: PiiOutcome::Allowed | PiiOutcome::Tokenized | PiiOutcome::Redacted, .. }
-                | Reason::BudgetCheckPassed
+            Reason::Pii {
+                outcome: PiiOutcome::Allowed | PiiOutcome::Tokenized | PiiOutcome::Redacted | PiiOutcome::Encrypted,
+                ..
+            } | Reason::BudgetCheckPassed
+                | Reason::TokenRestored(_)
         )
     }
 }
@@ -125,6 +138,8 @@ impl fmt::Display for Reason {
             Reason::BudgetCheckPassed => f.write_str("budget_check_passed"),
             Reason::BudgetWarning => f.write_str("budget_warning"),
             Reason::BudgetExceeded => f.write_str("budget_exceeded"),
+            Reason::TokenRestored(ty) => write!(f, "token.restored:PII:{ty}"),
+            Reason::TokenKept(why) => write!(f, "token.kept:{why}"),
         }
     }
 }
@@ -165,6 +180,12 @@ fn parse(s: &str) -> Option<Reason> {
     }
     if let Some(code) = s.strip_prefix("error:") {
         return code.parse().ok().map(Reason::Error);
+    }
+    if let Some(ty) = s.strip_prefix("token.restored:PII:") {
+        return PiiType::from_name(ty).map(Reason::TokenRestored);
+    }
+    if let Some(why) = s.strip_prefix("token.kept:") {
+        return KeptReason::from_name(why).map(Reason::TokenKept);
     }
     if let Some(ty) = s.strip_prefix("strict_pii_blocked:PII:") {
         return PiiType::from_name(ty).map(Reason::StrictPiiBlocked);
@@ -222,6 +243,11 @@ mod tests {
             "budget_check_passed",
             "budget_warning",
             "budget_exceeded",
+            "default.egress.encrypt",
+            "pii.encrypted:PII:email_address",
+            "token.restored:PII:us_ssn",
+            "token.kept:tampered",
+            "token.kept:unknown_key_id",
         ];
         for s in wire {
             let r: Reason = s.parse().unwrap_or(Reason::BudgetExceeded);
@@ -256,6 +282,8 @@ mod tests {
             "strict_pii_blocked:PII:",
             "error:nope",
             "budget_ok",
+            "token.kept:lost",
+            "token.restored:us_ssn",
         ] {
             assert!(s.parse::<Reason>().is_err(), "{s}");
         }

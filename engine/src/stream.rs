@@ -411,6 +411,11 @@ impl TextStream {
                     self.changed |= token != value;
                     out.push_str(&token);
                 }
+                PiiAction::Encrypt => {
+                    let token = eval.encrypted(&m.ty, value);
+                    self.changed |= token != value;
+                    out.push_str(&token);
+                }
                 PiiAction::Redact => {
                     let placeholder = eval.placeholder(&m.ty);
                     self.changed |= placeholder != value;

@@ -1,7 +1,8 @@
 //! `WARDEN_REQUEST_POLICY=tighten`: a request's own policy may only make a decision
 //! stricter than the server policy's. Both policies evaluate the text; the stricter decision
 //! wins, and every PII value gets the stricter of the two actions (`deny` > `redact` >
-//! `tokenize` > `pass_through`; the strict fallback's "detected" counts as `pass_through`).
+//! `tokenize` > `encrypt` > `pass_through`: a reversible token is weaker than a one-way one;
+//! the strict fallback's "detected" counts as `pass_through`).
 
 use crate::eval::{Decision, Evaluator, Finding, Match, Verdict};
 use crate::pii::PiiType;
@@ -14,9 +15,10 @@ use alloc::vec::Vec;
 pub(crate) fn rank(action: Option<PiiAction>) -> u8 {
     match action {
         None | Some(PiiAction::PassThrough) => 0,
-        Some(PiiAction::Tokenize) => 1,
-        Some(PiiAction::Redact) => 2,
-        Some(PiiAction::Deny) => 3,
+        Some(PiiAction::Encrypt) => 1,
+        Some(PiiAction::Tokenize) => 2,
+        Some(PiiAction::Redact) => 3,
+        Some(PiiAction::Deny) => 4,
     }
 }
 
@@ -78,6 +80,7 @@ pub(crate) fn tighten(server: &Evaluator<'_>, own: &Evaluator<'_>, text: &str, s
         match best.action {
             None | Some(PiiAction::PassThrough | PiiAction::Deny) => out.push_str(value),
             Some(PiiAction::Tokenize) => out.push_str(&eval.token(ty, value)),
+            Some(PiiAction::Encrypt) => out.push_str(&eval.encrypted(ty, value)),
             Some(PiiAction::Redact) => out.push_str(eval.placeholder(ty)),
         }
         pos = end;

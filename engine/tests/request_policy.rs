@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 use warden_engine::{
-    CheckRequest, Decision, Detector, Direction, EvaluateRequest, Gate, OnError, PiiAction, Policy, PolicyMode,
-    RequestPolicy, TokenKey,
+    CheckRequest, Decision, Detector, Direction, EvaluateRequest, Gate, Keyring, OnError, PiiAction, Policy,
+    PolicyMode, RequestPolicy, TokenKey,
 };
 
 /// Seeded, so failures reproduce.
@@ -20,8 +20,8 @@ fn chance(rng: &mut Rng, percent: u64) -> bool {
     rng.u64(..100) < percent
 }
 
-const ACTIONS: [&str; 5] = ["pass_through", "tokenize", "redact", "deny", "confirm"];
-const PII_ACTIONS: [&str; 4] = ["pass_through", "tokenize", "redact", "deny"];
+const ACTIONS: [&str; 6] = ["pass_through", "tokenize", "redact", "deny", "confirm", "encrypt"];
+const PII_ACTIONS: [&str; 5] = ["pass_through", "tokenize", "redact", "deny", "encrypt"];
 const TYPES: [&str; 5] = ["PII:email_address", "PII:us_ssn", "PII:credit_card", "PII:phone_number", "PII:employee_id"];
 const TOOLS: [&str; 4] = ["crm.update", "python.exec", "web.fetch", "notes"];
 const VALUES: [&str; 7] = [
@@ -76,9 +76,10 @@ fn text(rng: &mut Rng) -> String {
 fn rank(a: Option<PiiAction>) -> u8 {
     match a {
         None | Some(PiiAction::PassThrough) => 0,
-        Some(PiiAction::Tokenize) => 1,
-        Some(PiiAction::Redact) => 2,
-        Some(PiiAction::Deny) => 3,
+        Some(PiiAction::Encrypt) => 1,
+        Some(PiiAction::Tokenize) => 2,
+        Some(PiiAction::Redact) => 3,
+        Some(PiiAction::Deny) => 4,
     }
 }
 
@@ -86,6 +87,7 @@ fn rank(a: Option<PiiAction>) -> u8 {
 fn tighten_is_never_less_strict_than_the_server_policy() {
     let mut rng = Rng::with_seed(0x5eed_1234_abcd_0001);
     let key = TokenKey::new("salt");
+    let keyring = Keyring::new("k1", &[7u8; 32]).unwrap();
     let detector = Detector::new();
     let mut compared = 0;
     for _ in 0..1500 {
@@ -96,7 +98,9 @@ fn tighten_is_never_less_strict_than_the_server_policy() {
             raw_text: text(&mut rng),
             ..CheckRequest::default()
         };
-        let gate = Gate::new(&server, &key, &detector).with_on_error(*pick(&mut rng, &[OnError::Block, OnError::Pass]));
+        let gate = Gate::new(&server, &key, &detector)
+            .with_keyring(&keyring)
+            .with_on_error(*pick(&mut rng, &[OnError::Block, OnError::Pass]));
         let alone = gate.check_with(&req, Direction::Ingress, None);
         let tight = gate.with_mode(PolicyMode::Tighten).check_with(&req, Direction::Ingress, Some(&own));
         assert!(tight.decision >= alone.decision, "{req:?}\nserver {alone:?}\ntight {tight:?}");

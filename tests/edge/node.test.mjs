@@ -364,3 +364,45 @@ describe('streaming: POST /api/v1/postcheck/stream through handleRequest (node:h
     }
   });
 });
+
+describe('reversible tokens (tests/conformance/tokens)', () => {
+  const dir = join(CORPUS, 'tokens');
+  const cases = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8'));
+  const list = (v) => (v ? v.split(',') : undefined);
+  const wardenForEnv = (env) =>
+    new Warden({
+      policy: env.POLICY_FILE ? readFileSync(join(dir, env.POLICY_FILE), 'utf8') : undefined,
+      piiTokenSalt: env.PII_TOKEN_SALT,
+      apiKeys: list(env.WARDEN_API_KEYS),
+      encryptKeys: list(env.WARDEN_ENCRYPT_KEYS),
+      detokenizeKeys: list(env.WARDEN_DETOKENIZE_KEYS),
+      requestPolicy: env.WARDEN_REQUEST_POLICY,
+    });
+  // `expect` is a subset of the answer: objects key by key, the rest exactly.
+  const assertSubset = (want, got, where) => {
+    if (want && typeof want === 'object' && !Array.isArray(want)) {
+      for (const [k, v] of Object.entries(want)) assertSubset(v, got?.[k], `${where}.${k}`);
+    } else {
+      assert.deepEqual(got, want, where);
+    }
+  };
+  for (const c of cases) {
+    test(`${c.name} (handleRequest)`, async () => {
+      const w = wardenForEnv(c.env);
+      const headers = c.api_key ? { 'x-governs-key': c.api_key } : {};
+      const response = await handleRequest(
+        w,
+        new Request(`http://127.0.0.1/api/v1/${c.endpoint}`, { method: 'POST', headers, body: JSON.stringify(c.request) }),
+      );
+      assert.equal(response.status, c.status, c.name);
+      assertSubset(c.expect, await response.json(), c.name);
+    });
+    if (c.status === 200) {
+      test(`${c.name} (JS API)`, () => {
+        const w = wardenForEnv(c.env);
+        const api = { precheck: w.precheck, postcheck: w.postcheck, detokenize: w.detokenize }[c.endpoint];
+        assertSubset(c.expect, api.call(w, c.request), c.name);
+      });
+    }
+  }
+});

@@ -1,6 +1,6 @@
 // Compile-time check of the package's TypeScript types (tsc -p tests/edge); never executed.
 import { Warden, handleRequest } from 'warden-wasm';
-import type { CheckResponse, EvaluateResponse, GovernedStream, RedactResponse, StreamRecord, WardenError, WardenOptions } from 'warden-wasm';
+import type { CheckResponse, DetokenizeResponse, EvaluateResponse, GovernedStream, RedactResponse, StreamRecord, WardenError, WardenOptions } from 'warden-wasm';
 
 const options: WardenOptions = { policy: 'version: v1', piiTokenSalt: 's', onError: 'best_effort', apiKeys: ['k'] };
 const w = new Warden(options);
@@ -10,6 +10,8 @@ const out: string | null = check.raw_text_out;
 const decision: 'allow' | 'deny' | 'transform' | 'confirm' = bare.postcheck({ tool: 't', raw_text: 'x' }).decision;
 const evaluated: EvaluateResponse = w.evaluate({ agent_id: 'a', payload: { any: ['json'] }, direction: 'egress' });
 const redacted: RedactResponse = w.redact('mail a@b.io');
+const restored: DetokenizeResponse = w.detokenize({ raw_text: 'encpii.k1.email_address.aa', types: ['email_address'] });
+const keptWhy: string | undefined = restored.kept_tokens[0]?.reason;
 const start: number = redacted.matches[0].start;
 const served: Promise<Response> = handleRequest(w, new Request('http://x/api/v1/health'));
 const raw = w.handle('GET', '/api/v1/health');
@@ -27,4 +29,4 @@ const piped: ReadableStream<Uint8Array> = new ReadableStream<string>().pipeThrou
 const pushed: Uint8Array = w.openStream('t', undefined, 'text', undefined).push(new Uint8Array([104, 105]));
 // @ts-expect-error format takes only the four documented values
 w.governStream(new Response('x').body!, { tool: 't', format: 'xml' });
-export { out, decision, evaluated, start, served, raw, onError, record, piped, pushed };
+export { out, decision, evaluated, start, served, raw, onError, record, piped, pushed, restored, keptWhy };

@@ -109,6 +109,11 @@ impl ApiKeys {
         self.digests.is_empty()
     }
 
+    /// Whether every key of `other` is one of these keys.
+    pub fn contains_all(&self, other: &ApiKeys) -> bool {
+        other.digests.iter().all(|d| self.digests.contains(d))
+    }
+
     /// Whether `presented` is one of the keys. Constant time in the keys' contents: the
     /// presented key's digest is compared with every configured digest, without early exit.
     pub fn verify(&self, presented: &str) -> bool {

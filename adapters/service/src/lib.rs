@@ -28,3 +28,4 @@ pub mod router;
 pub mod service;
 pub mod settings;
 pub mod stream;
+pub mod tokens;

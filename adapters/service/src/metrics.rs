@@ -310,7 +310,7 @@ mod prometheus {
     /// Operations are a closed set; the record's field is `&'static str` from the router.
     fn operation_label(operation: &'static str) -> &'static str {
         match operation {
-            "precheck" | "postcheck" | "postcheck_stream" | "evaluate" | "redact" | "batch" => operation,
+            "precheck" | "postcheck" | "postcheck_stream" | "evaluate" | "redact" | "batch" | "detokenize" => operation,
             _ => OTHER,
         }
     }
@@ -334,6 +334,7 @@ mod prometheus {
                     PiiOutcome::Tokenized => "tokenized",
                     PiiOutcome::Redacted => "redacted",
                     PiiOutcome::Denied => "denied",
+                    PiiOutcome::Encrypted => "encrypted",
                 }),
                 _ => None,
             })

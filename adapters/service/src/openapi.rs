@@ -62,8 +62,8 @@ fn stream_op() -> Value {
 /// The document.
 pub fn document() -> Value {
     let decision = json!({"type": "string", "enum": ["allow", "deny", "transform", "confirm"]});
-    let policy_id = json!({"type": "string", "enum": ["deny-exec", "tool-access", "defaults", "net-redact-regex", "strict-fallback", "on-error"]});
-    json!({
+    let policy_id = json!({"type": "string", "enum": ["deny-exec", "tool-access", "defaults", "net-redact-regex", "strict-fallback", "on-error", "detokenize"]});
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Warden",
@@ -129,5 +129,7 @@ pub fn document() -> Value {
             "/api/metrics": {"get": {"summary": "Prometheus text format", "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OK"}}}}
         }
-    })
+    });
+    crate::service::detokenize::openapi(&mut doc);
+    doc
 }

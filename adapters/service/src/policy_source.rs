@@ -38,6 +38,9 @@ struct State {
 pub struct PolicySource {
     state: RwLock<State>,
     origin: String,
+    /// Whether the service has token keys: without them a reloaded policy that encrypts is
+    /// rejected like an invalid one.
+    can_encrypt: std::sync::atomic::AtomicBool,
 }
 
 impl PolicySource {
@@ -46,6 +49,7 @@ impl PolicySource {
         PolicySource {
             state: RwLock::new(State { policy: Arc::new(policy), text: None, last_error: None }),
             origin: origin.into(),
+            can_encrypt: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -90,7 +94,16 @@ impl PolicySource {
         if self.read(|s| s.text.as_deref() == Some(text)) {
             return Offered::Unchanged;
         }
-        match parse_policy(&self.origin, text) {
+        let parsed = parse_policy(&self.origin, text).map_err(|e| e.to_string()).and_then(|policy| {
+            match policy.encrypt_field().filter(|_| !self.can_encrypt.load(std::sync::atomic::Ordering::Relaxed)) {
+                Some(field) => Err(format!(
+                    "{}: field `{field}` is `encrypt`, which needs reversible-token keys (WARDEN_ENCRYPT_KEYS)",
+                    self.origin
+                )),
+                None => Ok(policy),
+            }
+        });
+        match parsed {
             Ok(policy) => {
                 self.write(|s| {
                     s.policy = Arc::new(policy);
@@ -99,8 +112,7 @@ impl PolicySource {
                 });
                 Offered::Applied
             }
-            Err(e) => {
-                let message = e.to_string();
+            Err(message) => {
                 self.write(|s| {
                     // Remember the rejected text too, so the same bad text is reported once,
                     // not re-parsed on every poll.
@@ -110,6 +122,11 @@ impl PolicySource {
                 Offered::Rejected(message)
             }
         }
+    }
+
+    /// Says whether the service has token keys (set by the service builder).
+    pub fn set_can_encrypt(&self, can: bool) {
+        self.can_encrypt.store(can, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Replaces the active policy and clears the last error.

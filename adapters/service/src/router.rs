@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/redact", route_op(&lanes, Some(Operation::Redact)))
         .route("/api/v1/evaluate", route_op(&lanes, Some(Operation::Evaluate)))
         .route("/api/v1/batch", route_op(&lanes, Some(Operation::Batch)))
+        .route("/api/v1/detokenize", route_op(&lanes, Some(Operation::Detokenize)))
         .route("/api/v1/health", get(health))
         .route("/api/v1/ready", get(ready))
         .route("/api/metrics", get(metrics))

@@ -16,7 +16,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
 use warden_engine::budget::{Money, PriceTable, TokenPrice};
-use warden_engine::{OnError, TokenKey};
+use warden_engine::{Keyring, OnError, TokenKey};
 
 /// The salt used when `PII_TOKEN_SALT` is unset; readiness warns about it.
 pub const DEFAULT_SALT: &str = "warden-default-salt-change-me";
@@ -359,6 +359,11 @@ pub struct Settings {
     pub document_tool: String,
     /// `WARDEN_DEDUPE_TTL_S` (default one day): how long message ids are remembered.
     pub dedupe_ttl: Duration,
+    /// `WARDEN_ENCRYPT_KEYS` (`kid:base64key,...`, the first active): keys of the `encrypt`
+    /// action; unset = a policy that encrypts is refused.
+    pub encrypt_keys: Option<Keyring>,
+    /// `WARDEN_DETOKENIZE_KEYS` (unset = nobody): API keys that may call detokenize.
+    pub detokenize_keys: ApiKeys,
 }
 
 // Secrets (salt, keys, webhook secret) and URLs that may carry credentials are never printed.
@@ -371,6 +376,8 @@ impl fmt::Debug for Settings {
             .field("store", &self.store)
             .field("api_keys", &self.api_keys)
             .field("events", &self.events)
+            .field("encrypt_keys", &self.encrypt_keys)
+            .field("detokenize_keys", &self.detokenize_keys)
             .finish_non_exhaustive()
     }
 }
@@ -444,6 +451,13 @@ impl Settings {
                 "is required when WARDEN_API_KEYS is set (WARDEN_DEV=1 allows the built-in salt for development)",
             ));
         }
+        let encrypt_keys =
+            vars.get(crate::tokens::ENCRYPT_KEYS_VAR).map(|v| crate::tokens::parse_encrypt_keys(&v)).transpose()?;
+        let detokenize_keys = crate::tokens::parse_detokenize_keys(
+            vars.get(crate::tokens::DETOKENIZE_KEYS_VAR).as_deref(),
+            &api_keys,
+            encrypt_keys.as_ref(),
+        )?;
         Ok(Settings {
             policy_file: vars.get("POLICY_FILE").map(PathBuf::from),
             salt,
@@ -478,6 +492,8 @@ impl Settings {
             document_limit: vars.positive("WARDEN_DOCUMENT_LIMIT", DEFAULT_DOCUMENT_LIMIT)?,
             document_tool: vars.get("WARDEN_DOCUMENT_TOOL").unwrap_or_else(|| String::from("document")),
             dedupe_ttl: vars.seconds("WARDEN_DEDUPE_TTL_S", DEFAULT_DEDUPE_TTL)?,
+            encrypt_keys,
+            detokenize_keys,
         })
     }
 
@@ -504,6 +520,8 @@ impl Settings {
             default_agent_id: None,
             request_policy: self.request_policy,
             token_hex_len: self.token_hex_len,
+            keyring: self.encrypt_keys.clone(),
+            detokenize_keys: self.detokenize_keys.clone(),
         }
     }
 }

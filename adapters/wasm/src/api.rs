@@ -24,7 +24,7 @@ pub const DEFAULT_AGENT_ID: &str = "vercel-edge";
 
 /// Options that are settings of SPEC §9, by their variable; the value of those marked secret
 /// is never repeated in an error.
-const SETTING_OPTIONS: [(&str, &str, bool); 8] = [
+const SETTING_OPTIONS: [(&str, &str, bool); 10] = [
     ("piiTokenSalt", "PII_TOKEN_SALT", true),
     ("onError", "ON_ERROR", false),
     ("apiKeys", "WARDEN_API_KEYS", true),
@@ -33,6 +33,8 @@ const SETTING_OPTIONS: [(&str, &str, bool); 8] = [
     ("environment", "WARDEN_ENV", false),
     ("orgId", "WARDEN_ORG_ID", false),
     ("requestPolicy", "WARDEN_REQUEST_POLICY", false),
+    ("encryptKeys", "WARDEN_ENCRYPT_KEYS", true),
+    ("detokenizeKeys", "WARDEN_DETOKENIZE_KEYS", true),
 ];
 
 /// Options of `new Warden(options)`. Unknown keys are rejected so that a typo such as
@@ -70,6 +72,14 @@ struct Options {
     /// `WARDEN_REQUEST_POLICY`: `replace` (default), `tighten` or `off`.
     #[serde(default)]
     request_policy: Option<String>,
+    /// `WARDEN_ENCRYPT_KEYS`: keys of the `encrypt` action, `kid:base64key` text or an array
+    /// of such entries, the first one active.
+    #[serde(default)]
+    encrypt_keys: Option<Value>,
+    /// `WARDEN_DETOKENIZE_KEYS` for [`Core::handle`]: API keys that may call
+    /// `/api/v1/detokenize`, as `apiKeys`.
+    #[serde(default)]
+    detokenize_keys: Option<Value>,
 }
 
 /// An HTTP response produced by [`Core::handle`].
@@ -117,12 +127,14 @@ impl Core {
         let vars: Vec<(&str, String)> = [
             ("PII_TOKEN_SALT", options.pii_token_salt),
             ("ON_ERROR", options.on_error),
-            ("WARDEN_API_KEYS", api_keys(options.api_keys)?),
+            ("WARDEN_API_KEYS", list_option("apiKeys", options.api_keys)?),
             ("WARDEN_BODY_LIMIT", options.body_limit.map(|n| n.to_string())),
             ("WARDEN_MAX_BATCH", options.max_batch.map(|n| n.to_string())),
             ("WARDEN_ENV", options.environment),
             ("WARDEN_ORG_ID", options.org_id),
             ("WARDEN_REQUEST_POLICY", options.request_policy),
+            ("WARDEN_ENCRYPT_KEYS", list_option("encryptKeys", options.encrypt_keys)?),
+            ("WARDEN_DETOKENIZE_KEYS", list_option("detokenizeKeys", options.detokenize_keys)?),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -177,6 +189,12 @@ impl Core {
         let req: EvaluateRequest = from_value(request)?;
         let policy = self.service.policy_source().get();
         Ok(self.service.gate(&policy).evaluate(&req, self.now_secs()))
+    }
+
+    /// `POST /api/v1/detokenize` for the process that holds the keys: restores the tokens of
+    /// `{raw_text}` or `{payload}` (see [`Service::detokenize_in_process`]).
+    pub fn detokenize(&self, request: Value) -> Result<Value, ApiError> {
+        self.service.detokenize_in_process(request)
     }
 
     /// `POST /api/v1/redact` on a text.
@@ -280,8 +298,9 @@ fn load_policy(policy: Option<Value>, name: Option<String>) -> Result<PolicySour
     }
 }
 
-/// `apiKeys` as the `WARDEN_API_KEYS` text: a string, or an array of keys.
-fn api_keys(value: Option<Value>) -> Result<Option<String>, String> {
+/// A list option (`apiKeys`, `encryptKeys`, `detokenizeKeys`) as its variable's
+/// comma-separated text: a string, or an array of entries.
+fn list_option(option: &str, value: Option<Value>) -> Result<Option<String>, String> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -292,7 +311,7 @@ fn api_keys(value: Option<Value>) -> Result<Option<String>, String> {
                     Value::String(k) if !k.contains(',') && !k.trim().is_empty() => keys.push(k),
                     _ => {
                         return Err(format!(
-                            "invalid option `apiKeys[{i}]`: expected a non-empty string without commas"
+                            "invalid option `{option}[{i}]`: expected a non-empty string without commas"
                         ))
                     }
                 }
@@ -300,7 +319,7 @@ fn api_keys(value: Option<Value>) -> Result<Option<String>, String> {
             Ok(Some(keys.join(",")))
         }
         Some(other) => Err(format!(
-            "invalid option `apiKeys`: expected a string or an array of strings, not {}",
+            "invalid option `{option}`: expected a string or an array of strings, not {}",
             warden_service::error::kind(&other)
         )),
     }
@@ -367,6 +386,27 @@ mod tests {
         assert_eq!(e.status(), 422);
         let e = w.evaluate(json!({"payload": {}})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("agent_id"));
+    }
+
+    #[test]
+    fn encrypt_and_detokenize() {
+        let keys = ["k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "k1:AQECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"];
+        let policy = json!({"defaults": {"egress": {"action": "encrypt"}}});
+        let e = core(json!({"policy": policy})).unwrap_err();
+        assert!(e.contains("defaults.egress.action") && e.contains("WARDEN_ENCRYPT_KEYS"), "{e}");
+        let e = core(json!({"encryptKeys": ["k1:SECRETSECRET"]})).unwrap_err();
+        assert!(e.starts_with("invalid option `encryptKeys`: entry 1") && !e.contains("SECRET"), "{e}");
+        let w = core(json!({"policy": policy, "encryptKeys": keys})).unwrap();
+        let r = w.check(json!({"tool": "t", "raw_text": "mail bob@corp.io"}), Direction::Egress).unwrap();
+        let out = r.raw_text_out.unwrap();
+        assert!(out.starts_with("mail encpii.k2.email_address."), "{out}");
+        let back = w.detokenize(json!({"raw_text": out})).unwrap();
+        assert_eq!(back["raw_text"], "mail bob@corp.io");
+        assert_eq!(back["key_ids"], json!({"k2": 1}));
+        let e = core(Value::Null).unwrap().detokenize(json!({"raw_text": out})).unwrap_err();
+        assert_eq!(e.status(), 403);
+        let e = w.detokenize(json!({"text": out})).unwrap_err();
+        assert_eq!((e.status(), e.field.as_deref()), (422, Some("raw_text")));
     }
 
     #[test]

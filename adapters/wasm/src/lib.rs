@@ -45,10 +45,43 @@ export interface WardenOptions {
   orgId?: string;
   /** What a request's `policy_config` may do (WARDEN_REQUEST_POLICY): "replace" (default, SPEC §3), "tighten" (only stricter), "off" (refused). */
   requestPolicy?: "replace" | "tighten" | "off";
+  /** WARDEN_ENCRYPT_KEYS: keys of the `encrypt` action (reversible tokens), "kid:base64key" entries (32 or 64 bytes), the first active. Required by a policy that encrypts. */
+  encryptKeys?: string | string[];
+  /** WARDEN_DETOKENIZE_KEYS for `handle`: the API keys that may call /api/v1/detokenize (each must be one of apiKeys). */
+  detokenizeKeys?: string | string[];
 }
 
 export type Decision = "allow" | "deny" | "transform" | "confirm";
-export type PolicyId = "deny-exec" | "tool-access" | "defaults" | "net-redact-regex" | "strict-fallback" | "on-error";
+export type PolicyId = "deny-exec" | "tool-access" | "defaults" | "net-redact-regex" | "strict-fallback" | "on-error" | "detokenize";
+
+/** Detokenize request: exactly one of raw_text and payload. */
+export interface DetokenizeRequest {
+  raw_text?: string;
+  payload?: unknown;
+  /** Restore only these PII types; tokens of other types are kept ("type_not_allowed"). */
+  types?: string[];
+  corr_id?: string;
+}
+
+/** Why a token was left as it is. */
+export type KeptReason = "unknown_key_id" | "tampered" | "malformed" | "type_not_allowed" | "limit_reached";
+
+/** Detokenize response, as in the Warden HTTP API. */
+export interface DetokenizeResponse {
+  raw_text?: string;
+  payload?: unknown;
+  restored: number;
+  kept: number;
+  /** Restored tokens per PII type. */
+  types: Record<string, number>;
+  /** Restored tokens per key id. */
+  key_ids: Record<string, number>;
+  /** "token.restored:PII:<type>", "token.kept:<reason>". */
+  reasons: string[];
+  /** The first 100 kept tokens and why. */
+  kept_tokens: { token: string; reason: KeptReason }[];
+  ts: number;
+}
 
 /** Precheck / postcheck request, as in the Warden HTTP API. */
 export interface CheckRequest {
@@ -287,6 +320,19 @@ impl Warden {
         let body = to_json("evaluate", "request", &request)?;
         let resp = self.core.evaluate(body).map_err(|e| api_error("evaluate", &e))?;
         to_js("evaluate", &resp)
+    }
+
+    /// Restores reversible tokens (`encrypt` action) in `{raw_text}` or `{payload}`: the
+    /// response of `POST /api/v1/detokenize`. The instance holds the keys, so no API key is
+    /// asked for; throws a `WardenError` (status 403) when it has no `encryptKeys`.
+    #[wasm_bindgen(unchecked_return_type = "DetokenizeResponse")]
+    pub fn detokenize(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "DetokenizeRequest")] request: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let body = to_json("detokenize", "request", &request)?;
+        let resp = self.core.detokenize(body).map_err(|e| api_error("detokenize", &e))?;
+        to_js("detokenize", &resp)
     }
 
     /// Redaction only: the response of `POST /api/v1/redact` for `{text}`.

@@ -457,9 +457,13 @@ fn xml_value(b: &[u8], vs: usize) -> Option<(usize, usize)> {
 }
 
 /// True for values that stand in for a password rather than being one: a mask (`********`,
-/// `xxxxxx`, `•••`) or a reference to one held elsewhere (`${DB_PASSWORD}`, `{{ db_pass }}`,
-/// `$(cat secret)`, `$DB_PASSWORD`).
+/// `xxxxxx`, `•••`), a reference to one held elsewhere (`${DB_PASSWORD}`, `{{ db_pass }}`,
+/// `$(cat secret)`, `$DB_PASSWORD`) or a reversible token (an encrypted password must stay
+/// restorable through later checks).
 fn is_stand_in(v: &[u8]) -> bool {
+    if crate::reversible::is_token(v) {
+        return true;
+    }
     if v.len() > MAX_MASK {
         // Only a reference prefix can be checked on a long value in constant time.
         return matches!(v, [b'$', b'{' | b'(', ..] | [b'{', b'{', ..]);

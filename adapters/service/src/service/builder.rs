@@ -30,12 +30,19 @@ pub struct Budgets {
 pub enum BuildError {
     /// No clock was given ([`ServiceBuilder::clock`]).
     NoClock,
+    /// The policy encrypts (the field named) but no token keys were given
+    /// ([`ServiceConfig::keyring`], `WARDEN_ENCRYPT_KEYS`).
+    NoEncryptKeys(String),
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuildError::NoClock => f.write_str("no clock: call ServiceBuilder::clock"),
+            BuildError::NoEncryptKeys(field) => write!(
+                f,
+                "policy field `{field}` is `encrypt`, which needs reversible-token keys: set WARDEN_ENCRYPT_KEYS"
+            ),
         }
     }
 }
@@ -126,6 +133,11 @@ impl ServiceBuilder {
     /// unless one was given.
     pub fn build(mut self) -> Result<Service, BuildError> {
         let clock = self.clock.ok_or(BuildError::NoClock)?;
+        let can_encrypt = self.config.keyring.is_some();
+        if let Some(field) = self.policy.get().encrypt_field().filter(|_| !can_encrypt) {
+            return Err(BuildError::NoEncryptKeys(field));
+        }
+        self.policy.set_can_encrypt(can_encrypt);
         if !self.plugins.probes.iter().any(|p| p.name() == "stores") {
             let probe: Arc<dyn Probe> = Arc::new(StoresProbe {
                 budgets: self.plugins.budgets.as_ref().map(|b| Arc::clone(&b.store)),

@@ -15,6 +15,7 @@ pub mod message;
 pub mod operation;
 
 mod batch;
+pub(crate) mod detokenize;
 mod pipeline;
 mod policy_cache;
 mod readiness;
@@ -34,7 +35,7 @@ use crate::settings::{CorsOrigins, TrustedProxies};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
-use warden_engine::{Detector, Gate, OnError, Policy, PolicyMode, RequestPolicy, TokenKey};
+use warden_engine::{Detector, Gate, Keyring, OnError, Policy, PolicyMode, RequestPolicy, TokenKey};
 
 pub use crate::settings::DEFAULT_SALT;
 
@@ -72,6 +73,11 @@ pub struct ServiceConfig {
     pub request_policy: crate::settings::RequestPolicyMode,
     /// The shortest token (`PII_TOKEN_HEX_LEN`).
     pub token_hex_len: usize,
+    /// Keys of the `encrypt` action (`WARDEN_ENCRYPT_KEYS`); without them a policy that
+    /// encrypts is refused.
+    pub keyring: Option<Keyring>,
+    /// API keys that may detokenize (`WARDEN_DETOKENIZE_KEYS`).
+    pub detokenize_keys: crate::auth::ApiKeys,
 }
 
 impl Default for ServiceConfig {
@@ -92,6 +98,8 @@ impl Default for ServiceConfig {
             default_agent_id: None,
             request_policy: crate::settings::RequestPolicyMode::Replace,
             token_hex_len: 8,
+            keyring: None,
+            detokenize_keys: crate::auth::ApiKeys::disabled(),
         }
     }
 }
@@ -169,10 +177,14 @@ impl Service {
             crate::settings::RequestPolicyMode::Tighten => PolicyMode::Tighten,
             _ => PolicyMode::Replace,
         };
-        Gate::new(policy, &self.key, &self.detector)
+        let gate = Gate::new(policy, &self.key, &self.detector)
             .with_on_error(self.config.on_error)
             .with_mode(mode)
-            .with_min_token_len(self.config.token_hex_len)
+            .with_min_token_len(self.config.token_hex_len);
+        match &self.config.keyring {
+            Some(keyring) => gate.with_keyring(keyring),
+            None => gate,
+        }
     }
 
     /// A request's `policy_config`, validated once and cached by content (so a caller sending
@@ -192,6 +204,14 @@ impl Service {
             let field = if field.is_empty() { String::from("policy_config") } else { format!("policy_config.{field}") };
             return Err(ApiError::invalid_request(message.clone()).with_field(field));
         }
+        if let (RequestPolicy::Valid(p), None) = (parsed.as_ref(), &self.config.keyring) {
+            if let Some(field) = p.encrypt_field() {
+                return Err(ApiError::invalid_request(format!(
+                    "`{field}` is `encrypt`, which needs reversible-token keys; this server has none (WARDEN_ENCRYPT_KEYS)"
+                ))
+                .with_field(format!("policy_config.{field}")));
+            }
+        }
         Ok(Some(parsed))
     }
 
@@ -205,6 +225,7 @@ impl Service {
             Operation::Batch => self.batch(body, meta).await,
             Operation::Health => Ok(self.health()),
             Operation::Ready => Ok(self.ready().await.1),
+            Operation::Detokenize => self.detokenize(body, meta).await,
         }
     }
 

@@ -20,11 +20,13 @@ pub enum Operation {
     Health,
     /// `GET /api/v1/ready`.
     Ready,
+    /// `POST /api/v1/detokenize`.
+    Detokenize,
 }
 
 impl Operation {
     /// Every operation, in SPEC order.
-    pub const ALL: [Operation; 7] = [
+    pub const ALL: [Operation; 8] = [
         Operation::Precheck,
         Operation::Postcheck,
         Operation::Redact,
@@ -32,6 +34,7 @@ impl Operation {
         Operation::Batch,
         Operation::Health,
         Operation::Ready,
+        Operation::Detokenize,
     ];
 
     /// Parses an invoke-envelope `action`.
@@ -49,6 +52,7 @@ impl Operation {
             Operation::Batch => "batch",
             Operation::Health => "health",
             Operation::Ready => "ready",
+            Operation::Detokenize => "detokenize",
         }
     }
 }
@@ -86,7 +90,7 @@ pub(crate) fn split_action(body: Value) -> Result<(Operation, Map<String, Value>
     let op = match map.remove("action") {
         Some(Value::String(a)) => Operation::from_action(&a).ok_or_else(|| {
             ApiError::invalid_request(format!(
-                "unknown action `{a}`; expected one of precheck, postcheck, redact, evaluate, batch, health, ready"
+                "unknown action `{a}`; expected one of precheck, postcheck, redact, evaluate, batch, health, ready, detokenize"
             ))
             .with_field("action")
         })?,
