@@ -6,5 +6,5 @@ import { initSync } from './warden_wasm.js';
 
 initSync({ module: wasmModule });
 
-export { Warden } from './warden_wasm.js';
+export { Warden } from './warden.js';
 export { handleRequest } from './http.js';

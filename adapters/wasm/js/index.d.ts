@@ -1,5 +1,6 @@
 // Types of the auto-initialising entry points (Node, Deno, Vercel Edge, Workers).
-export { Warden } from './warden_wasm.js';
+export { Warden } from './warden.js';
+export type { TextVerdict } from './warden.js';
 export type {
   WardenOptions,
   WardenError,

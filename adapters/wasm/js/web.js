@@ -1,4 +1,5 @@
 // Browsers, bundlers and any other runtime: call `await init()` (fetches the .wasm next to
 // this file) or `initSync({ module })` once before `new Warden(...)`.
-export { default as init, initSync, Warden } from './warden_wasm.js';
+export { default as init, initSync } from './warden_wasm.js';
+export { Warden } from './warden.js';
 export { handleRequest } from './http.js';

@@ -4,7 +4,10 @@
 //! SPEC §2 (Warden's HTTP API), and `handle` serves every HTTP route with the native server's router.
 //!
 //! Values cross the JS boundary as JSON text (`JSON.stringify` / `JSON.parse`): exactly the
-//! HTTP wire format, with no second serialisation scheme to keep in step. Nothing here may
+//! HTTP wire format, with no second serialisation scheme to keep in step. A precheck or
+//! postcheck with only the simple fields takes a faster path (see [`Warden::check_fields`]):
+//! the JS wrapper (`js/warden.js`) passes the fields as strings and gets one number back
+//! (decision, policy id, timestamp), fetching the output text only when it changed. Nothing here may
 //! panic (a panic traps and kills the isolate): every failure becomes a thrown JS `Error`
 //! whose `code`, `status` and `field` properties mirror the HTTP error body.
 #![forbid(unsafe_code)]
@@ -14,8 +17,9 @@ pub mod api;
 use crate::api::{Core, HttpResult};
 use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::sync::Arc;
-use warden_engine::{CheckRequest, CheckResponse, Direction};
+use warden_engine::{CheckRequest, CheckResponse, Decision, Direction};
 use warden_service::clock::JsClock;
 use warden_service::error::ApiError;
 use wasm_bindgen::prelude::*;
@@ -221,10 +225,56 @@ fn fast_response(resp: &CheckResponse) -> Option<JsValue> {
     Some(obj.into())
 }
 
+/// The decisions in the order of the JS wrapper's `DECISIONS` table (js/warden.js).
+const DECISION_CODES: [Decision; 4] = [Decision::Allow, Decision::Deny, Decision::Transform, Decision::Confirm];
+/// The policy ids in the order of the JS wrapper's `POLICY_IDS` table.
+const POLICY_NAMES: [&str; 6] = ["deny-exec", "tool-access", "defaults", "net-redact-regex", "strict-fallback", "on-error"];
+/// `raw_text_out` states in [`Warden::check_fields`]'s code.
+const TEXT_NULL: u32 = 0;
+const TEXT_UNCHANGED: u32 = 1;
+const TEXT_CHANGED: u32 = 2;
+
+/// A check response in one number for [`Warden::check_fields`]: `ts × 128 + policy × 16 +
+/// text state × 4 + decision`, exact in an f64 for any timestamp of this era; `None` when the
+/// response has more than these (budget fields, an `on_error` detail) or is out of range.
+fn response_code(resp: &CheckResponse, raw_text: &str) -> Option<f64> {
+    let decision = DECISION_CODES.iter().position(|d| *d == resp.decision)?;
+    let policy = POLICY_NAMES.iter().position(|p| *p == resp.policy_id.name())?;
+    if resp.error.is_some() || resp.budget_status.is_some() || resp.budget_info.is_some() {
+        return None;
+    }
+    let text = match resp.raw_text_out.as_deref() {
+        None => TEXT_NULL,
+        Some(out) if out == raw_text => TEXT_UNCHANGED,
+        Some(_) => TEXT_CHANGED,
+    };
+    // Below 2^45 s (a million years) the code stays below 2^53.
+    let ts = u64::try_from(resp.ts).ok().filter(|ts| *ts < 1 << 45)?;
+    let low = u64::try_from(policy * 16 + decision).ok()? + u64::from(text * 4);
+    // Exact: below 2^53.
+    #[allow(clippy::cast_precision_loss)]
+    Some((ts * 128 + low) as f64)
+}
+
+/// Reasons as one string: each is its length in UTF-16 code units, `:`, and the reason, so the
+/// JS side splits them with `slice` whatever characters a reason holds (tool names may hold any).
+fn packed_reasons(resp: &CheckResponse) -> String {
+    let mut out = String::new();
+    for reason in &resp.reasons {
+        let text = reason.to_string();
+        out.push_str(&text.encode_utf16().count().to_string());
+        out.push(':');
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Warden, configured once (policy parsed, detector built) and reused for every call.
 #[wasm_bindgen]
 pub struct Warden {
     core: Core,
+    /// The last response of [`Warden::check_fields`], read by the `__last*` methods.
+    last: RefCell<Option<CheckResponse>>,
 }
 
 #[wasm_bindgen]
@@ -243,7 +293,7 @@ impl Warden {
         };
         let core = Core::new(options, Arc::new(JsClock))
             .map_err(|m| js_error(&format!("new Warden: {m}"), "invalid_options", 400, None))?;
-        Ok(Warden { core })
+        Ok(Warden { core, last: RefCell::new(None) })
     }
 
     /// Precheck (ingress): the response of `POST /api/v1/precheck`.
@@ -275,6 +325,49 @@ impl Warden {
         let body = to_json(op, "request", request)?;
         let resp = self.core.check(body, direction).map_err(|e| api_error(op, &e))?;
         to_js(op, &resp)
+    }
+
+    /// The fast path of the JS wrapper's `precheck` / `postcheck` / `precheckText` for a
+    /// request with only `tool`, `raw_text`, `scope`, `corr_id` and `user_id` (the wrapper
+    /// checks the types): the fields arrive as strings, the answer is one number (see
+    /// [`response_code`]), or -1 when the response must be read whole with `__lastJson`.
+    /// Internal: use `precheck`, `postcheck`, `precheckText` or `postcheckText`.
+    #[wasm_bindgen(js_name = "__check")]
+    pub fn check_fields(
+        &self,
+        egress: bool,
+        tool: String,
+        raw_text: String,
+        scope: Option<String>,
+        corr_id: Option<String>,
+        user_id: Option<String>,
+    ) -> f64 {
+        let req = CheckRequest { tool, raw_text, scope: scope.unwrap_or_default(), corr_id, user_id, ..CheckRequest::default() };
+        let direction = if egress { Direction::Egress } else { Direction::Ingress };
+        let resp = self.core.check_request(&req, direction);
+        let code = response_code(&resp, &req.raw_text).unwrap_or(-1.0);
+        *self.last.borrow_mut() = Some(resp);
+        code
+    }
+
+    /// The `raw_text_out` of the last `__check` (taken: the text is not kept). Internal.
+    #[wasm_bindgen(js_name = "__lastText")]
+    pub fn last_text(&self) -> Option<String> {
+        self.last.borrow_mut().as_mut().and_then(|r| r.raw_text_out.take())
+    }
+
+    /// The reasons of the last `__check`, packed (see [`packed_reasons`]). Internal.
+    #[wasm_bindgen(js_name = "__lastReasons")]
+    pub fn last_reasons(&self) -> String {
+        self.last.borrow().as_ref().map(packed_reasons).unwrap_or_default()
+    }
+
+    /// The whole last `__check` response as JSON text (taken). Internal.
+    #[wasm_bindgen(js_name = "__lastJson")]
+    pub fn last_json(&self) -> Result<String, JsValue> {
+        let resp = self.last.borrow_mut().take();
+        serde_json::to_string(&resp)
+            .map_err(|e| js_error(&format!("Warden.precheck: cannot encode the response: {e}"), "internal", 500, None))
     }
 
     /// JSON mode (every string leaf of `payload` governed): the response of `POST /api/v1/evaluate`.
