@@ -8,3 +8,4 @@ initSync({ module: wasmModule });
 
 export { Warden } from './warden.js';
 export { handleRequest } from './http.js';
+export { MemoryLedgerStore } from './budget.js';

@@ -1,6 +1,7 @@
 // Types of the auto-initialising entry points (Node, Deno, Vercel Edge, Workers).
 export { Warden } from './warden.js';
 export type { TextVerdict } from './warden.js';
+export { MemoryLedgerStore } from './budget.js';
 export type {
   WardenOptions,
   WardenError,
@@ -13,6 +14,8 @@ export type {
   EvaluateRequest,
   EvaluateResponse,
   HttpResult,
+  BudgetLedgerStore,
+  DecisionEvent,
 } from './warden_wasm.js';
 
 /** Serves a Fetch API Request with Warden's HTTP router (every route of the HTTP API). */

@@ -7,3 +7,4 @@ initSync({ module: readFileSync(new URL('./warden_wasm_bg.wasm', import.meta.url
 
 export { Warden } from './warden.js';
 export { handleRequest } from './http.js';
+export { MemoryLedgerStore } from './budget.js';

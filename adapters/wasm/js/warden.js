@@ -1,6 +1,6 @@
 // The `Warden` every entry point exports: the wasm-bindgen class plus a faster path for the
 // common precheck / postcheck. A request with only `tool`, `raw_text`, `scope`, `corr_id` and
-// `user_id` (the usual shape) crosses into wasm as plain strings and comes back as one number
+// `user_id` (the usual shape) crosses into wasm as plain strings and UTF-8 bytes and comes back as one number
 // (decision, policy id, timestamp); the output text is copied out only when it changed, and
 // the response object is built here, in JS. Anything else (tags, policy_config, tool_config,
 // budget fields in the answer, a wrong type) takes the JSON path, whose errors name the field.
@@ -12,6 +12,20 @@ const POLICY_IDS = ['deny-exec', 'tool-access', 'defaults', 'net-redact-regex', 
 const SIMPLE_KEYS = new Set(['tool', 'raw_text', 'scope', 'corr_id', 'user_id']);
 const TEXT_NULL = 0;
 const TEXT_UNCHANGED = 1;
+
+// `raw_text` goes into wasm as UTF-8 bytes: `TextEncoder.encodeInto` a reused scratch buffer
+// (native code), then one memory copy; texts too large for the scratch are encoded afresh.
+const encoder = new TextEncoder();
+const SCRATCH_MAX = 64 * 1024;
+let scratch = new Uint8Array(4096);
+
+function utf8(text) {
+  const worst = text.length * 3;
+  if (worst > SCRATCH_MAX) return encoder.encode(text);
+  if (worst > scratch.length) scratch = new Uint8Array(Math.min(SCRATCH_MAX, Math.max(worst, scratch.length * 2)));
+  const { written } = encoder.encodeInto(text, scratch);
+  return scratch.subarray(0, written);
+}
 
 const optionalId = (v) => v === undefined || v === null || typeof v === 'string';
 
@@ -50,7 +64,26 @@ function outputText(warden, code, input) {
   return state === TEXT_UNCHANGED ? input : warden.__lastText();
 }
 
+/** `onDecision` made harmless: whatever it throws or rejects with is dropped. */
+function guardHook(options) {
+  const hook = options?.onDecision;
+  if (typeof hook !== 'function') return options;
+  const onDecision = (event) => {
+    try {
+      const result = hook(event);
+      if (result && typeof result.catch === 'function') result.catch(() => {});
+    } catch {
+      // A hook can never fail the decision it reports.
+    }
+  };
+  return { ...options, onDecision };
+}
+
 export class Warden extends WasmWarden {
+  constructor(options) {
+    super(guardHook(options));
+  }
+
   precheck(request) {
     return this.#check(request, false) ?? super.precheck(request);
   }
@@ -75,7 +108,7 @@ export class Warden extends WasmWarden {
       const r = egress ? super.postcheck(request) : super.precheck(request);
       return { decision: r.decision, text: r.raw_text_out };
     }
-    const value = this.__check(egress, tool, text, undefined, undefined, userId ?? undefined);
+    const value = this.__check(egress, tool, utf8(text), undefined, undefined, userId ?? undefined);
     if (value < 0) {
       const r = JSON.parse(this.__lastJson());
       return { decision: r.decision, text: r.raw_text_out };
@@ -87,7 +120,7 @@ export class Warden extends WasmWarden {
   /** The fast path; `undefined` sends the request down the JSON path. */
   #check(req, egress) {
     if (!isSimple(req)) return undefined;
-    const value = this.__check(egress, req.tool, req.raw_text, req.scope, req.corr_id ?? undefined, req.user_id ?? undefined);
+    const value = this.__check(egress, req.tool, utf8(req.raw_text), req.scope, req.corr_id ?? undefined, req.user_id ?? undefined);
     if (value < 0) return JSON.parse(this.__lastJson());
     const code = value % 128;
     return {

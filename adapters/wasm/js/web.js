@@ -3,3 +3,4 @@
 export { default as init, initSync } from './warden_wasm.js';
 export { Warden } from './warden.js';
 export { handleRequest } from './http.js';
+export { MemoryLedgerStore } from './budget.js';
