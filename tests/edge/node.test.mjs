@@ -233,7 +233,6 @@ test('precheckText / postcheckText: decision and text only', () => {
   assert.deepEqual(w.precheckText('verify_identity', text), { decision: full.decision, text: full.raw_text_out });
   assert.deepEqual(w.precheckText('python.exec', 'x'), { decision: 'deny', text: null });
   assert.deepEqual(w.postcheckText('t', 'nothing here'), { decision: 'allow', text: 'nothing here' });
-  assert.throws(() => w.precheckText('', 'x'), (e) => e.name === 'WardenError' && e.status === 422);
   assert.throws(() => w.precheckText('t', 5), (e) => e.name === 'WardenError' && e.field === 'raw_text');
 });
 
@@ -278,10 +277,11 @@ test('budgets: a JS store (get / compareAndSet) never overspends, also across is
   };
   const a = new Warden({ piiTokenSalt: 's', budgetStore: slow, budgetDefaultLimit: 1 });
   const b = new Warden({ piiTokenSalt: 's', budgetStore: slow, budgetDefaultLimit: 1 });
-  const body = { tool: 'shop.buy', raw_text: 'buy', user_id: 'pair', tool_config: { metadata: { purchase_amount: 0.01 } } };
-  const both = await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).run('precheck', body)));
-  assert.equal(both.filter((r) => r.decision === 'allow').length, 60);
-  assert.equal(JSON.parse((await shared.get('pair')).value).purchase, 600_000 + 0);
+  // $0.05 purchases on $1.00: 17 fit under 90 % (17 × $0.05003 = $0.85051), the rest need confirmation.
+  const body = { tool: 'shop.buy', raw_text: 'buy', user_id: 'pair', tool_config: { metadata: { purchase_amount: 0.05 } } };
+  const both = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).run('precheck', body)));
+  assert.deepEqual([both.filter((r) => r.decision === 'allow').length, both.filter((r) => r.decision === 'confirm').length], [17, 23]);
+  assert.equal(JSON.parse((await shared.get('pair')).value).purchase, 850_000);
 });
 
 test('budgets: a failing or malformed store fails as ON_ERROR says, and bad options are named', async () => {

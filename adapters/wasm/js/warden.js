@@ -58,10 +58,14 @@ function unpackReasons(packed) {
   return reasons;
 }
 
+// A lone surrogate becomes U+FFFD on the way into wasm, so such an input is not the output
+// even when wasm reports the text unchanged.
+const wellFormed = typeof ''.isWellFormed === 'function' ? (s) => s.isWellFormed() : () => false;
+
 function outputText(warden, code, input) {
   const state = (code >> 2) & 3;
   if (state === TEXT_NULL) return null;
-  return state === TEXT_UNCHANGED ? input : warden.__lastText();
+  return state === TEXT_UNCHANGED && wellFormed(input) ? input : warden.__lastText();
 }
 
 /** `onDecision` made harmless: whatever it throws or rejects with is dropped. */

@@ -34,8 +34,10 @@ use warden_service::service::Observer;
 
 /// `StoreError` kind of a JS store.
 const STORE: &str = "js";
-/// Compare-and-set attempts before a spend gives up (only other isolates can make one fail).
-const CAS_ATTEMPTS: usize = 16;
+/// Compare-and-set attempts before a spend gives up. Only other isolates can make one fail,
+/// and an isolate that keeps writing one user's ledger can make another lose every race until
+/// its own queue drains: the bound is generous, and what exceeds it follows `ON_ERROR`.
+const CAS_ATTEMPTS: usize = 32;
 
 thread_local! {
     /// JS values the Rust side refers to by index (stores, hooks); they live as long as the isolate.
