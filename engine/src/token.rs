@@ -1,11 +1,11 @@
 //! Deterministic PII tokens (SPEC §5): `pii_` + hex HMAC-SHA256(salt, canonical value).
 
 use crate::encode::{hmac_sha256, push_hex};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use crate::pii::{PiiKind, PiiType};
 use alloc::string::String;
 use alloc::vec::Vec;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 /// The salt tokens are keyed with (SPEC §5); comes from the environment or a secret store.
 /// Tokens are `pii_` + the first `token_hex_len` hex characters of

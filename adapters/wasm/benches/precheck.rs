@@ -28,7 +28,8 @@ fn main() {
     let mut requests = vec![("bench-request", bench)];
     for name in ["none", "some", "dense"] {
         let text = corpus[name].as_str().unwrap().to_owned();
-        requests.push((name, CheckRequest { tool: "verify_identity".into(), raw_text: text, ..CheckRequest::default() }));
+        requests
+            .push((name, CheckRequest { tool: "verify_identity".into(), raw_text: text, ..CheckRequest::default() }));
     }
     for (name, req) in &requests {
         let once = || core.check_request(std::hint::black_box(req), Direction::Ingress);

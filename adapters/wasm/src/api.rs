@@ -8,17 +8,17 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt;
+use warden_engine::budget::Money;
 use warden_engine::policy_file::parse_policy;
 use warden_engine::{
     CheckRequest, CheckResponse, Direction, ErrorCode, EvaluateRequest, EvaluateResponse, RedactResponse,
 };
+use warden_service::budget::BudgetStore;
 use warden_service::clock::Clock;
 use warden_service::error::{from_value, ApiError};
+use warden_service::events::EventsConfig;
 use warden_service::policy_source::PolicySource;
 use warden_service::router::{router, AppState};
-use warden_engine::budget::Money;
-use warden_service::budget::BudgetStore;
-use warden_service::events::EventsConfig;
 use warden_service::service::{Budgets, Observer, Operation, RequestMeta, Service, ServiceBuilder};
 use warden_service::settings::Settings;
 
@@ -79,14 +79,19 @@ struct Options {
     budget_default_limit: Option<f64>,
 }
 
+/// Makes the budget store from the default limit.
+pub type MakeBudgetStore = Box<dyn FnOnce(Money) -> Arc<dyn BudgetStore>>;
+/// Makes a decision observer from the events settings.
+pub type MakeObserver = Box<dyn FnOnce(&EventsConfig) -> Arc<dyn Observer>>;
+
 /// What the host plugs in besides the options: budgets (`None`: off) and observers of
 /// each decision.
 #[derive(Default)]
 pub struct Hooks {
     /// Makes the budget store from the default limit.
-    pub budgets: Option<Box<dyn FnOnce(Money) -> Arc<dyn BudgetStore>>>,
+    pub budgets: Option<MakeBudgetStore>,
     /// Makes decision observers from the events settings (e.g. `onDecision`).
-    pub observers: Vec<Box<dyn FnOnce(&EventsConfig) -> Arc<dyn Observer>>>,
+    pub observers: Vec<MakeObserver>,
 }
 
 impl core::fmt::Debug for Hooks {

@@ -24,13 +24,15 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use warden_engine::budget::Money;
-use warden_service::budget::{BudgetSnapshot, BudgetStore, Ledger, SpendOutcome, SpendRequest, StoreError, Transaction};
+use warden_service::budget::{
+    BudgetSnapshot, BudgetStore, Ledger, SpendOutcome, SpendRequest, StoreError, Transaction,
+};
 use warden_service::events::EventBuilder;
 use warden_service::record::DecisionRecord;
 use warden_service::service::Observer;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
 /// `StoreError` kind of a JS store.
 const STORE: &str = "js";
@@ -128,15 +130,14 @@ fn call_method(target: &JsValue, method: &str, args: &[JsValue]) -> Result<Pendi
     for a in args {
         this_args.push(a);
     }
-    let result = Reflect::apply(&f, target, &this_args).map_err(|e| format!("budgetStore.{method}: {}", js_message(&e)))?;
+    let result =
+        Reflect::apply(&f, target, &this_args).map_err(|e| format!("budgetStore.{method}: {}", js_message(&e)))?;
     Ok(PendingCall::new(Promise::resolve(&result)))
 }
 
 /// Whether `options.budgetStore` is a store object (has `get` and `compareAndSet` methods).
 pub fn is_ledger_store(v: &JsValue) -> bool {
-    ["get", "compareAndSet"]
-        .iter()
-        .all(|m| Reflect::get(v, &JsValue::from_str(m)).is_ok_and(|f| f.is_function()))
+    ["get", "compareAndSet"].iter().all(|m| Reflect::get(v, &JsValue::from_str(m)).is_ok_and(|f| f.is_function()))
 }
 
 #[derive(Deserialize)]
@@ -186,7 +187,8 @@ impl JsLedgerStore {
         let version = JSON::parse(&version.to_string()).map_err(|e| store_error(js_message(&e)))?;
         let args = [JsValue::from_str(user), version, JsValue::from_str(&ledger.to_json())];
         let text = self.call("compareAndSet", &args)?.await.map_err(store_error)?;
-        serde_json::from_str::<bool>(&text).map_err(|_| store_error("budgetStore.compareAndSet must resolve to a boolean"))
+        serde_json::from_str::<bool>(&text)
+            .map_err(|_| store_error("budgetStore.compareAndSet must resolve to a boolean"))
     }
 
     /// Read, apply `change`, write back when it changed; retried when another isolate wrote in between.

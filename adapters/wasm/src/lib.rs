@@ -22,8 +22,8 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::sync::Arc;
 use warden_engine::{CheckRequest, CheckResponse, Decision, Direction};
-use warden_service::clock::JsClock;
 use warden_service::budget::{BudgetStore, MemoryBudgetStore};
+use warden_service::clock::JsClock;
 use warden_service::error::ApiError;
 use warden_service::events::EventBuilder;
 use warden_service::service::{Observer, Operation};
@@ -260,7 +260,8 @@ fn fast_response(resp: &CheckResponse) -> Option<JsValue> {
 /// The decisions in the order of the JS wrapper's `DECISIONS` table (js/warden.js).
 const DECISION_CODES: [Decision; 4] = [Decision::Allow, Decision::Deny, Decision::Transform, Decision::Confirm];
 /// The policy ids in the order of the JS wrapper's `POLICY_IDS` table.
-const POLICY_NAMES: [&str; 6] = ["deny-exec", "tool-access", "defaults", "net-redact-regex", "strict-fallback", "on-error"];
+const POLICY_NAMES: [&str; 6] =
+    ["deny-exec", "tool-access", "defaults", "net-redact-regex", "strict-fallback", "on-error"];
 /// `raw_text_out` states in [`Warden::check_fields`]'s code.
 const TEXT_NULL: u32 = 0;
 const TEXT_UNCHANGED: u32 = 1;
@@ -381,8 +382,16 @@ impl Warden {
     ) -> f64 {
         // UTF-8 from `TextEncoder` (a memory copy, where a JS string argument is re-encoded
         // character by character); valid by construction, so the lossy branch never copies.
-        let raw_text = String::from_utf8(raw_text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        let req = CheckRequest { tool, raw_text, scope: scope.unwrap_or_default(), corr_id, user_id, ..CheckRequest::default() };
+        let raw_text =
+            String::from_utf8(raw_text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let req = CheckRequest {
+            tool,
+            raw_text,
+            scope: scope.unwrap_or_default(),
+            corr_id,
+            user_id,
+            ..CheckRequest::default()
+        };
         let direction = if egress { Direction::Egress } else { Direction::Ingress };
         let resp = self.core.check_request(&req, direction);
         let code = response_code(&resp, &req.raw_text).unwrap_or(-1.0);
@@ -424,7 +433,9 @@ impl Warden {
             .filter(|op| !matches!(op, Operation::Health | Operation::Ready))
             .ok_or_else(|| {
                 js_error(
-                    &format!("Warden.run: unknown operation `{operation}` (precheck, postcheck, evaluate, redact, batch)"),
+                    &format!(
+                        "Warden.run: unknown operation `{operation}` (precheck, postcheck, evaluate, redact, batch)"
+                    ),
                     "invalid_request",
                     400,
                     Some("operation"),
@@ -504,7 +515,8 @@ fn take_hooks(options: &JsValue) -> Result<(JsValue, Hooks), JsValue> {
         if store.as_string().as_deref() == Some("memory") {
             hooks.budgets = Some(Box::new(|limit| Arc::new(MemoryBudgetStore::new(limit)) as Arc<dyn BudgetStore>));
         } else if is_ledger_store(&store) {
-            hooks.budgets = Some(Box::new(move |limit| Arc::new(JsLedgerStore::new(store, limit)) as Arc<dyn BudgetStore>));
+            hooks.budgets =
+                Some(Box::new(move |limit| Arc::new(JsLedgerStore::new(store, limit)) as Arc<dyn BudgetStore>));
         } else {
             return Err(bad("budgetStore", "expected \"memory\" or an object with get and compareAndSet methods"));
         }

@@ -16,8 +16,9 @@ use warden_service::record::DecisionRecord;
 use warden_service::service::Observer;
 
 /// `precheck_duration_seconds` buckets: the server's.
-const DURATION_BUCKETS: [f64; 17] =
-    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const DURATION_BUCKETS: [f64; 17] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Error codes are labels; anything that does not look like a code is counted as this.
 const OTHER: &str = "other";
@@ -187,7 +188,9 @@ mod tests {
         assert!(text.contains("precheck_errors_total{code=\"bad_request\"} 1"), "{text}");
         assert!(text.contains("precheck_errors_total{code=\"other\"} 1"), "{text}");
         assert!(text.contains("rate_limited_total 1"), "{text}");
-        for family in ["precheck_requests_total", "pii_detections_total", "precheck_duration_seconds", "budget_checks_total"] {
+        for family in
+            ["precheck_requests_total", "pii_detections_total", "precheck_duration_seconds", "budget_checks_total"]
+        {
             assert!(text.contains(&format!("# TYPE {family}")), "{family}: {text}");
         }
     }

@@ -294,8 +294,8 @@ mod tests {
             recorded += usize::from(outcome.recorded);
             // Through the text a store keeps, and the wire form of the outcome.
             ledger = Ledger::parse(Some(&ledger.to_json()), "test").unwrap();
-            let wire: WireOutcome = serde_json::from_str(&serde_json::to_string(&WireOutcome::from(&outcome)).unwrap())
-                .unwrap();
+            let wire: WireOutcome =
+                serde_json::from_str(&serde_json::to_string(&WireOutcome::from(&outcome)).unwrap()).unwrap();
             assert_eq!(wire.into_outcome("test").unwrap(), outcome);
         }
         // 0.8 is the last spend below 90 % of the limit.
