@@ -1,6 +1,6 @@
 // Compile-time check of the package's TypeScript types (tsc -p tests/edge); never executed.
-import { Warden, handleRequest } from 'warden-wasm';
-import type { CheckResponse, EvaluateResponse, RedactResponse, WardenError, WardenOptions } from 'warden-wasm';
+import { MemoryLedgerStore, Warden, handleRequest } from 'warden-wasm';
+import type { BudgetLedgerStore, CheckResponse, DecisionEvent, EvaluateResponse, RedactResponse, TextVerdict, WardenError, WardenOptions } from 'warden-wasm';
 
 const options: WardenOptions = { policy: 'version: v1', piiTokenSalt: 's', onError: 'best_effort', apiKeys: ['k'] };
 const w = new Warden(options);
@@ -21,4 +21,13 @@ function onError(e: unknown): string {
 new Warden({ onError: 'explode' });
 // @ts-expect-error precheck needs raw_text
 w.precheck({ tool: 't' });
-export { out, decision, evaluated, start, served, raw, onError };
+// Issue 15: decision-and-text calls, budgets, the decision hook and `run`.
+const verdict: TextVerdict = w.precheckText('chat.send', 'hi');
+const forwarded: string | null = w.postcheckText('chat.send', 'hi', 'user-1').text;
+const store: BudgetLedgerStore = new MemoryLedgerStore();
+const budgeted = new Warden({ budgetStore: store, budgetDefaultLimit: 5, onDecision: (e: DecisionEvent) => e.data.decision });
+const memory = new Warden({ budgetStore: 'memory' });
+const ran: Promise<unknown> = budgeted.run('precheck', { tool: 't', raw_text: 'x', user_id: 'u' });
+// @ts-expect-error budgetStore is "memory" or a store object
+new Warden({ budgetStore: 'redis' });
+export { out, decision, evaluated, start, served, raw, onError, verdict, forwarded, memory, ran };
