@@ -3,6 +3,7 @@
 // runtime must answer with 4xx JSON, and small HTTP helpers. Loopback only.
 import { readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -338,6 +339,9 @@ export function middlewareSuite(label, launch) {
     });
     for (const [name, check] of MIDDLEWARE_CHECKS) test(name, () => check(base));
   });
+  test(`${label}decision events go to WARDEN_EVENTS_URL after the response; WARDEN_BUDGET_STORE=memory budgets`, async () => {
+    await assertEventsAndBudgets(launch);
+  });
   test(`${label}an invalid WARDEN_POLICY fails closed (503)`, async () => {
     await assertFailsClosed(await launch(BROKEN_ENV));
   });
@@ -408,4 +412,51 @@ export async function assertBadInput(base, headers = {}) {
   const health = await read(await fetch(`${base}/api/v1/health`, { headers }));
   assert.equal(health.status, 200, 'the runtime still answers');
   assert.deepEqual(failures, [], `${failures.length} of ${cases.length} bad-input cases failed`);
+}
+
+/**
+ * Issue 15 on Vercel: with WARDEN_EVENTS_URL the middleware's decisions arrive there as
+ * `decision.v1` events (sent in waitUntil, no raw PII), and with WARDEN_BUDGET_STORE=memory the
+ * HTTP API keeps per-user budgets: a second $0.50 purchase on a $1.00 limit is refused.
+ */
+async function assertEventsAndBudgets(launch) {
+  const events = [];
+  const sink = createHttpServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      events.push({ path: req.url, event: JSON.parse(body) });
+      res.end('{}');
+    });
+  });
+  await new Promise((r) => sink.listen(0, '127.0.0.1', r));
+  try {
+    const base = await launch({
+      ...MIDDLEWARE_ENV,
+      WARDEN_EVENTS_URL: `http://127.0.0.1:${sink.address().port}/events`,
+      WARDEN_BUDGET_STORE: 'memory',
+      BUDGET_DEFAULT_LIMIT: '1',
+    });
+    const res = await post(`${base}/api/ai/support/ticket`, { ticket: { text: 'customer SSN 123-45-6789' }, corr: 'ev' });
+    assert.equal(res.status, 200, res.text);
+    const deadline = Date.now() + 10_000;
+    while (!events.some((e) => e.event.data?.decision === 'transform') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const transform = events.find((e) => e.event.data?.decision === 'transform');
+    assert.ok(transform, JSON.stringify(events));
+    assert.equal(transform.path, '/events');
+    assert.equal(transform.event.schema, 'decision.v1');
+    assert.equal(transform.event.data.tool, 'support.ticket');
+    assert.ok(!JSON.stringify(events).includes('123-45-6789'));
+    const body = { tool: 'shop.buy', raw_text: 'buy', user_id: 'buyer', tool_config: { metadata: { purchase_amount: 0.5 } } };
+    const first = await post(`${base}/api/v1/precheck`, body);
+    assert.equal(first.status, 200, first.text);
+    assert.equal(first.json.budget_status.currentSpend, 0.50003);
+    const second = await post(`${base}/api/v1/precheck`, body);
+    assert.equal(second.json.decision, 'deny', second.text);
+    assert.ok(second.json.reasons.includes('budget_exceeded'), second.text);
+  } finally {
+    await new Promise((r) => sink.close(r));
+  }
 }

@@ -24,10 +24,10 @@ function routeFor(path) {
   return undefined;
 }
 
-async function dispatch(request) {
+async function dispatch(request, event) {
   const path = new URL(request.url).pathname;
   if (middlewareMatches(path)) {
-    const early = await middlewareModule.middleware(request);
+    const early = await middlewareModule.middleware(request, { waitUntil: (p) => event.waitUntil(p) });
     if (early !== undefined) return early;
   }
   const route = routeFor(path);
@@ -38,5 +38,5 @@ async function dispatch(request) {
 }
 
 addEventListener('fetch', (event) => {
-  event.respondWith(dispatch(event.request));
+  event.respondWith(dispatch(event.request, event));
 });

@@ -406,3 +406,118 @@ describe('reversible tokens (tests/conformance/tokens)', () => {
     }
   }
 });
+
+// Issue 15: the fast path of precheck / postcheck (strings in, one number out) must answer
+// exactly what the JSON path answers, for every conformance request it takes.
+test('the fast path answers exactly what the JSON path answers', () => {
+  for (const d of DEPLOYMENTS) {
+    const w = wardenFor(d);
+    const base = Object.getPrototypeOf(Object.getPrototypeOf(w));
+    for (const [file, c] of d.cases) {
+      const op = c.endpoint === 'postcheck' ? 'postcheck' : 'precheck';
+      const fast = w[op](c.request);
+      // The wasm-bindgen method: every request through JSON.
+      const slow = base[op].call(w, JSON.parse(JSON.stringify(c.request)));
+      assert.deepEqual({ ...fast, ts: 0 }, { ...slow, ts: 0 }, `[${file}] ${c.name}`);
+      assert.ok(Math.abs(fast.ts - slow.ts) <= 1);
+    }
+  }
+  const w = wardenFor(DEPLOYMENTS[0]);
+  // Reasons holding the packing's own separator and non-ASCII text survive the packing.
+  const odd = w.precheck({ tool: 'r:m\n1:x', raw_text: 'naïve 😀 text, SSN 123-45-6789', scope: 'net.external', corr_id: null, user_id: 'ü' });
+  const slow = Object.getPrototypeOf(Object.getPrototypeOf(w)).precheck.call(w, { tool: 'r:m\n1:x', raw_text: 'naïve 😀 text, SSN 123-45-6789', scope: 'net.external', user_id: 'ü' });
+  assert.deepEqual({ ...odd, ts: 0 }, { ...slow, ts: 0 });
+  // Lone surrogates become U+FFFD on both paths.
+  assert.equal(w.precheck({ tool: 't', raw_text: 'a\ud800b' }).raw_text_out, 'a\ufffdb');
+});
+
+test('precheckText / postcheckText: decision and text only', () => {
+  const w = wardenFor(DEPLOYMENTS[0]);
+  const text = 'Email jane@example.com, SSN 123-45-6789';
+  const full = w.precheck({ tool: 'verify_identity', raw_text: text });
+  assert.deepEqual(w.precheckText('verify_identity', text), { decision: full.decision, text: full.raw_text_out });
+  assert.deepEqual(w.precheckText('python.exec', 'x'), { decision: 'deny', text: null });
+  assert.deepEqual(w.postcheckText('t', 'nothing here'), { decision: 'allow', text: 'nothing here' });
+  assert.throws(() => w.precheckText('t', 5), (e) => e.name === 'WardenError' && e.field === 'raw_text');
+});
+
+/** 200 concurrent purchases of $0.01 (+ 1 token of gpt-4) by one user with a $1.00 limit,
+ * as the server's no-overspend test: exactly 89 fit under 90 %, the rest need confirmation. */
+async function fireBudget(w, user) {
+  const results = await Promise.all(
+    Array.from({ length: 200 }, (_, i) =>
+      w.run('precheck', { tool: 'shop.buy', raw_text: 'buy', user_id: user, corr_id: `c${i}`, tool_config: { metadata: { purchase_amount: 0.01 } } }),
+    ),
+  );
+  const count = (d) => results.filter((r) => r.decision === d).length;
+  assert.deepEqual([count('allow'), count('confirm')], [89, 111]);
+  assert.ok(Math.max(...results.map((r) => r.budget_status.currentSpend)) <= 1.0);
+  const status = await w.run('precheck', { tool: 'shop.buy', raw_text: '', user_id: user });
+  assert.ok(Math.abs(status.budget_status.currentSpend - 0.89267) < 1e-9, JSON.stringify(status));
+}
+
+test('budgets: the in-memory store never overspends under 200 concurrent spends', async () => {
+  const w = new Warden({ piiTokenSalt: 's', budgetStore: 'memory', budgetDefaultLimit: 1 });
+  await fireBudget(w, 'buyer');
+  // Without a user_id nothing is charged; the sync API does not touch budgets.
+  assert.equal((await w.run('precheck', { tool: 'shop.buy', raw_text: 'x' })).budget_status, undefined);
+  assert.equal(w.precheck({ tool: 'shop.buy', raw_text: 'x', user_id: 'buyer' }).budget_status, undefined);
+});
+
+test('budgets: a JS store (get / compareAndSet) never overspends, also across isolates', async () => {
+  const { MemoryLedgerStore } = await import('warden-wasm');
+  const store = new MemoryLedgerStore();
+  const w = new Warden({ piiTokenSalt: 's', budgetStore: store, budgetDefaultLimit: 1 });
+  await fireBudget(w, 'buyer');
+  const ledger = JSON.parse((await store.get('buyer')).value);
+  assert.equal(ledger.transactions.length, 100); // the ledger keeps the newest 100
+  // Two Wardens on one store stand for two isolates: their compare-and-sets race, losers retry.
+  const shared = new MemoryLedgerStore();
+  const slow = {
+    get: (u) => shared.get(u),
+    compareAndSet: async (u, v, value) => {
+      await new Promise((r) => setTimeout(r, Math.random() * 2));
+      return shared.compareAndSet(u, v, value);
+    },
+  };
+  const a = new Warden({ piiTokenSalt: 's', budgetStore: slow, budgetDefaultLimit: 1 });
+  const b = new Warden({ piiTokenSalt: 's', budgetStore: slow, budgetDefaultLimit: 1 });
+  // $0.05 purchases on $1.00: 17 fit under 90 % (17 × $0.05003 = $0.85051), the rest need confirmation.
+  const body = { tool: 'shop.buy', raw_text: 'buy', user_id: 'pair', tool_config: { metadata: { purchase_amount: 0.05 } } };
+  const both = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).run('precheck', body)));
+  assert.deepEqual([both.filter((r) => r.decision === 'allow').length, both.filter((r) => r.decision === 'confirm').length], [17, 23]);
+  assert.equal(JSON.parse((await shared.get('pair')).value).purchase, 850_000);
+});
+
+test('budgets: a failing or malformed store fails as ON_ERROR says, and bad options are named', async () => {
+  const broken = { get: async () => { throw new Error('store down'); }, compareAndSet: async () => true };
+  const w = new Warden({ piiTokenSalt: 's', budgetStore: broken });
+  const r = await w.run('precheck', { tool: 'shop.buy', raw_text: 'buy', user_id: 'u' });
+  assert.equal(r.decision, 'deny', JSON.stringify(r)); // ON_ERROR=block: fail closed
+  const odd = new Warden({ piiTokenSalt: 's', budgetStore: { get: async () => 5, compareAndSet: async () => true }, onError: 'pass' });
+  assert.equal((await odd.run('precheck', { tool: 'shop.buy', raw_text: 'buy', user_id: 'u' })).decision, 'allow');
+  for (const budgetStore of [{}, 'redis', 5]) {
+    assert.throws(() => new Warden({ budgetStore }), (e) => e.name === 'WardenError' && e.field === 'budgetStore');
+  }
+  assert.throws(() => new Warden({ onDecision: 'no' }), (e) => e.field === 'onDecision');
+  await assert.rejects(w.run('explode', {}), (e) => e.name === 'WardenError' && e.field === 'operation');
+  await assert.rejects(w.run('precheck', { tool: 't' }), (e) => e.status === 422 && e.field === 'raw_text');
+});
+
+test('onDecision: one decision.v1 event per run / handle, without raw text; a throwing hook changes nothing', async () => {
+  const events = [];
+  const w = new Warden({ piiTokenSalt: 's', onDecision: (e) => events.push(e) });
+  const r = await w.run('precheck', { tool: 'verify_identity', raw_text: 'SSN 123-45-6789', corr_id: 'ev-1' });
+  const response = await handleRequest(w, new Request('http://x/api/v1/postcheck', { method: 'POST', body: JSON.stringify({ tool: 't', raw_text: 'a@b.io' }) }));
+  assert.equal(response.status, 200);
+  assert.equal(events.length, 2);
+  assert.equal(events[0].schema, 'decision.v1');
+  assert.equal(events[0].data.decision, r.decision);
+  assert.equal(events[0].data.correlationId, 'ev-1');
+  assert.equal(events[1].data.direction, 'egress');
+  assert.ok(!JSON.stringify(events).includes('123-45-6789'));
+  for (const hook of [() => { throw new Error('boom'); }, async () => { throw new Error('async boom'); }]) {
+    const h = new Warden({ piiTokenSalt: 's', onDecision: hook });
+    assert.equal((await h.run('precheck', { tool: 't', raw_text: 'x' })).decision, 'allow');
+  }
+});

@@ -1,6 +1,6 @@
 // Compile-time check of the package's TypeScript types (tsc -p tests/edge); never executed.
-import { Warden, handleRequest } from 'warden-wasm';
-import type { CheckResponse, DetokenizeResponse, EvaluateResponse, GovernedStream, RedactResponse, StreamRecord, WardenError, WardenOptions } from 'warden-wasm';
+import { MemoryLedgerStore, Warden, handleRequest } from 'warden-wasm';
+import type { BudgetLedgerStore, CheckResponse, DecisionEvent, DetokenizeResponse, EvaluateResponse, GovernedStream, RedactResponse, StreamRecord, TextVerdict, WardenError, WardenOptions } from 'warden-wasm';
 
 const options: WardenOptions = { policy: 'version: v1', piiTokenSalt: 's', onError: 'best_effort', apiKeys: ['k'] };
 const w = new Warden(options);
@@ -29,4 +29,13 @@ const piped: ReadableStream<Uint8Array> = new ReadableStream<string>().pipeThrou
 const pushed: Uint8Array = w.openStream('t', undefined, 'text', undefined).push(new Uint8Array([104, 105]));
 // @ts-expect-error format takes only the four documented values
 w.governStream(new Response('x').body!, { tool: 't', format: 'xml' });
-export { out, decision, evaluated, start, served, raw, onError, record, piped, pushed, restored, keptWhy };
+// Issue 15: decision-and-text calls, budgets, the decision hook and `run`.
+const verdict: TextVerdict = w.precheckText('chat.send', 'hi');
+const forwarded: string | null = w.postcheckText('chat.send', 'hi', 'user-1').text;
+const store: BudgetLedgerStore = new MemoryLedgerStore();
+const budgeted = new Warden({ budgetStore: store, budgetDefaultLimit: 5, onDecision: (e: DecisionEvent) => e.data.decision });
+const memory = new Warden({ budgetStore: 'memory' });
+const ran: Promise<unknown> = budgeted.run('precheck', { tool: 't', raw_text: 'x', user_id: 'u' });
+// @ts-expect-error budgetStore is "memory" or a store object
+new Warden({ budgetStore: 'redis' });
+export { out, decision, evaluated, start, served, raw, onError, record, piped, pushed, restored, keptWhy, verdict, forwarded, memory, ran };

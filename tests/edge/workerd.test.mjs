@@ -5,6 +5,7 @@
 //   - the other routes and malformed input (4xx JSON, and the isolate keeps answering);
 //   - decision events: signed, delivered after the response (`ctx.wait_until`), retried,
 //     dead-lettered to KV; audit lines on the Worker's log;
+//   - a `--env budgets` Worker: Durable Object budgets, 200 concurrent spends, no overspend;
 //   - a `--env limits` Worker: API keys (401), the rate-limit binding (429 +
 //     Retry-After), and a KV policy change picked up without a restart.
 // Writes cold-start and warm latencies to $WARDEN_EDGE_REPORT (JSON) when set.
@@ -160,6 +161,7 @@ before(async () => {
       startWorker(`env${i + 1}`, '', { PII_TOKEN_SALT: d.salt, ON_ERROR: d.onError }, d.policyText).then((w) => (workers[`env${i + 1}`] = w)),
     ),
     startWorker('stream', '', { PII_TOKEN_SALT: STREAM_SALT }, STREAM_POLICY).then((w) => (workers.stream = w)),
+    startWorker('budgets', 'budgets', { PII_TOKEN_SALT: 'budgets-salt' }, main.policyText).then((w) => (workers.budgets = w)),
     startWorker('limits', 'limits', { PII_TOKEN_SALT: 'limits-salt', POLICY_REFRESH_S: '1' }, main.policyText).then(
       (w) => (workers.limits = w),
     ),
@@ -197,9 +199,44 @@ test('workerd: the other routes answer as documented', async () => {
   assert.equal(ready.json.checks.policy_file.detail, 'kv:WARDEN_POLICY/policy');
   assert.equal(ready.json.checks.dlq.status, 'ok');
   assert.match(ready.json.checks.stores.detail, /WARDEN_RATE_LIMITER/);
-  const metrics = await read(await fetch(`${workers.main.base}/api/metrics`));
-  assert.equal(metrics.status, 404);
-  assert.equal(metrics.json.error.code, 'not_found');
+});
+
+test('workerd: /api/metrics is this isolate\'s Prometheus text', async () => {
+  const base = workers.main.base;
+  assert.equal((await post(`${base}/api/v1/precheck`, { tool: 'metrics.tool', raw_text: 'a@b.io' })).status, 200);
+  const metrics = await read(await fetch(`${base}/api/metrics`));
+  assert.equal(metrics.status, 200);
+  assert.match(metrics.headers.get('content-type'), /^text\/plain; version=0.0.4/);
+  assert.match(metrics.text, /^warden_isolate_start_seconds \d+(\.\d+)?$/m);
+  assert.match(metrics.text, /^precheck_requests_total\{operation="precheck",decision="[a-z]+",policy_id="[a-z-]+"\} [1-9]\d*$/m);
+  assert.match(metrics.text, /^precheck_duration_seconds_count\{operation="precheck"\} [1-9]\d*$/m);
+  assert.ok(!metrics.text.includes('a@b.io') && !metrics.text.includes('metrics.tool'));
+  // Behind API keys like every route but health.
+  assert.equal((await fetch(`${workers.limits.base}/api/metrics`)).status, 401);
+});
+
+test('workerd: Durable Object budgets never overspend under 200 concurrent spends', async () => {
+  const base = workers.budgets.base;
+  const user = `buyer-${Date.now()}`;
+  const results = await Promise.all(
+    Array.from({ length: 200 }, (_, i) =>
+      post(`${base}/api/v1/precheck`, { tool: 'shop.buy', raw_text: 'buy', user_id: user, corr_id: `c${i}`, tool_config: { metadata: { purchase_amount: 0.01 } } }),
+    ),
+  );
+  for (const r of results) assert.equal(r.status, 200, r.text);
+  const count = (d) => results.filter((r) => r.json.decision === d).length;
+  // As on the server: exactly 89 spends of $0.01003 fit under 90 % of $1.00, the rest need confirmation.
+  assert.deepEqual([count('allow'), count('confirm')], [89, 111]);
+  assert.ok(Math.max(...results.map((r) => r.json.budget_status.currentSpend)) <= 1.0);
+  const status = await post(`${base}/api/v1/precheck`, { tool: 'shop.buy', raw_text: '', user_id: user });
+  assert.ok(Math.abs(status.json.budget_status.currentSpend - 0.89267) < 1e-9, status.text);
+  // Another user has their own object and budget.
+  const other = await post(`${base}/api/v1/precheck`, { tool: 'shop.buy', raw_text: 'buy', user_id: `${user}-2` });
+  assert.equal(other.json.budget_status.currentSpend, 0.00003);
+  const ready = await read(await fetch(`${base}/api/v1/ready`));
+  assert.match(ready.json.checks.stores.detail, /budgets: durable_objects/);
+  const metrics = await read(await fetch(`${base}/api/metrics`));
+  assert.match(metrics.text, /^budget_checks_total\{outcome="passed"\} [1-9]\d*$/m);
 });
 
 test('workerd: malformed input is 4xx JSON and the isolate keeps answering', async () => {

@@ -4,5 +4,7 @@ import { serve } from '../lib/warden';
 export const runtime = 'edge';
 export const dynamic = 'force-dynamic';
 
-export const GET = serve;
-export const POST = serve;
+// Next.js passes a context as the second argument: not serve's `waitUntil`.
+const handler = (request: Request) => serve(request);
+export const GET = handler;
+export const POST = handler;

@@ -14,8 +14,14 @@
 //                    and its (streamed) answer governed (`proxyAi`); unset: the route echoes
 //   WARDEN_AI_FORMAT  optional: the answer's stream format (openai, anthropic, ndjson, text);
 //                    default from its content type (SSE: openai)
+//   WARDEN_BUDGET_STORE   `memory`: per-user budgets (requests with a user_id to the HTTP API)
+//                    kept in this isolate; unset: budgets off. For budgets shared by every
+//                    isolate pass a store object instead (`budgetStore`, docs/edge.md: Upstash).
+//   BUDGET_DEFAULT_LIMIT  monthly limit in USD of users without an explicit one (default 10)
+//   WARDEN_EVENTS_URL     optional: each decision's `decision.v1` event is POSTed here as JSON,
+//                    after the response (`waitUntil`), never delaying or changing a decision
 import { Warden, handleRequest } from 'warden-wasm';
-import type { EvaluateResponse, StreamFormat, WardenOptions } from 'warden-wasm';
+import type { DecisionEvent, EvaluateResponse, StreamFormat, WardenOptions } from 'warden-wasm';
 
 type OnError = NonNullable<WardenOptions['onError']>;
 
@@ -35,7 +41,44 @@ function settings() {
     apiKeys: nonEmpty(process.env.WARDEN_API_KEYS),
     agentId: nonEmpty(process.env.WARDEN_AGENT_ID) ?? 'vercel-middleware',
     requestPolicy: nonEmpty(process.env.WARDEN_REQUEST_POLICY) ?? 'tighten',
+    budgetStore: nonEmpty(process.env.WARDEN_BUDGET_STORE),
+    budgetDefaultLimit: nonEmpty(process.env.BUDGET_DEFAULT_LIMIT),
+    eventsUrl: nonEmpty(process.env.WARDEN_EVENTS_URL),
   };
+}
+
+/** Where `onDecision` puts events until a `waitUntil` sends them (bounded: oldest dropped). */
+const pendingEvents: DecisionEvent[] = [];
+const MAX_PENDING_EVENTS = 1000;
+
+function queueEvent(event: DecisionEvent): void {
+  if (pendingEvents.length >= MAX_PENDING_EVENTS) pendingEvents.shift();
+  pendingEvents.push(event);
+}
+
+/** A `waitUntil` of the platform (Next.js middleware's `event.waitUntil`). */
+export type WaitUntil = (promise: Promise<unknown>) => void;
+
+/**
+ * Sends the queued events to WARDEN_EVENTS_URL (one POST per event) inside `waitUntil`, so
+ * the response never waits for them; without `waitUntil` they are sent unawaited (best
+ * effort: the platform may cancel them after the response). Failures are logged, not retried.
+ */
+export function flushEvents(waitUntil?: WaitUntil): void {
+  const url = settings().eventsUrl;
+  if (url === undefined || pendingEvents.length === 0) return;
+  const events = pendingEvents.splice(0, pendingEvents.length);
+  const send = Promise.all(
+    events.map((event) =>
+      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(event) }).then(
+        (res) => {
+          if (!res.ok) console.error(JSON.stringify({ level: 'error', msg: 'decision event not accepted', status: res.status }));
+        },
+        (e) => console.error(JSON.stringify({ level: 'error', msg: 'decision event not sent', error: String(e) })),
+      ),
+    ),
+  );
+  if (waitUntil) waitUntil(send);
 }
 
 let instance: { warden: Warden } | { error: Error } | undefined;
@@ -53,6 +96,9 @@ export function getWarden(): Warden {
           onError: s.onError as OnError | undefined,
           apiKeys: s.apiKeys,
           requestPolicy: s.requestPolicy as WardenOptions['requestPolicy'],
+          budgetStore: s.budgetStore as WardenOptions['budgetStore'],
+          budgetDefaultLimit: s.budgetDefaultLimit === undefined ? undefined : Number(s.budgetDefaultLimit),
+          onDecision: s.eventsUrl === undefined ? undefined : queueEvent,
         }),
       };
     } catch (e) {
@@ -115,7 +161,7 @@ function moved(request: Request, url: URL): Request {
 }
 
 /** Serves the Warden HTTP API (every route) with the native server's router. */
-export async function serve(request: Request): Promise<Response> {
+export async function serve(request: Request, waitUntil?: WaitUntil): Promise<Response> {
   let warden: Warden;
   try {
     warden = getWarden();
@@ -125,7 +171,9 @@ export async function serve(request: Request): Promise<Response> {
   try {
     const url = new URL(request.url);
     const clean = withoutRouteParams(url, '/api/');
-    return await handleRequest(warden, clean === url ? request : moved(request, clean));
+    const response = await handleRequest(warden, clean === url ? request : moved(request, clean));
+    flushEvents(waitUntil);
+    return response;
   } catch (e) {
     // Only reading the request body can fail here (e.g. the client went away).
     return json(400, { error: { code: 'invalid_request', message: `could not read the request: ${String(e)}` } });
@@ -158,7 +206,7 @@ export function toolFromPath(pathname: string): string {
  * The tool is taken from the path, never from the client, so a client cannot pick a laxer
  * rule. Requests without a body (GET, HEAD, OPTIONS, empty) have nothing to govern.
  */
-export async function governAiRequest(request: Request): Promise<Response | undefined> {
+export async function governAiRequest(request: Request, waitUntil?: WaitUntil): Promise<Response | undefined> {
   if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') {
     return undefined;
   }
@@ -195,7 +243,9 @@ export async function governAiRequest(request: Request): Promise<Response | unde
   const tool = toolFromPath(new URL(request.url).pathname);
   let result: EvaluateResponse;
   try {
-    result = warden.evaluate({ agent_id: settings().agentId, tool, direction: 'ingress', payload });
+    // `run`: the whole service, so the decision reaches onDecision (WARDEN_EVENTS_URL).
+    result = (await warden.run('evaluate', { agent_id: settings().agentId, tool, direction: 'ingress', payload })) as EvaluateResponse;
+    flushEvents(waitUntil);
   } catch (e) {
     // A request Warden rejects (e.g. JSON nested too deeply) is the client's error...
     const status = (e as { status?: unknown }).status;

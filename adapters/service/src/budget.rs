@@ -15,12 +15,14 @@
 //! a warning (≥ 90 %) asks for confirmation and an exceeded budget denies, neither records.
 //! LLM cost and purchase are recorded as separate transactions (zero amounts are skipped).
 
+mod ledger;
 mod memory;
 #[cfg(feature = "native")]
 mod redis;
 #[cfg(feature = "native")]
 mod sqlite;
 
+pub use ledger::{Ledger, WireOutcome, WireSnapshot, WireSpend, LEDGER_HISTORY, MAX_LEDGER_BYTES};
 pub use memory::MemoryBudgetStore;
 #[cfg(feature = "native")]
 pub use redis::{connect as connect_redis, RedisBudgetStore, DEFAULT_REDIS_PREFIX, MAX_REDIS_MICROS, PERIOD_TTL_SECS};

@@ -6,7 +6,8 @@ import { initSync } from './warden_wasm.js';
 
 initSync({ module: wasmModule });
 
-export { Warden } from './warden_wasm.js';
+export { Warden } from './warden.js';
 export { handleRequest } from './http.js';
 // Adds Warden.prototype.governStream and governTransform.
 import './stream.js';
+export { MemoryLedgerStore } from './budget.js';

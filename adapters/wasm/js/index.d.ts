@@ -1,7 +1,10 @@
 // Types of the auto-initialising entry points (Node, Deno, Vercel Edge, Workers).
 import type { StreamFormat, StreamRecord } from './warden_wasm.js';
 
-export { Warden, WardenStream } from './warden_wasm.js';
+export { Warden } from './warden.js';
+export { WardenStream } from './warden_wasm.js';
+export type { TextVerdict } from './warden.js';
+export { MemoryLedgerStore } from './budget.js';
 export type {
   WardenOptions,
   WardenError,
@@ -19,6 +22,8 @@ export type {
   HttpResult,
   StreamFormat,
   StreamRecord,
+  BudgetLedgerStore,
+  DecisionEvent,
 } from './warden_wasm.js';
 
 /** Serves a Fetch API Request with Warden's HTTP router (every route of the HTTP API). */

@@ -5,7 +5,8 @@ import { initSync } from './warden_wasm.js';
 
 initSync({ module: readFileSync(new URL('./warden_wasm_bg.wasm', import.meta.url)) });
 
-export { Warden } from './warden_wasm.js';
+export { Warden } from './warden.js';
 export { handleRequest } from './http.js';
 // Adds Warden.prototype.governStream and governTransform.
 import './stream.js';
+export { MemoryLedgerStore } from './budget.js';

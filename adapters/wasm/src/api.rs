@@ -8,15 +8,18 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt;
+use warden_engine::budget::Money;
 use warden_engine::policy_file::parse_policy;
 use warden_engine::{
     CheckRequest, CheckResponse, Direction, ErrorCode, EvaluateRequest, EvaluateResponse, RedactResponse,
 };
+use warden_service::budget::BudgetStore;
 use warden_service::clock::Clock;
 use warden_service::error::{from_value, ApiError};
+use warden_service::events::EventsConfig;
 use warden_service::policy_source::PolicySource;
 use warden_service::router::{router, AppState};
-use warden_service::service::{Service, ServiceBuilder};
+use warden_service::service::{Budgets, Observer, Operation, RequestMeta, Service, ServiceBuilder};
 use warden_service::settings::Settings;
 
 /// `agent_id` of an `evaluate` that names none.
@@ -24,7 +27,7 @@ pub const DEFAULT_AGENT_ID: &str = "vercel-edge";
 
 /// Options that are settings of SPEC §9, by their variable; the value of those marked secret
 /// is never repeated in an error.
-const SETTING_OPTIONS: [(&str, &str, bool); 10] = [
+const SETTING_OPTIONS: [(&str, &str, bool); 11] = [
     ("piiTokenSalt", "PII_TOKEN_SALT", true),
     ("onError", "ON_ERROR", false),
     ("apiKeys", "WARDEN_API_KEYS", true),
@@ -35,6 +38,7 @@ const SETTING_OPTIONS: [(&str, &str, bool); 10] = [
     ("requestPolicy", "WARDEN_REQUEST_POLICY", false),
     ("encryptKeys", "WARDEN_ENCRYPT_KEYS", true),
     ("detokenizeKeys", "WARDEN_DETOKENIZE_KEYS", true),
+    ("budgetDefaultLimit", "BUDGET_DEFAULT_LIMIT", false),
 ];
 
 /// Options of `new Warden(options)`. Unknown keys are rejected so that a typo such as
@@ -80,6 +84,33 @@ struct Options {
     /// `/api/v1/detokenize`, as `apiKeys`.
     #[serde(default)]
     detokenize_keys: Option<Value>,
+    /// `BUDGET_DEFAULT_LIMIT` (USD) of users without an explicit limit, when budgets are on.
+    #[serde(default)]
+    budget_default_limit: Option<f64>,
+}
+
+/// Makes the budget store from the default limit.
+pub type MakeBudgetStore = Box<dyn FnOnce(Money) -> Arc<dyn BudgetStore>>;
+/// Makes a decision observer from the events settings.
+pub type MakeObserver = Box<dyn FnOnce(&EventsConfig) -> Arc<dyn Observer>>;
+
+/// What the host plugs in besides the options: budgets (`None`: off) and observers of
+/// each decision.
+#[derive(Default)]
+pub struct Hooks {
+    /// Makes the budget store from the default limit.
+    pub budgets: Option<MakeBudgetStore>,
+    /// Makes decision observers from the events settings (e.g. `onDecision`).
+    pub observers: Vec<MakeObserver>,
+}
+
+impl core::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("budgets", &self.budgets.is_some())
+            .field("observers", &self.observers.len())
+            .finish()
+    }
 }
 
 /// An HTTP response produced by [`Core::handle`].
@@ -109,6 +140,11 @@ impl Core {
     /// Builds a Warden from `options` (a JSON object, or `null` for all defaults). Errors are
     /// messages naming the offending option.
     pub fn new(options: Value, clock: Arc<dyn Clock>) -> Result<Core, String> {
+        Core::with_hooks(options, clock, Hooks::default())
+    }
+
+    /// [`Core::new`] with budgets and decision observers.
+    pub fn with_hooks(options: Value, clock: Arc<dyn Clock>, hooks: Hooks) -> Result<Core, String> {
         let options: Options = match options {
             Value::Null => Options::default(),
             Value::Object(_) => serde_path_to_error::deserialize(options).map_err(|e| {
@@ -135,6 +171,7 @@ impl Core {
             ("WARDEN_REQUEST_POLICY", options.request_policy),
             ("WARDEN_ENCRYPT_KEYS", list_option("encryptKeys", options.encrypt_keys)?),
             ("WARDEN_DETOKENIZE_KEYS", list_option("detokenizeKeys", options.detokenize_keys)?),
+            ("BUDGET_DEFAULT_LIMIT", options.budget_default_limit.map(|n| n.to_string())),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -152,10 +189,15 @@ impl Core {
         })?;
         let mut config = settings.service_config();
         config.default_agent_id = Some(String::from(DEFAULT_AGENT_ID));
-        let service = ServiceBuilder::new(Arc::new(source), settings.token_key(), config)
-            .clock(clock)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let mut builder = ServiceBuilder::new(Arc::new(source), settings.token_key(), config).clock(clock);
+        if let Some(make) = hooks.budgets.filter(|_| settings.budget_enabled) {
+            let store = make(settings.budget_default_limit);
+            builder = builder.budgets(Budgets { store, prices: settings.prices.clone() });
+        }
+        for make in hooks.observers {
+            builder = builder.observer(make(&settings.events));
+        }
+        let service = builder.build().map_err(|e| e.to_string())?;
         let service = Arc::new(service);
         let api_keys = settings.api_keys.is_enabled().then(|| Arc::new(settings.api_keys.clone()));
         let router = router(AppState { service: Arc::clone(&service), api_keys, metrics: None });
@@ -182,6 +224,13 @@ impl Core {
         let policy = self.service.policy_source().get();
         let verdict = self.service.gate(&policy).check(req, direction);
         CheckResponse::from_verdict(verdict, self.now_secs())
+    }
+
+    /// `op` through the whole service, as the HTTP route does: budgets, observers
+    /// (`onDecision`), audit of the decision. `POST /api/v1/<op>` without HTTP.
+    pub async fn run(service: Arc<Service>, op: Operation, request: Value) -> Result<Value, ApiError> {
+        let meta = RequestMeta { default_agent_id: Some(String::from(DEFAULT_AGENT_ID)), ..RequestMeta::default() };
+        service.run(op, request, &meta).await
     }
 
     /// `POST /api/v1/evaluate` (JSON mode) on a request value.

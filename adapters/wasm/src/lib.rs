@@ -4,21 +4,30 @@
 //! SPEC §2 (Warden's HTTP API), and `handle` serves every HTTP route with the native server's router.
 //!
 //! Values cross the JS boundary as JSON text (`JSON.stringify` / `JSON.parse`): exactly the
-//! HTTP wire format, with no second serialisation scheme to keep in step. Nothing here may
+//! HTTP wire format, with no second serialisation scheme to keep in step. A precheck or
+//! postcheck with only the simple fields takes a faster path (see [`Warden::check_fields`]):
+//! the JS wrapper (`js/warden.js`) passes the fields as strings and gets one number back
+//! (decision, policy id, timestamp), fetching the output text only when it changed. Nothing here may
 //! panic (a panic traps and kills the isolate): every failure becomes a thrown JS `Error`
 //! whose `code`, `status` and `field` properties mirror the HTTP error body.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod hooks;
 pub mod stream;
 
-use crate::api::{Core, HttpResult};
+use crate::api::{Core, Hooks, HttpResult};
+use crate::hooks::{is_ledger_store, JsDecisionHook, JsLedgerStore};
 use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};
 use serde_json::Value;
+use std::cell::RefCell;
 use std::sync::Arc;
-use warden_engine::{CheckRequest, CheckResponse, Direction};
+use warden_engine::{CheckRequest, CheckResponse, Decision, Direction};
+use warden_service::budget::{BudgetStore, MemoryBudgetStore};
 use warden_service::clock::JsClock;
 use warden_service::error::ApiError;
+use warden_service::events::EventBuilder;
+use warden_service::service::{Observer, Operation};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -49,6 +58,33 @@ export interface WardenOptions {
   encryptKeys?: string | string[];
   /** WARDEN_DETOKENIZE_KEYS for `handle`: the API keys that may call /api/v1/detokenize (each must be one of apiKeys). */
   detokenizeKeys?: string | string[];
+  /** Per-user budgets for `run` and `handle` (requests with a `user_id`): "memory" (this isolate only) or a shared store. Unset: budgets off. */
+  budgetStore?: "memory" | BudgetLedgerStore;
+  /** BUDGET_DEFAULT_LIMIT: monthly limit in USD of users without an explicit one (default 10). */
+  budgetDefaultLimit?: number;
+  /** Called with each `decision.v1` event (no raw text) after `run` or `handle` decided; not awaited, errors ignored. */
+  onDecision?: (event: DecisionEvent) => unknown;
+}
+
+/**
+ * A budget store shared by isolates: keeps each user's ledger (opaque JSON text) with a version,
+ * and replaces it only if the version is unchanged. Warden applies the budget rule itself and
+ * retries when another isolate wrote in between, so a store that is atomic per key never overspends.
+ */
+export interface BudgetLedgerStore {
+  /** The user's ledger text (null: none yet) and its version (any JSON value; null when none). */
+  get(user: string): Promise<{ value: string | null; version: unknown }>;
+  /** Stores `value` if the stored version is still `version`; resolves to whether it did. */
+  compareAndSet(user: string, version: unknown, value: string): Promise<boolean>;
+}
+
+/** The `decision.v1` event (the webhook body, docs/SPEC.md) handed to `onDecision`. */
+export interface DecisionEvent {
+  type: "INGEST";
+  schema: "decision.v1";
+  idempotencyKey: string;
+  data: { decision: Decision; direction: "ingress" | "egress"; policyId: PolicyId; reasons: string[]; correlationId: string | null; [field: string]: unknown };
+  [field: string]: unknown;
 }
 
 export type Decision = "allow" | "deny" | "transform" | "confirm";
@@ -255,10 +291,57 @@ fn fast_response(resp: &CheckResponse) -> Option<JsValue> {
     Some(obj.into())
 }
 
+/// The decisions in the order of the JS wrapper's `DECISIONS` table (js/warden.js).
+const DECISION_CODES: [Decision; 4] = [Decision::Allow, Decision::Deny, Decision::Transform, Decision::Confirm];
+/// The policy ids in the order of the JS wrapper's `POLICY_IDS` table.
+const POLICY_NAMES: [&str; 6] =
+    ["deny-exec", "tool-access", "defaults", "net-redact-regex", "strict-fallback", "on-error"];
+/// `raw_text_out` states in [`Warden::check_fields`]'s code.
+const TEXT_NULL: u32 = 0;
+const TEXT_UNCHANGED: u32 = 1;
+const TEXT_CHANGED: u32 = 2;
+
+/// A check response in one number for [`Warden::check_fields`]: `ts × 128 + policy × 16 +
+/// text state × 4 + decision`, exact in an f64 for any timestamp of this era; `None` when the
+/// response has more than these (budget fields, an `on_error` detail) or is out of range.
+fn response_code(resp: &CheckResponse, raw_text: &str) -> Option<f64> {
+    let decision = DECISION_CODES.iter().position(|d| *d == resp.decision)?;
+    let policy = POLICY_NAMES.iter().position(|p| *p == resp.policy_id.name())?;
+    if resp.error.is_some() || resp.budget_status.is_some() || resp.budget_info.is_some() {
+        return None;
+    }
+    let text = match resp.raw_text_out.as_deref() {
+        None => TEXT_NULL,
+        Some(out) if out == raw_text => TEXT_UNCHANGED,
+        Some(_) => TEXT_CHANGED,
+    };
+    // Below 2^45 s (a million years) the code stays below 2^53.
+    let ts = u64::try_from(resp.ts).ok().filter(|ts| *ts < 1 << 45)?;
+    let low = u64::try_from(policy * 16 + decision).ok()? + u64::from(text * 4);
+    // Exact: below 2^53.
+    #[allow(clippy::cast_precision_loss)]
+    Some((ts * 128 + low) as f64)
+}
+
+/// Reasons as one string: each is its length in UTF-16 code units, `:`, and the reason, so the
+/// JS side splits them with `slice` whatever characters a reason holds (tool names may hold any).
+fn packed_reasons(resp: &CheckResponse) -> String {
+    let mut out = String::new();
+    for reason in &resp.reasons {
+        let text = reason.to_string();
+        out.push_str(&text.encode_utf16().count().to_string());
+        out.push(':');
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Warden, configured once (policy parsed, detector built) and reused for every call.
 #[wasm_bindgen]
 pub struct Warden {
     core: Core,
+    /// The last response of [`Warden::check_fields`], read by the `__last*` methods.
+    last: RefCell<Option<CheckResponse>>,
 }
 
 #[wasm_bindgen]
@@ -269,15 +352,20 @@ impl Warden {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "WardenOptions")] options: Option<JsValue>,
     ) -> Result<Warden, JsValue> {
-        let options = match options.filter(|o| !o.is_undefined() && !o.is_null()) {
-            None => Value::Null,
-            Some(options) => to_json("constructor", "options", &options).map_err(|_| {
-                js_error("new Warden: options must be a JSON-compatible object", "invalid_options", 400, None)
-            })?,
+        let options = options.filter(|o| !o.is_undefined() && !o.is_null());
+        let (options, hooks) = match options {
+            None => (Value::Null, Hooks::default()),
+            Some(options) => {
+                let (plain, hooks) = take_hooks(&options)?;
+                let json = to_json("constructor", "options", &plain).map_err(|_| {
+                    js_error("new Warden: options must be a JSON-compatible object", "invalid_options", 400, None)
+                })?;
+                (json, hooks)
+            }
         };
-        let core = Core::new(options, Arc::new(JsClock))
+        let core = Core::with_hooks(options, Arc::new(JsClock), hooks)
             .map_err(|m| js_error(&format!("new Warden: {m}"), "invalid_options", 400, None))?;
-        Ok(Warden { core })
+        Ok(Warden { core, last: RefCell::new(None) })
     }
 
     /// Precheck (ingress): the response of `POST /api/v1/precheck`.
@@ -309,6 +397,92 @@ impl Warden {
         let body = to_json(op, "request", request)?;
         let resp = self.core.check(body, direction).map_err(|e| api_error(op, &e))?;
         to_js(op, &resp)
+    }
+
+    /// The fast path of the JS wrapper's `precheck` / `postcheck` / `precheckText` for a
+    /// request with only `tool`, `raw_text`, `scope`, `corr_id` and `user_id` (the wrapper
+    /// checks the types): the fields arrive as strings (`raw_text` as UTF-8 bytes), the answer is one number (see
+    /// [`response_code`]), or -1 when the response must be read whole with `__lastJson`.
+    /// Internal: use `precheck`, `postcheck`, `precheckText` or `postcheckText`.
+    #[wasm_bindgen(js_name = "__check")]
+    pub fn check_fields(
+        &self,
+        egress: bool,
+        tool: String,
+        raw_text: Vec<u8>,
+        scope: Option<String>,
+        corr_id: Option<String>,
+        user_id: Option<String>,
+    ) -> f64 {
+        // UTF-8 from `TextEncoder` (a memory copy, where a JS string argument is re-encoded
+        // character by character); valid by construction, so the lossy branch never copies.
+        let raw_text =
+            String::from_utf8(raw_text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let req = CheckRequest {
+            tool,
+            raw_text,
+            scope: scope.unwrap_or_default(),
+            corr_id,
+            user_id,
+            ..CheckRequest::default()
+        };
+        let direction = if egress { Direction::Egress } else { Direction::Ingress };
+        let resp = self.core.check_request(&req, direction);
+        let code = response_code(&resp, &req.raw_text).unwrap_or(-1.0);
+        *self.last.borrow_mut() = Some(resp);
+        code
+    }
+
+    /// The `raw_text_out` of the last `__check` (taken: the text is not kept). Internal.
+    #[wasm_bindgen(js_name = "__lastText")]
+    pub fn last_text(&self) -> Option<String> {
+        self.last.borrow_mut().as_mut().and_then(|r| r.raw_text_out.take())
+    }
+
+    /// The reasons of the last `__check`, packed (see [`packed_reasons`]). Internal.
+    #[wasm_bindgen(js_name = "__lastReasons")]
+    pub fn last_reasons(&self) -> String {
+        self.last.borrow().as_ref().map(packed_reasons).unwrap_or_default()
+    }
+
+    /// The whole last `__check` response as JSON text (taken). Internal.
+    #[wasm_bindgen(js_name = "__lastJson")]
+    pub fn last_json(&self) -> Result<String, JsValue> {
+        let resp = self.last.borrow_mut().take();
+        serde_json::to_string(&resp)
+            .map_err(|e| js_error(&format!("Warden.precheck: cannot encode the response: {e}"), "internal", 500, None))
+    }
+
+    /// Runs `operation` (`precheck`, `postcheck`, `evaluate`, `redact` or `batch`) through the
+    /// whole service, as the HTTP route does: budgets (`budgetStore`) and `onDecision` apply.
+    /// Resolves to the HTTP response body; rejects with a `WardenError` as the route answers 4xx.
+    #[wasm_bindgen(unchecked_return_type = "Promise<any>")]
+    pub fn run(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "\"precheck\" | \"postcheck\" | \"evaluate\" | \"redact\" | \"batch\"")]
+        operation: String,
+        request: JsValue,
+    ) -> js_sys::Promise {
+        let op = Operation::from_action(&operation)
+            .filter(|op| !matches!(op, Operation::Health | Operation::Ready))
+            .ok_or_else(|| {
+                js_error(
+                    &format!(
+                        "Warden.run: unknown operation `{operation}` (precheck, postcheck, evaluate, redact, batch)"
+                    ),
+                    "invalid_request",
+                    400,
+                    Some("operation"),
+                )
+            });
+        let prepared = op.and_then(|op| to_json("run", "request", &request).map(|body| (op, body)));
+        let service = Arc::clone(self.core.service());
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (op, body) = prepared?;
+            let name = op.name();
+            let out = Core::run(service, op, body).await.map_err(|e| api_error(name, &e))?;
+            to_js(name, &out)
+        })
     }
 
     /// JSON mode (every string leaf of `payload` governed): the response of `POST /api/v1/evaluate`.
@@ -370,6 +544,41 @@ impl Warden {
             to_js("handle", &out)
         })
     }
+}
+
+/// Takes `budgetStore` and `onDecision` out of the options (they are not JSON): returns a
+/// copy of the options without them, and the hooks they make.
+fn take_hooks(options: &JsValue) -> Result<(JsValue, Hooks), JsValue> {
+    let bad = |field: &str, what: &str| {
+        js_error(&format!("new Warden: invalid option `{field}`: {what}"), "invalid_options", 400, Some(field))
+    };
+    let Some(obj) = options.dyn_ref::<js_sys::Object>().filter(|_| !js_sys::Array::is_array(options)) else {
+        return Ok((options.clone(), Hooks::default()));
+    };
+    let plain = js_sys::Object::assign(&js_sys::Object::new(), obj);
+    let mut hooks = Hooks::default();
+    let store = Reflect::get(obj, &JsValue::from_str("budgetStore")).unwrap_or(JsValue::UNDEFINED);
+    if !store.is_undefined() && !store.is_null() {
+        if store.as_string().as_deref() == Some("memory") {
+            hooks.budgets = Some(Box::new(|limit| Arc::new(MemoryBudgetStore::new(limit)) as Arc<dyn BudgetStore>));
+        } else if is_ledger_store(&store) {
+            hooks.budgets =
+                Some(Box::new(move |limit| Arc::new(JsLedgerStore::new(store, limit)) as Arc<dyn BudgetStore>));
+        } else {
+            return Err(bad("budgetStore", "expected \"memory\" or an object with get and compareAndSet methods"));
+        }
+    }
+    let hook = Reflect::get(obj, &JsValue::from_str("onDecision")).unwrap_or(JsValue::UNDEFINED);
+    if !hook.is_undefined() && !hook.is_null() {
+        let f = hook.dyn_into::<js_sys::Function>().map_err(|_| bad("onDecision", "expected a function"))?;
+        hooks.observers.push(Box::new(move |events| {
+            Arc::new(JsDecisionHook::new(f, EventBuilder::new(events.event_options()))) as Arc<dyn Observer>
+        }));
+    }
+    for key in ["budgetStore", "onDecision"] {
+        let _ = Reflect::delete_property(&plain, &JsValue::from_str(key));
+    }
+    Ok((plain.into(), hooks))
 }
 
 fn header_pairs(headers: &JsValue) -> Result<Vec<(String, String)>, JsValue> {

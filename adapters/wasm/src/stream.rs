@@ -295,7 +295,10 @@ mod tests {
 
     fn warden() -> Warden {
         let options = serde_json::json!({"piiTokenSalt": "s"});
-        Warden { core: Core::new(options, Arc::new(FixedClock::new(1_700_000_000_000))).unwrap() }
+        Warden {
+            core: Core::new(options, Arc::new(FixedClock::new(1_700_000_000_000))).unwrap(),
+            last: RefCell::new(None),
+        }
     }
 
     #[test]

@@ -14,14 +14,21 @@
 //! - `POST /api/v1/postcheck/stream` streams both ways (workers-rs turns the request body into
 //!   a stream and the response body into a `ReadableStream`); its decision event is emitted
 //!   when the stream ends, after the response started, so it is delivered then ([`EndSignal`]).
+//! - budgets in Durable Objects (`WARDEN_STORE=durable_objects`, binding `WARDEN_BUDGETS`),
+//!   see [`budget`];
+//! - `GET /api/metrics`: this isolate's counters in Prometheus text, see [`metrics`].
 //!
 //! Everything is built once per isolate (policy parsed, detectors compiled) and reused.
 //! Nothing here panics: a panic would trap and kill the isolate.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod events;
+pub mod metrics;
 
+use crate::budget::{DurableObjectBudgetStore, BUDGET_DO_BINDING};
 use crate::events::{ConsoleAudit, FetchSink, JsTimer, KvDeadLetter};
+use crate::metrics::IsolateMetrics;
 use axum::body::Body;
 use axum::Router;
 use core::time::Duration;
@@ -38,8 +45,9 @@ use warden_service::policy_source::PolicySource;
 use warden_service::ratelimit::{RateDecision, RateLimiter};
 use warden_service::router::{router, AppState, ClientAddr};
 use warden_service::service::builder::static_probe;
+use warden_service::service::builder::Budgets;
 use warden_service::service::{CheckStatus, Observer, Service, ServiceBuilder};
-use warden_service::settings::{AuditTarget, ConfigError, Settings, Vars};
+use warden_service::settings::{AuditTarget, ConfigError, Settings, StoreKind, Vars};
 use worker::{event, Context, Env, HttpRequest};
 
 /// KV binding holding the policy (optional; the bundled policy is served without it).
@@ -202,22 +210,50 @@ impl App {
         if let Some(o) = &outbox {
             builder = builder.observer(Arc::clone(o) as Arc<dyn Observer>);
         }
+        let budgets_on = settings.budget_enabled && settings.store.is_some();
+        match settings.store {
+            _ if !settings.budget_enabled => {}
+            Some(StoreKind::DurableObjects) => {
+                let namespace = env.durable_object(BUDGET_DO_BINDING).map_err(|_| {
+                    ConfigError::new(
+                        "WARDEN_STORE",
+                        "`durable_objects` needs the WARDEN_BUDGETS Durable Object binding (class BudgetObject, see wrangler.toml)",
+                    )
+                    .to_string()
+                })?;
+                let store = DurableObjectBudgetStore::new(namespace, settings.budget_default_limit);
+                builder = builder.budgets(Budgets { store: Arc::new(store), prices: settings.prices.clone() });
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "WARDEN_STORE",
+                    format!("`{}` is not available on Workers: use durable_objects", other.name()),
+                )
+                .to_string())
+            }
+            None => {}
+        }
         match (env.rate_limiter(RATE_LIMIT_BINDING), settings.rate_limit) {
             (Ok(binding), Some(limit)) => {
                 let limiter = CfRateLimiter { binding: worker::send::SendWrapper(binding), limit: limit.get() };
                 builder = builder.rate_limiter(Arc::new(limiter));
             }
-            _ => {
+            // Without a limiter or budgets the core's probe would only say "off"; say why.
+            _ if !budgets_on => {
                 builder = builder.probe(static_probe(
                     "stores",
                     CheckStatus::Disabled,
-                    "no rate-limit binding; budgets need a shared store",
+                    "no rate-limit binding; budgets off (WARDEN_STORE=durable_objects enables them)",
                 ));
             }
+            _ => {}
         }
+        let metrics = Arc::new(IsolateMetrics::new(JsClock.now_ms()));
+        builder = builder.observer(Arc::clone(&metrics) as Arc<dyn Observer>);
         let service = Arc::new(builder.build().map_err(|e| e.to_string())?);
         let api_keys = settings.api_keys.is_enabled().then(|| Arc::new(settings.api_keys.clone()));
-        let router = router(AppState { service: Arc::clone(&service), api_keys, metrics: None });
+        let render: warden_service::router::MetricsRender = Arc::new(move || metrics.encode());
+        let router = router(AppState { service: Arc::clone(&service), api_keys, metrics: Some(render) });
         // Workers give `wait_until` work 30 s after the response.
         Ok(App { router, service, outbox, kv_policy, flush_deadline: Duration::from_secs(25) })
     }

@@ -6,8 +6,10 @@ import { serve } from '../../../lib/warden';
 export const runtime = 'edge';
 export const dynamic = 'force-dynamic';
 
-export const GET = serve;
-export const POST = serve;
-export const PUT = serve;
-export const PATCH = serve;
-export const DELETE = serve;
+// Next.js passes a context as the second argument: not serve's `waitUntil`.
+const handler = (request: Request) => serve(request);
+export const GET = handler;
+export const POST = handler;
+export const PUT = handler;
+export const PATCH = handler;
+export const DELETE = handler;
