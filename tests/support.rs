@@ -47,9 +47,10 @@ pub fn shared_dir() -> PathBuf {
 /// Loads every `*.json` case file of the corpus: the shared `cases.json` and Warden's own.
 pub fn load_all() -> Result<Vec<(String, Case)>, String> {
     let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let dir = corpus_dir();
+    let mut files = std::fs::read_dir(&dir)
+        .and_then(|d| d.map(|e| e.map(|e| e.path())).collect::<Result<Vec<PathBuf>, _>>())
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     files.sort();
     for f in files.into_iter().filter(|f| f.extension().is_some_and(|e| e == "json")) {
         let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
