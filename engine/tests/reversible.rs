@@ -100,17 +100,8 @@ fn tighten_orders_encrypt_between_tokenize_and_pass_through() {
     }
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+/// Seeded, so failures reproduce from the seed.
+type Rng = fastrand::Rng;
 
 #[test]
 fn the_detector_finds_nothing_inside_tokens() {
@@ -118,12 +109,12 @@ fn the_detector_finds_nothing_inside_tokens() {
     // be taken for PII and transformed, or it could not be restored.
     let ring = keyring();
     let detector = Detector::new();
-    let mut rng = Rng(0x70c3_2026_0000_0001);
+    let mut rng = Rng::with_seed(0x70c3_2026_0000_0001);
     let mut checked = 0;
     for i in 0..20_000u64 {
-        let kind = PiiKind::ALL[(rng.next() % PiiKind::ALL.len() as u64) as usize];
-        let len = 1 + (rng.next() % 40) as usize;
-        let value: String = (0..len).map(|_| char::from(b'!' + (rng.next() % 94) as u8)).collect();
+        let kind = PiiKind::ALL[(rng.u64(..) % PiiKind::ALL.len() as u64) as usize];
+        let len = 1 + (rng.u64(..) % 40) as usize;
+        let value: String = (0..len).map(|_| char::from(b'!' + (rng.u64(..) % 94) as u8)).collect();
         let token = ring.encrypt(&PiiType::Builtin(kind), &value).unwrap();
         for text in [format!("id {token} ok"), format!("{{\"v\": \"{token}\"}}"), format!("ssn: {token}, {i}")] {
             let found = detector.detect(&text);
