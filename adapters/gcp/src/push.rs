@@ -293,7 +293,9 @@ fn with_event_id(parsed: Result<Incoming, Malformed>, event_id: Option<String>) 
 
 /// A structured-mode CloudEvent: `data` (JSON) or `data_base64`.
 fn structured_event(mut map: Map<String, Value>) -> Result<Incoming, Malformed> {
-    let event_id = map.get("id").and_then(Value::as_str).map(str::to_owned);
+    // An empty id is no id: deduplicating on "" would answer every such event as a duplicate
+    // of the first.
+    let event_id = map.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
     let mut attributes = BTreeMap::new();
     if let Some(a) = map.get("agentid").and_then(Value::as_str) {
         attributes.insert(AGENT_ATTRIBUTE.to_owned(), a.to_owned());
@@ -444,6 +446,13 @@ mod tests {
         assert_eq!((m.message_id.as_deref(), m.data.as_slice()), (Some("e-4"), &b"raw"[..]));
         let event = json!({"specversion": "1.0", "id": "e-5", "type": "t", "source": "s", "data": {"x": 1}});
         assert_eq!(parse(&HeaderMap::new(), event.to_string().as_bytes()).unwrap().data, br#"{"x":1}"#);
+    }
+
+    #[test]
+    fn a_structured_event_with_an_empty_id_has_no_message_id() {
+        let body = json!({"specversion": "1.0", "id": "", "source": "s", "data": "x"});
+        let m = parse(&HeaderMap::new(), body.to_string().as_bytes()).unwrap();
+        assert_eq!((m.shape, m.message_id), (Shape::CloudEventStructured, None));
     }
 
     #[test]
