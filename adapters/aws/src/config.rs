@@ -10,6 +10,7 @@
 //! | `WARDEN_S3_KEEP_SOURCE` | keep the source object after the destination write (default false) |
 //! | `WARDEN_DLQ_QUEUE_URL` / `WARDEN_DLQ_S3` (`s3://bucket/prefix`) | where undelivered decision events go |
 //! | `WARDEN_EMF` | CloudWatch EMF metric lines (default true) |
+//! | `WARDEN_FUNCTION_URL_STREAMING` | the Function URL is in `RESPONSE_STREAM` mode: answer its requests as streams (default false) |
 
 use crate::client::{AwsClient, AwsConfig};
 use crate::dynamo::{DynamoBudgetStore, DynamoDedupe, DynamoRateLimiter, Table};
@@ -51,6 +52,10 @@ pub struct AwsSettings {
     pub metrics: bool,
     /// `AWS_LAMBDA_FUNCTION_NAME` (the metric dimension).
     pub function_name: String,
+    /// `WARDEN_FUNCTION_URL_STREAMING`: Function URL requests are answered as streaming
+    /// responses (the URL's `InvokeMode` is `RESPONSE_STREAM`, so Lambda expects every answer
+    /// through it in the streaming format).
+    pub function_url_streaming: bool,
 }
 
 impl AwsSettings {
@@ -77,6 +82,7 @@ impl AwsSettings {
             processed_bucket: vars.get("WARDEN_S3_PROCESSED_BUCKET"),
             approved_bucket: vars.get("WARDEN_S3_APPROVED_BUCKET"),
             keep_source: vars.flag("WARDEN_S3_KEEP_SOURCE", false)?,
+            function_url_streaming: vars.flag("WARDEN_FUNCTION_URL_STREAMING", false)?,
             dlq_queue_url: vars.get("WARDEN_DLQ_QUEUE_URL"),
             dlq_s3,
             metrics: vars.flag("WARDEN_EMF", true)?,

@@ -2,15 +2,32 @@
 //! `warden serve`. `lambda_http` converts the event (base64 bodies included) and the answer;
 //! this module strips the stage prefix (`/prod/api/v1/precheck` → `/api/v1/precheck`), and
 //! passes the client address from `requestContext` and Lambda's request id to the router.
+//!
+//! A Function URL in `RESPONSE_STREAM` mode (`WARDEN_FUNCTION_URL_STREAMING`) is answered by
+//! [`stream`]: the router's response goes out in Lambda's streaming format (a JSON prelude with
+//! status and headers, then the body as it is produced), so `POST /api/v1/postcheck/stream`
+//! sends governed bytes while it governs. Lambda hands the function the whole request body at
+//! once; only the response streams.
 
 use crate::{App, Invocation};
-use axum::body::Body as AxumBody;
+use axum::body::{Body as AxumBody, Bytes};
+use axum::response::IntoResponse as _;
 use lambda_http::{Body, LambdaEvent, Service as _};
+use lambda_runtime::{MetadataPrelude, StreamResponse};
 use serde_json::Value;
 use std::net::IpAddr;
+use std::pin::Pin;
 use tower::ServiceExt as _;
 use warden_service::error::ApiError;
 use warden_service::router::{ClientAddr, RequestId};
+
+/// The body of a streaming response.
+pub type ResponseStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, axum::Error>> + Send>>;
+
+/// Pieces the request body is handed to the router in, on a stream: governed output is
+/// released per piece, so the first bytes leave after one piece is governed rather than the
+/// whole body.
+pub const STREAM_PIECE: usize = 8 * 1024;
 
 /// What the router needs from the event besides the request itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,13 +95,79 @@ pub async fn handle(app: &App, event: Value, inv: &Invocation) -> Value {
     }
 }
 
-async fn serve(
-    router: axum::Router,
-    req: lambda_http::Request,
+/// Whether an HTTP event came through a Function URL: payload 2.0 addressed to a Function
+/// URL's domain (`<url-id>.lambda-url.<region>.on.aws`), or `cargo lambda watch`'s emulation of
+/// one (domain `localhost`, which no API Gateway event carries). HTTP API events (payload 2.0
+/// too) are invoked buffered, so they must not be told apart by shape alone.
+pub fn is_function_url(event: &Value) -> bool {
+    let v2 = event.get("version").and_then(Value::as_str) == Some("2.0");
+    let domain = event.pointer("/requestContext/domainName").and_then(Value::as_str).unwrap_or_default();
+    v2 && (domain.contains(".lambda-url.") || domain == "localhost")
+}
+
+/// Answers a Function URL request in Lambda's streaming format. Every route works (a
+/// `RESPONSE_STREAM` URL streams every answer); `POST /api/v1/postcheck/stream` sends governed
+/// bytes as the core's stream releases them.
+pub async fn stream(app: &App, event: Value, inv: &Invocation) -> StreamResponse<ResponseStream> {
+    let origin = origin(&event);
+    let request: lambda_http::request::LambdaRequest = match serde_json::from_value(event) {
+        Ok(r) => r,
+        Err(e) => {
+            app.emf.count_error();
+            let resp = ApiError::invalid_request(format!("malformed HTTP event: {e}")).into_response();
+            return streamed(resp);
+        }
+    };
+    let req: lambda_http::Request = request.into();
+    let (parts, body) = req.into_parts();
+    let bytes = Bytes::from(body_bytes(body));
+    // The body arrived whole; handing it on in pieces lets the stream release output per piece.
+    let pieces = (0..bytes.len().div_ceil(STREAM_PIECE)).map(move |i| {
+        let start = i * STREAM_PIECE;
+        Ok::<_, std::convert::Infallible>(bytes.slice(start..bytes.len().min(start + STREAM_PIECE)))
+    });
+    let body = AxumBody::from_stream(futures_util::stream::iter(pieces));
+    let req = prepare(parts, body, &origin, inv.request_id.clone());
+    let resp = match app.router.clone().oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    streamed(resp)
+}
+
+/// A router response as a streaming Lambda response (cookies go in the prelude's own field).
+fn streamed(resp: axum::response::Response) -> StreamResponse<ResponseStream> {
+    let (parts, body) = resp.into_parts();
+    let mut headers = parts.headers;
+    let cookies = headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned())
+        .collect();
+    headers.remove(http::header::SET_COOKIE);
+    let mut prelude = MetadataPrelude::default();
+    prelude.status_code = parts.status;
+    prelude.headers = headers;
+    prelude.cookies = cookies;
+    StreamResponse { metadata_prelude: prelude, stream: Box::pin(body.into_data_stream()) }
+}
+
+fn body_bytes(body: Body) -> Vec<u8> {
+    match body {
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    }
+}
+
+/// The router's request: the stage stripped from the path, the client address and Lambda's
+/// request id attached.
+fn prepare(
+    mut parts: http::request::Parts,
+    body: AxumBody,
     origin: &Origin,
     request_id: String,
-) -> http::Response<Body> {
-    let (mut parts, body) = req.into_parts();
+) -> http::Request<AxumBody> {
     let path = strip_stage(parts.uri.path(), origin.stage.as_deref());
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{path}?{q}"),
@@ -93,19 +176,26 @@ async fn serve(
     if let Ok(uri) = path_and_query.parse() {
         parts.uri = uri;
     }
-    let bytes = match body {
-        Body::Text(t) => t.into_bytes(),
-        Body::Binary(b) => b,
-        _ => Vec::new(),
-    };
-    let mut req = http::Request::from_parts(parts, AxumBody::from(bytes));
+    let mut req = http::Request::from_parts(parts, body);
     if let Some(ip) = origin.client {
         req.extensions_mut().insert(ClientAddr(ip));
     }
     if !request_id.is_empty() {
         req.extensions_mut().insert(RequestId(request_id));
     }
-    // Buffered `lambda_http` cannot stream a response: the streaming route answers 501.
+    req
+}
+
+async fn serve(
+    router: axum::Router,
+    req: lambda_http::Request,
+    origin: &Origin,
+    request_id: String,
+) -> http::Response<Body> {
+    let (parts, body) = req.into_parts();
+    let req = prepare(parts, AxumBody::from(body_bytes(body)), origin, request_id);
+    // Buffered responses cannot stream: the streaming route answers 501 (a Function URL in
+    // `RESPONSE_STREAM` mode is served by [`stream`] instead).
     let resp = if req.uri().path() == warden_service::router::STREAM_ROUTE {
         warden_service::router::streaming_unavailable()
     } else {

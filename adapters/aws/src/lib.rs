@@ -10,6 +10,9 @@
 //! | DynamoDB stream | `Service::govern_document` → audit table ([`stream`]) |
 //! | anything else (direct invoke, `{"requests": [...]}`) | `Service::invoke` |
 //!
+//! With `WARDEN_FUNCTION_URL_STREAMING`, Function URL requests are answered as streaming
+//! responses ([`App::respond`], [`http::stream`]); every other event is answered as above.
+//!
 //! No event is an invocation error because of its shape: an unknown or malformed event is
 //! answered with `{"error": {...}}`, so Lambda never retries it. Only transient failures
 //! (an AWS call that failed) surface as batch item failures or, for S3, an invocation error.
@@ -25,6 +28,8 @@ pub mod s3;
 pub mod sqs;
 pub mod stream;
 
+use futures_util::StreamExt as _;
+use lambda_runtime::FunctionResponse;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -138,6 +143,30 @@ impl App {
         App { built, router, aws, config, emf, cold: AtomicBool::new(true) }
     }
 
+    /// Answers one event: a streaming response for a Function URL request when
+    /// `WARDEN_FUNCTION_URL_STREAMING` is on (decision events are delivered and the metric line
+    /// written once its body has been sent), else [`handle`](Self::handle)'s buffered answer.
+    ///
+    /// # Errors
+    ///
+    /// As [`handle`](Self::handle).
+    pub async fn respond(
+        self: Arc<Self>,
+        event: Value,
+        inv: Invocation,
+    ) -> Result<FunctionResponse<Value, http::ResponseStream>, String> {
+        if !(self.config.function_url_streaming && classify(&event) == Shape::Http && http::is_function_url(&event)) {
+            return self.handle(event, &inv).await.map(FunctionResponse::BufferedResponse);
+        }
+        let t0 = std::time::Instant::now();
+        let mut response = http::stream(&self, event, &inv).await;
+        let app = Arc::clone(&self);
+        let after = futures_util::stream::once(async move { app.settle(Shape::Http, t0, &inv).await })
+            .filter_map(|()| std::future::ready(None));
+        response.stream = Box::pin(response.stream.chain(after));
+        Ok(FunctionResponse::StreamingResponse(response))
+    }
+
     /// Handles one event. `Err` only where Lambda's contract needs an invocation error: an
     /// authorizer's `Unauthorized` (API Gateway's 401) and an S3 notification whose objects
     /// hit a transient failure (Lambda retries it; the handling is idempotent).
@@ -166,6 +195,12 @@ impl App {
             }
             Shape::Invoke => Ok(self.invoke(event, inv).await),
         };
+        self.settle(shape, t0, inv).await;
+        result
+    }
+
+    /// The end of an invocation: its decision events delivered, its metric line written.
+    async fn settle(&self, shape: Shape, t0: std::time::Instant, inv: &Invocation) {
         self.flush(inv).await;
         if self.config.metrics {
             let cold = self.cold.swap(false, Ordering::Relaxed);
@@ -174,7 +209,6 @@ impl App {
                 self.emf.line(&self.config.function_name, shape.name(), ms, cold, self.built.service.clock().now_ms());
             println!("{line}");
         }
-        result
     }
 
     /// A direct invoke: the envelope, answered like `POST /`, errors as `{"error": ...}`.

@@ -1,5 +1,6 @@
 //! The Lambda bootstrap: builds the function once per instance (cold start), then serves
-//! every event through [`warden_aws::App::handle`].
+//! every event through [`warden_aws::App::respond`] (buffered, or streamed for a Function URL
+//! in `RESPONSE_STREAM` mode).
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -25,7 +26,7 @@ async fn main() -> Result<(), Error> {
                 request_id: event.context.request_id.clone(),
                 deadline_ms: i64::try_from(event.context.deadline).unwrap_or(0),
             };
-            app.handle(event.payload, &inv).await.map_err(Error::from)
+            app.respond(event.payload, inv).await.map_err(Error::from)
         }
     }))
     .await

@@ -225,3 +225,99 @@ async fn malformed_events_get_clear_error_results() {
         assert!(answer["error"].is_object(), "{garbage} → {answer}");
     }
 }
+
+/// Runs `event` through [`App::respond`]: `Ok((status, content type, chunks))` for a streamed
+/// answer, `Err(result)` for a buffered one.
+async fn respond(app: &std::sync::Arc<App>, event: Value) -> Result<(u16, String, Vec<Vec<u8>>), Value> {
+    use futures_util::StreamExt as _;
+    match std::sync::Arc::clone(app).respond(event, inv("req-s")).await.unwrap() {
+        lambda_runtime::FunctionResponse::BufferedResponse(v) => Err(v),
+        lambda_runtime::FunctionResponse::StreamingResponse(mut r) => {
+            let prelude = &r.metadata_prelude;
+            let ct = prelude.headers.get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+            let status = prelude.status_code.as_u16();
+            let mut chunks = Vec::new();
+            while let Some(chunk) = r.stream.next().await {
+                chunks.push(chunk.unwrap().to_vec());
+            }
+            Ok((status, ct, chunks))
+        }
+    }
+}
+
+fn url_event(origin: Origin, path: &str, query: &str, body: &str) -> Value {
+    let mut event = http_event(origin, "POST", path, None, &[]);
+    event["rawQueryString"] = json!(query);
+    event["body"] = json!(body);
+    event["isBase64Encoded"] = json!(false);
+    event["headers"]["content-type"] = json!("text/plain");
+    event
+}
+
+#[tokio::test]
+async fn a_streaming_function_url_streams_and_every_other_origin_stays_buffered() {
+    let app = std::sync::Arc::new(app(&[("WARDEN_FUNCTION_URL_STREAMING", "true"), ("WARDEN_EMF", "false")]).await);
+    let text = "Mail alice@example.com, then more words. ".repeat(1000);
+    let (status, ct, chunks) =
+        respond(&app, url_event(Origin::FunctionUrl, "/api/v1/postcheck/stream", "tool=web.chat", &text))
+            .await
+            .unwrap();
+    assert_eq!((status, ct.as_str()), (200, "application/x-ndjson"));
+    // 41 KB handed on in 8 KiB pieces: several chunks of governed text, then the record.
+    assert!(chunks.len() > 3, "{} chunks", chunks.len());
+    let body = String::from_utf8(chunks.concat()).unwrap();
+    let mut out = String::new();
+    let mut record = Value::Null;
+    for line in body.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        match v["text"].as_str() {
+            Some(t) => out += t,
+            None => record = v["warden"].clone(),
+        }
+    }
+    let one = call(
+        &app,
+        http_event(
+            Origin::RestV1,
+            "POST",
+            "/api/v1/postcheck",
+            Some(&json!({"tool": "web.chat", "raw_text": text})),
+            &[],
+        ),
+    )
+    .await;
+    let (_, want) = http_answer(&one);
+    assert_eq!(out, want["raw_text_out"].as_str().unwrap());
+    assert_eq!((&record["decision"], &record["reasons"]), (&want["decision"], &want["reasons"]));
+    assert_eq!(record["request_id"], "req-s");
+
+    // A one-shot route through the streaming URL: its JSON answer, streamed.
+    let mut event =
+        http_event(Origin::FunctionUrl, "POST", "/api/v1/precheck", Some(&json!({"tool": "t", "raw_text": "hi"})), &[]);
+    event["rawQueryString"] = json!("");
+    let (status, ct, chunks) = respond(&app, event).await.unwrap();
+    assert_eq!((status, ct.as_str()), (200, "application/json"));
+    assert_eq!(serde_json::from_slice::<Value>(&chunks.concat()).unwrap()["decision"], "allow");
+    // Errors keep their status in the prelude.
+    let (status, _, chunks) =
+        respond(&app, url_event(Origin::FunctionUrl, "/api/v1/postcheck/stream", "tool=t&format=xml", "x"))
+            .await
+            .unwrap();
+    assert_eq!(status, 422, "{}", String::from_utf8_lossy(&chunks.concat()));
+
+    // Every other origin (HTTP API is payload 2.0 too) is buffered: 501 on the stream route.
+    for origin in [Origin::RestV1, Origin::HttpV2, Origin::Alb] {
+        let event = http_event(origin, "POST", "/api/v1/postcheck/stream?tool=t", Some(&json!({})), &[]);
+        let resp = respond(&app, event).await.unwrap_err();
+        assert_eq!(http_answer(&resp).0, 501, "{origin:?}");
+    }
+    let answer = respond(&app, json!({"action": "evaluate", "payload": {"m": "a@b.co"}})).await.unwrap_err();
+    assert!(answer["decision"].is_string(), "{answer}");
+
+    // Without the setting, a Function URL is buffered as before.
+    let buffered = std::sync::Arc::new(app(&[("WARDEN_EMF", "false")]).await);
+    let resp = respond(&buffered, url_event(Origin::FunctionUrl, "/api/v1/postcheck/stream", "tool=t", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(http_answer(&resp).0, 501);
+}

@@ -482,3 +482,237 @@ async fn malformed_events_through_the_runtime() {
         invoke(&json!({"Records": [{"eventSource": "aws:dynamodb", "eventID": "z", "eventName": "INSERT"}]})).await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
 }
+
+/// The function whose Function URL streams (`WARDEN_FUNCTION_URL_STREAMING=true`).
+fn streaming() -> String {
+    var("WARDEN_AWS_LAMBDA_STREAMING")
+}
+
+fn url(path: &str) -> String {
+    format!("{}/lambda-url/{}{path}", streaming(), var("WARDEN_AWS_FUNCTION"))
+}
+
+/// A streamed answer: its chunks with their arrival times (ms since the request was sent).
+struct Streamed {
+    status: u16,
+    content_type: String,
+    mode: Option<String>,
+    chunks: Vec<(f64, Vec<u8>)>,
+}
+
+impl Streamed {
+    fn body(&self) -> String {
+        String::from_utf8(self.chunks.iter().flat_map(|(_, c)| c.clone()).collect()).unwrap()
+    }
+}
+
+async fn post_stream(path: &str, body: String) -> Streamed {
+    let t0 = std::time::Instant::now();
+    let mut resp =
+        reqwest::Client::new().post(url(path)).header("content-type", "text/plain").body(body).send().await.unwrap();
+    let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let (content_type, mode) =
+        (header("content-type").unwrap_or_default(), header("lambda-runtime-function-response-mode"));
+    let status = resp.status().as_u16();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        chunks.push((t0.elapsed().as_secs_f64() * 1000.0, chunk.to_vec()));
+    }
+    Streamed { status, content_type, mode, chunks }
+}
+
+/// `POST /api/v1/postcheck` through the same (streaming) Function URL: the one-shot answer.
+async fn one_shot_url(request: &Value) -> Value {
+    let resp = reqwest::Client::new().post(url("/api/v1/postcheck")).json(request).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// The governed texts (per choice/block/line stream) and the final record of a stream's body.
+fn governed(format: &str, body: &str) -> (String, Value) {
+    let mut text = String::new();
+    let mut record = Value::Null;
+    if format == "text" || format == "ndjson" {
+        for line in body.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if let Some(r) = v.get("warden") {
+                record = r.clone();
+            } else if let Some(t) = v["text"].as_str().or_else(|| v["message"]["content"].as_str()) {
+                text += t;
+            }
+        }
+        return (text, record);
+    }
+    for event in body.trim_end().split("\n\n") {
+        if let Some(data) = event.strip_prefix("event: warden\ndata: ") {
+            record = serde_json::from_str(data).unwrap();
+            continue;
+        }
+        let data = event.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("[DONE]");
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        let piece = if format == "openai" { &v["choices"][0]["delta"]["content"] } else { &v["delta"]["text"] };
+        text += piece.as_str().unwrap_or_default();
+    }
+    (text, record)
+}
+
+/// `answer` in `format`, cut into 7-byte deltas (split inside values and characters alike).
+fn framed(format: &str, answer: &str) -> String {
+    let bytes = answer.as_bytes();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let mut end = (start + 7).min(bytes.len());
+        while !answer.is_char_boundary(end) {
+            end += 1;
+        }
+        pieces.push(&answer[start..end]);
+        start = end;
+    }
+    let mut out = String::new();
+    match format {
+        "text" => out += answer,
+        "ndjson" => {
+            for p in pieces {
+                out += &format!("{}\n", json!({"message": {"content": p}}));
+            }
+        }
+        "openai" => {
+            for p in pieces {
+                out += &format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": p}}]}));
+            }
+            out += "data: [DONE]\n\n";
+        }
+        _ => {
+            out += "event: message_start\ndata: {\"type\":\"message_start\"}\n\n";
+            out += "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+            for p in pieces {
+                let d = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}});
+                out += &format!("event: content_block_delta\ndata: {d}\n\n");
+            }
+            out += "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n";
+            out += "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs cargo lambda watch: scripts/test-aws"]
+async fn function_url_streams_every_format_equal_to_one_shot() {
+    let answer = "Sure. Mail alice@example.com, call +44 20 7946 0958, card 4111 1111 1111 1111. Grüße 👋\n".repeat(60);
+    for (format, content_type) in [
+        ("text", "application/x-ndjson"),
+        ("ndjson", "application/x-ndjson"),
+        ("openai", "text/event-stream"),
+        ("anthropic", "text/event-stream"),
+    ] {
+        let got =
+            post_stream(&format!("/api/v1/postcheck/stream?tool=web.chat&format={format}"), framed(format, &answer))
+                .await;
+        assert_eq!(got.status, 200, "{format}: {}", got.body());
+        // cargo lambda sets this only when the runtime answered in Lambda's streaming mode.
+        assert_eq!(got.mode.as_deref(), Some("streaming"), "{format}");
+        assert_eq!(got.content_type, content_type, "{format}");
+        let (text, record) = governed(format, &got.body());
+        let want = one_shot_url(&json!({"tool": "web.chat", "raw_text": answer})).await;
+        assert_eq!(text, want["raw_text_out"].as_str().unwrap(), "{format}");
+        assert_eq!((&record["decision"], &record["reasons"]), (&want["decision"], &want["reasons"]), "{format}");
+        assert!(!got.body().contains("alice@example.com"), "{format}");
+        if format == "openai" {
+            assert!(got.body().ends_with("data: [DONE]\n\n"));
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs cargo lambda watch: scripts/test-aws"]
+async fn function_url_stream_sends_governed_bytes_before_the_end() {
+    // 640 KB in one request body: the function hands it to the stream in 8 KiB pieces, so the
+    // answer leaves in many chunks, the first long before the record.
+    let line = "Reach alice@example.com or +44 20 7946 0958; card 4111 1111 1111 1111. Grüße 👋\n";
+    let text = line.repeat(8000);
+    let got = post_stream("/api/v1/postcheck/stream?tool=web.chat", text.clone()).await;
+    assert_eq!((got.status, got.mode.as_deref()), (200, Some("streaming")));
+    let (first, last) = (got.chunks[0].0, got.chunks[got.chunks.len() - 1].0);
+    println!("lambda stream: {} chunks, first at {first:.1} ms, last at {last:.1} ms", got.chunks.len());
+    assert!(got.chunks.len() > 10, "{} chunks", got.chunks.len());
+    assert!(!String::from_utf8_lossy(&got.chunks[0].1).contains("\"warden\""), "the first chunk is governed text");
+    assert!(first < last, "first {first} ms, last {last} ms");
+    let (out, record) = governed("text", &got.body());
+    let want = one_shot_url(&json!({"tool": "web.chat", "raw_text": text})).await;
+    assert_eq!(out, want["raw_text_out"].as_str().unwrap());
+    assert_eq!(record["pii_counts"]["email_address"], 8000);
+}
+
+#[tokio::test]
+#[ignore = "needs cargo lambda watch: scripts/test-aws"]
+async fn function_url_stream_applies_a_request_policy_and_its_deny_ends_with_the_record() {
+    let policy = json!({"version": "v1", "tool_access": {"crm.chat": {"direction": "egress", "action": "redact",
+        "allow_pii": {"PII:email_address": "tokenize", "PII:us_ssn": "deny"}}}});
+    let encoded =
+        percent_encoding::utf8_percent_encode(&policy.to_string(), percent_encoding::NON_ALPHANUMERIC).to_string();
+    let path = format!("/api/v1/postcheck/stream?tool=crm.chat&format=openai&policy_config={encoded}");
+    let ok = "Write to alice@example.com please. ".repeat(30);
+    let got = post_stream(&path, framed("openai", &ok)).await;
+    let (text, record) = governed("openai", &got.body());
+    let want = one_shot_url(&json!({"tool": "crm.chat", "raw_text": ok, "policy_config": policy})).await;
+    assert_eq!(text, want["raw_text_out"].as_str().unwrap());
+    assert!(text.contains("pii_"), "{text}");
+    assert_eq!(record["decision"], want["decision"]);
+
+    let denied = format!("{}SSN 123-45-6789 {}", "fine words here ".repeat(60), "more ".repeat(200));
+    let got = post_stream(&path, framed("openai", &denied)).await;
+    let body = got.body();
+    let want = one_shot_url(&json!({"tool": "crm.chat", "raw_text": denied, "policy_config": policy})).await;
+    assert_eq!(want["decision"], "deny");
+    let last = body.trim_end().rsplit("\n\n").next().unwrap();
+    let record: Value = serde_json::from_str(last.strip_prefix("event: warden\ndata: ").unwrap()).unwrap();
+    assert_eq!((&record["decision"], &record["reasons"]), (&want["decision"], &want["reasons"]));
+    assert!(!body.contains("123-45-6789") && !body.contains("[DONE]"), "{body}");
+}
+
+#[tokio::test]
+#[ignore = "needs cargo lambda watch: scripts/test-aws"]
+async fn a_streaming_function_url_serves_every_route_and_other_origins_stay_buffered() {
+    // The conformance corpus through the streaming URL (a RESPONSE_STREAM URL streams every
+    // answer, one-shot routes included).
+    let mut checked = 0;
+    for (_, case) in load_all().unwrap() {
+        if case.env.contains_key("ON_ERROR") {
+            continue;
+        }
+        let resp = reqwest::Client::new()
+            .post(url(&format!("/api/v1/{}", case.endpoint)))
+            .json(&case.request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["lambda-runtime-function-response-mode"], "streaming");
+        assert_eq!(resp.status(), 200, "{}", case.name);
+        compare(&case, &resp.json::<Value>().await.unwrap()).unwrap();
+        checked += 1;
+    }
+    assert!(checked >= 50, "{checked}");
+    // A Function URL event invoked directly is streamed too (cargo lambda strips the prelude).
+    let mut event = http_event(Origin::FunctionUrl, "POST", "/api/v1/postcheck/stream", None, &[]);
+    event["rawQueryString"] = json!("tool=web.chat");
+    event["body"] = json!("mail alice@example.com");
+    event["headers"]["content-type"] = json!("text/plain");
+    let at = format!("{}/2015-03-31/functions/{}/invocations", streaming(), var("WARDEN_AWS_FUNCTION"));
+    let resp = reqwest::Client::new().post(&at).json(&event).send().await.unwrap();
+    assert_eq!(resp.headers()["lambda-runtime-function-response-mode"], "streaming");
+    let (text, record) = governed("text", &resp.text().await.unwrap());
+    assert_eq!((text.as_str(), record["decision"].as_str()), ("mail <USER_EMAIL>", Some("transform")));
+    // An HTTP API event (payload 2.0 as well, invoked buffered) stays buffered: 501 there.
+    let mut event = http_event(Origin::HttpV2, "POST", "/api/v1/postcheck/stream", Some(&json!({})), &[]);
+    event["rawQueryString"] = json!("tool=web.chat");
+    let (status, body) = http_answer(&invoke_at(&streaming(), &event).await);
+    assert_eq!(status, 501, "{body}");
+    // And every other event shape is answered as before.
+    let answer = invoke_at(&streaming(), &json!({"action": "evaluate", "payload": {"m": "a@b.co"}})).await;
+    assert!(answer["decision"].is_string(), "{answer}");
+}

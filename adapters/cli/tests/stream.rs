@@ -212,3 +212,158 @@ fn a_deny_mid_stream_ends_with_the_record_and_one_audit_line() {
     let audit: Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!((audit["operation"].clone(), audit["decision"].clone()), (json!("postcheck_stream"), json!("deny")));
 }
+
+/// Streams `text` (format `text`) to `query`'s stream route in one body; the governed text and
+/// the final record.
+fn stream_text(base: &str, query: &[(&str, &str)], text: &str) -> (u16, String, Value) {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{base}/api/v1/postcheck/stream"))
+        .query(query)
+        .body(text.to_owned())
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().unwrap();
+    if status != 200 {
+        return (status, String::new(), serde_json::from_str(&body).unwrap());
+    }
+    let mut out = String::new();
+    let mut record = Value::Null;
+    for line in body.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        match (v["text"].as_str(), v.get("warden")) {
+            (Some(piece), _) => out += piece,
+            (None, Some(r)) => record = r.clone(),
+            _ => panic!("unexpected line {line}"),
+        }
+    }
+    (status, out, record)
+}
+
+fn postcheck(base: &str, request: &Value) -> Value {
+    reqwest::blocking::Client::new()
+        .post(format!("{base}/api/v1/postcheck"))
+        .json(request)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// A request policy: `crm.chat` tokenizes e-mail addresses and denies SSNs.
+fn crm_policy() -> Value {
+    json!({"version": "v1", "defaults": {"egress": {"action": "redact"}}, "tool_access": {"crm.chat": {
+        "direction": "egress", "action": "redact",
+        "allow_pii": {"PII:email_address": "tokenize", "PII:us_ssn": "deny"}}}})
+}
+
+#[test]
+fn a_request_policy_governs_the_stream_as_it_governs_postcheck() {
+    let server = serve(&[], &[]);
+    let policy = crm_policy().to_string();
+    let text = "Write to alice@example.com or bob@example.org, call +44 20 7946 0958. ".repeat(40);
+    let (status, out, record) =
+        stream_text(&server.base, &[("tool", "crm.chat"), ("policy_config", &policy), ("format", "text")], &text);
+    assert_eq!(status, 200, "{record}");
+    let want = postcheck(&server.base, &json!({"tool": "crm.chat", "raw_text": text, "policy_config": crm_policy()}));
+    assert_eq!(out, want["raw_text_out"].as_str().unwrap());
+    assert!(out.contains("pii_"), "the request policy tokenizes: {out}");
+    assert_eq!((&record["decision"], &record["reasons"]), (&want["decision"], &want["reasons"]));
+    assert_eq!(record["policy_id"], want["policy_id"]);
+    // Without it, the server policy redacts: the request policy made the difference.
+    let (_, plain, _) = stream_text(&server.base, &[("tool", "crm.chat")], &text);
+    assert!(!plain.contains("pii_") && plain.contains("<USER_EMAIL>"), "{plain}");
+
+    // Its deny ends the stream with the record, as postcheck denies.
+    let denied = format!("{}SSN 123-45-6789 {}", "fine words here ".repeat(50), "more ".repeat(100));
+    let (_, out, record) = stream_text(&server.base, &[("tool", "crm.chat"), ("policy_config", &policy)], &denied);
+    let want = postcheck(&server.base, &json!({"tool": "crm.chat", "raw_text": denied, "policy_config": crm_policy()}));
+    assert_eq!((want["decision"].as_str(), record["decision"].as_str()), (Some("deny"), Some("deny")));
+    assert_eq!(record["reasons"], want["reasons"]);
+    assert!(!out.contains("123-45-6789"));
+}
+
+#[test]
+fn request_policies_on_streams_follow_the_operator_switch_and_the_limits() {
+    let policy = crm_policy().to_string();
+    let q = |p: &str| vec![("tool", "crm.chat".to_owned()), ("policy_config", p.to_owned())];
+    let send = |base: &str, query: Vec<(&str, String)>| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{base}/api/v1/postcheck/stream"))
+            .query(&query)
+            .body("hello")
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        (status, serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{status} {e}: {text}")))
+    };
+    // Off: refused exactly as postcheck refuses it.
+    let off = serve(&[("WARDEN_REQUEST_POLICY", "off".into())], &[]);
+    let (status, body) = send(&off.base, q(&policy));
+    let want = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/postcheck", off.base))
+        .json(&json!({"tool": "crm.chat", "raw_text": "hello", "policy_config": crm_policy()}))
+        .send()
+        .unwrap();
+    assert_eq!((status, want.status().as_u16()), (422, 422));
+    assert_eq!(body["error"]["code"], "policy_config_disabled");
+    assert_eq!(body["error"]["code"], want.json::<Value>().unwrap()["error"]["code"]);
+    // Tighten needs both policies' verdicts on the whole text: refused for streams.
+    let tighten = serve(&[("WARDEN_REQUEST_POLICY", "tighten".into())], &[]);
+    let (status, body) = send(&tighten.base, q(&policy));
+    assert_eq!(status, 422);
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["field"].as_str()),
+        (Some("policy_config_disabled"), Some("policy_config"))
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("/api/v1/postcheck"), "{body}");
+    // Replace (the default): malformed, invalid (postcheck would apply `on_error` to the whole
+    // text), duplicate-key and oversized documents are 422s naming the field.
+    let server = serve(&[], &[]);
+    let huge = json!({"version": "v1", "deny_tools": vec!["x".repeat(64); 300]}).to_string();
+    let invalid = r#"{"version": "v1", "defaults": {"egress": {"action": "explode"}}}"#;
+    for bad in ["{not json", invalid, r#"{"version": "v1", "version": "v1"}"#, huge.as_str()] {
+        let (status, body) = send(&server.base, q(bad));
+        assert_eq!(status, 422, "{bad:.60}: {body}");
+        assert!(body["error"]["field"].as_str().unwrap().starts_with("policy_config"), "{body}");
+    }
+    let (status, body) = send(&server.base, vec![("tool", "t".into()), ("tool_config", "[".into())]);
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("tool_config")));
+}
+
+#[test]
+fn streams_check_budgets_before_the_first_byte_and_spend_at_the_end() {
+    let server = serve(&[("BUDGET_DEFAULT_LIMIT", "10".into())], &[]);
+    let tool_config = json!({"metadata": {"purchase_amount": 6}}).to_string();
+    let text = "A short answer for alice@example.com. ".repeat(10);
+    let query = [("tool", "shop.chat"), ("user_id", "u-stream"), ("tool_config", tool_config.as_str())];
+    // First stream: under budget; spends the purchase and the text's estimated LLM cost.
+    let (status, out, record) = stream_text(&server.base, &query, &text);
+    assert_eq!(status, 200);
+    assert!(out.contains("<USER_EMAIL>"), "{out}");
+    assert_eq!(record["decision"], "transform", "{record}");
+    assert!(record["reasons"].as_array().unwrap().contains(&json!("budget_check_passed")), "{record}");
+    let spent = record["budget_info"]["projectedSpend"].as_f64().unwrap();
+    // The same text through postcheck for another user is estimated the same (chars alike).
+    let twin = postcheck(
+        &server.base,
+        &json!({"tool": "shop.chat", "raw_text": text, "user_id": "u-twin", "tool_config": {"metadata": {"purchase_amount": 6}}}),
+    );
+    assert_eq!(twin["budget_info"], record["budget_info"], "stream {record} vs postcheck {twin}");
+    assert!(spent > 6.0, "{record}");
+    // Second stream: 6 + 6 > 10 before any text: a deny record, and no text at all.
+    let (status, out, record) = stream_text(&server.base, &query, &text);
+    assert_eq!(status, 200);
+    assert_eq!(out, "");
+    assert_eq!(record["decision"], "deny", "{record}");
+    assert!(record["reasons"].as_array().unwrap().contains(&json!("budget_exceeded")), "{record}");
+    // Postcheck sees the same spend (its own over-budget check records nothing): the first
+    // stream's spend was recorded, the refused one's was not.
+    let after = postcheck(
+        &server.base,
+        &json!({"tool": "shop.chat", "raw_text": "hi", "user_id": "u-stream", "tool_config": {"metadata": {"purchase_amount": 6}}}),
+    );
+    assert_eq!(after["decision"], "deny", "{after}");
+    assert_eq!(after["budget_status"]["currentSpend"].as_f64(), Some(spent), "{after}");
+}

@@ -153,7 +153,7 @@ async fn start_stream(state: &AppState, req: Request) -> Result<Response, ApiErr
                     let out = governed.push(&chunk);
                     if governed.is_stopped() {
                         let mut out = out;
-                        out.extend(governed.finish(None));
+                        out.extend(governed.finish(None).await);
                         return Some((Ok::<_, std::convert::Infallible>(Bytes::from(out)), None));
                     }
                     if !out.is_empty() {
@@ -161,10 +161,10 @@ async fn start_stream(state: &AppState, req: Request) -> Result<Response, ApiErr
                     }
                 }
                 Some(Err(e)) => {
-                    let out = governed.finish(Some(&e.to_string()));
+                    let out = governed.finish(Some(&e.to_string())).await;
                     return Some((Ok(Bytes::from(out)), None));
                 }
-                None => return Some((Ok(Bytes::from(governed.finish(None))), None)),
+                None => return Some((Ok(Bytes::from(governed.finish(None).await)), None)),
             }
         }
     });

@@ -97,6 +97,9 @@ pub struct StreamOutcome {
     pub error: Option<(ErrorCode, String)>,
     /// Bytes of input read.
     pub input_bytes: u64,
+    /// Characters (Unicode scalars) of governed text read, over every text of the stream:
+    /// what a postcheck of the same text would count for budgets.
+    pub text_chars: u64,
 }
 
 impl StreamOutcome {
@@ -231,6 +234,7 @@ impl FormatStream {
                 pii_counts: Vec::new(),
                 error: None,
                 input_bytes: 0,
+                text_chars: 0,
             },
             stopped: false,
             ended: false,
@@ -255,6 +259,8 @@ impl FormatStream {
         }
         self.outcome.input_bytes += input.len() as u64;
         if self.format == StreamFormat::Text {
+            // A UTF-8 character has exactly one byte that is not a continuation byte.
+            self.outcome.text_chars += input.iter().filter(|&&b| b & 0xC0 != 0x80).count() as u64;
             let Some(stream) = self.text(gate, 0).and_then(|t| t.stream.as_mut()) else { return out };
             match stream.push(gate, input) {
                 Ok(piece) => text_line(&mut out, &piece),
@@ -363,6 +369,7 @@ impl FormatStream {
 
     /// Governs `piece` of text `index`; `None` when the stream stopped.
     fn govern(&mut self, gate: &Gate<'_>, index: u64, piece: &str) -> Option<String> {
+        self.outcome.text_chars += piece.chars().count() as u64;
         let stream = self.text(gate, index)?.stream.as_mut()?;
         match stream.push(gate, piece.as_bytes()) {
             Ok(out) => Some(out),

@@ -40,6 +40,7 @@ pub(super) struct Outcome {
 }
 
 /// A budget outcome to join into a response.
+#[derive(Debug)]
 pub(super) struct BudgetJoin {
     decision: Decision,
     reason: Reason,
@@ -104,6 +105,30 @@ impl BudgetJoin {
         if *target.decision == Decision::Deny {
             response.withhold();
         }
+    }
+}
+
+impl BudgetJoin {
+    /// Whether the budget denies.
+    pub(super) fn denies(&self) -> bool {
+        self.decision == Decision::Deny
+    }
+
+    /// Joins into a stream's outcome as [`join`](Self::join) does into a response (nothing
+    /// to withhold: the stream sends no more text after a deny); returns the budget fields
+    /// for the metadata record.
+    pub(super) fn join_stream(
+        self,
+        outcome: &mut crate::stream::StreamOutcome,
+    ) -> (Option<BudgetStatus>, Option<BudgetInfo>) {
+        if self.failed && self.decision == Decision::Deny {
+            outcome.policy_id = PolicyId::OnError;
+        }
+        outcome.decision = outcome.decision.max(self.decision);
+        if !outcome.reasons.contains(&self.reason) {
+            outcome.reasons.push(self.reason);
+        }
+        (self.status, self.info)
     }
 }
 
@@ -363,7 +388,7 @@ impl Service {
     /// store failure is answered per `on_error` for a request, and is an error (so the
     /// platform redelivers) for a message.
     #[allow(clippy::too_many_arguments)]
-    async fn budget(
+    pub(super) async fn budget(
         &self,
         user: &str,
         chars: usize,
