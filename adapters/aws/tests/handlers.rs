@@ -256,6 +256,7 @@ fn url_event(origin: Origin, path: &str, query: &str, body: &str) -> Value {
 
 #[tokio::test]
 async fn a_streaming_function_url_streams_and_every_other_origin_stays_buffered() {
+    let buffered = std::sync::Arc::new(app(&[("WARDEN_EMF", "false")]).await);
     let app = std::sync::Arc::new(app(&[("WARDEN_FUNCTION_URL_STREAMING", "true"), ("WARDEN_EMF", "false")]).await);
     let text = "Mail alice@example.com, then more words. ".repeat(1000);
     let (status, ct, chunks) =
@@ -315,7 +316,6 @@ async fn a_streaming_function_url_streams_and_every_other_origin_stays_buffered(
     assert!(answer["decision"].is_string(), "{answer}");
 
     // Without the setting, a Function URL is buffered as before.
-    let buffered = std::sync::Arc::new(app(&[("WARDEN_EMF", "false")]).await);
     let resp = respond(&buffered, url_event(Origin::FunctionUrl, "/api/v1/postcheck/stream", "tool=t", "x"))
         .await
         .unwrap_err();

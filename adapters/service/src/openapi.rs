@@ -37,7 +37,7 @@ fn stream_op() -> Value {
                 "text/event-stream": {"schema": {"type": "string"}},
             },
         }));
-        map.insert("501".into(), json!({"description": "The runtime buffers responses (AWS Lambda with buffered responses, Azure Functions): use POST /api/v1/postcheck", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
+        map.insert("501".into(), json!({"description": "The runtime buffers responses (AWS Lambda through API Gateway, ALB or a buffered Function URL; Azure Functions): use POST /api/v1/postcheck, or a Lambda Function URL in RESPONSE_STREAM mode", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
     }
     json!({"post": {
         "summary": "Streaming postcheck of an AI answer: the body is governed as it arrives, equal to a one-shot postcheck of the whole text (for every decision but deny)",
@@ -48,7 +48,9 @@ fn stream_op() -> Value {
             q("field", false, "ndjson: JSON pointer of the text delta (default: the first string among /choices/0/delta/content, /message/content, /response, /delta/text, /text, /content)", s.clone()),
             q("user_id", false, "End user (rate limit key, decision record)", s.clone()),
             q("corr_id", false, "Correlation id", s.clone()),
-            q("tags", false, "Comma-separated tags", s),
+            q("tags", false, "Comma-separated tags", s.clone()),
+            q("policy_config", false, "The request's own policy as JSON (URL-encoded, at most 16 KiB), validated as for POST /api/v1/postcheck: refused (422 policy_config_disabled) with WARDEN_REQUEST_POLICY=off and, for streams, also with tighten (combining both policies needs the whole text); with replace it governs the stream. An invalid one is a 422 (postcheck would apply on_error to the whole text)", s.clone()),
+            q("tool_config", false, "Tool configuration as JSON (URL-encoded, at most 16 KiB): metadata.purchase_amount|amount|price|cost and metadata.model feed budgets", s),
         ],
         "requestBody": {"required": true, "content": {
             "text/plain": {"schema": {"type": "string"}},
@@ -76,7 +78,9 @@ pub fn document() -> Value {
                 "StreamRecord": {"type": "object", "required": ["decision", "reasons", "policy_id", "pii_counts"], "properties": {
                     "decision": decision, "reasons": {"type": "array", "items": {"type": "string"}}, "policy_id": policy_id,
                     "pii_counts": {"type": "object", "additionalProperties": {"type": "integer"}}, "request_id": {"type": "string"},
-                    "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                    "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+                    "budget_status": {"type": "object", "description": "As in a postcheck response, when the request names a user_id and budgets are on"},
+                    "budget_info": {"type": "object", "description": "As in a postcheck response (the LLM estimate is for the characters of text the stream governed)"}}},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
                 "CheckRequest": {"type": "object", "required": ["tool", "raw_text"], "properties": {
