@@ -145,10 +145,7 @@ fn streamed(resp: axum::response::Response) -> StreamResponse<ResponseStream> {
         .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned())
         .collect();
     headers.remove(http::header::SET_COOKIE);
-    let mut prelude = MetadataPrelude::default();
-    prelude.status_code = parts.status;
-    prelude.headers = headers;
-    prelude.cookies = cookies;
+    let prelude = MetadataPrelude { status_code: parts.status, headers, cookies };
     StreamResponse { metadata_prelude: prelude, stream: Box::pin(body.into_data_stream()) }
 }
 
