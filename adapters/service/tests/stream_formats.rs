@@ -361,3 +361,47 @@ fn bad_input_stops_with_an_error_record() {
     let f = s.finish(&gate);
     assert!(f.outcome.error.unwrap().1.contains("longer than"));
 }
+
+#[test]
+fn text_chars_counts_the_governed_text_in_every_format_for_budgets() {
+    let mut rng = Rng::with_seed(16);
+    let policy = Policy::default();
+    let (key, detector) = (TokenKey::new("salt"), Detector::new());
+    let gate = Gate::new(&policy, &key, &detector);
+    for round in 0..40 {
+        // Without the values the strict fallback denies: a deny stops reading.
+        let t = text(&mut rng).replace("SSN: 123-45-6789", "SSN").replace("password: hunter2!", "pw");
+        let want = t.chars().count() as u64;
+        let pieces = deltas(&mut rng, &t);
+        let input: String = match round % 4 {
+            0 => t.clone(),
+            1 => pieces.iter().map(|p| format!("{}\n", json!({"message": {"content": p}}))).collect(),
+            2 => {
+                let mut s: String = pieces
+                    .iter()
+                    .map(|p| format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": p}}]})))
+                    .collect();
+                s += "data: [DONE]\n\n";
+                s
+            }
+            _ => pieces
+                .iter()
+                .map(|p| {
+                    let d =
+                        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}});
+                    format!("event: content_block_delta\ndata: {d}\n\n")
+                })
+                .collect(),
+        };
+        let format =
+            [StreamFormat::Text, StreamFormat::Ndjson, StreamFormat::OpenAi, StreamFormat::Anthropic][round % 4];
+        let mut s = FormatStream::new(&gate, "web.chat", "", format, None);
+        // Byte chunks cut inside characters: the count is of characters, not of pieces.
+        for c in chunks(&mut rng, input.as_bytes()) {
+            s.push(&gate, &c);
+        }
+        let outcome = s.finish(&gate).outcome;
+        assert_ne!(outcome.decision, Decision::Deny, "round {round}: {outcome:?}");
+        assert_eq!(outcome.text_chars, want, "round {round} ({format:?}): {t:?}");
+    }
+}

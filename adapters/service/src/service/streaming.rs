@@ -305,3 +305,24 @@ impl Drop for PostcheckStream {
         self.close(finished, refused);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_query_parameters_are_bounded_strict_json() {
+        assert_eq!(json_param(None, "policy_config").unwrap(), None);
+        assert_eq!(json_param(Some(r#"{"a":1}"#), "tool_config").unwrap(), Some(serde_json::json!({"a": 1})));
+        for (bad, why) in [("{", "not valid JSON"), (r#"{"a":1,"a":2}"#, "not valid JSON")] {
+            let e = json_param(Some(bad), "policy_config").unwrap_err().body();
+            assert_eq!(e["error"]["field"], "policy_config");
+            assert!(e["error"]["message"].as_str().unwrap().contains(why), "{e}");
+        }
+        let long = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_QUERY_JSON));
+        let e = json_param(Some(&long), "tool_config").unwrap_err().body();
+        assert!(e["error"]["message"].as_str().unwrap().contains("longer than"), "{e}");
+        assert_eq!(e["error"]["field"], "tool_config");
+    }
+}
