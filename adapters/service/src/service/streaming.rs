@@ -144,7 +144,8 @@ impl Service {
             }
             _ => {}
         }
-        // Check only (no spend): is the user already over budget before any text is sent?
+        // Check only: is the user already over budget before any text is sent? (A `confirm`
+        // decision never records spend; the stream's own spend comes at its end.)
         let refused = match query.user_id.as_deref() {
             Some(user) => self
                 .budget(user, 0, tool_config.as_ref(), &query.tool, None, Decision::Confirm, now_ms, meta)
