@@ -219,3 +219,26 @@ async fn large_bodies_are_governed_off_the_async_workers_with_the_same_answer() 
     let (status, health) = post(&app, "/", &json!({"action": "health"}), None).await;
     assert_eq!((status, &health["status"]), (200, &json!("healthy")));
 }
+
+/// A key repeated inside `policy_config` or `tool_config` is as ambiguous as one at the top
+/// level: the typed fast path must refuse it like the strict reader does.
+#[tokio::test]
+async fn a_key_repeated_inside_a_request_policy_is_refused() {
+    let app = app(service(&[]).build().unwrap(), None);
+    for (body, key) in [
+        (r#"{"tool":"t","raw_text":"x","policy_config":{"version":"v1","version":"v1"}}"#, "version"),
+        (r#"{"tool":"t","raw_text":"x","tool_config":{"a":{"b":1,"b":2}}}"#, "b"),
+    ] {
+        for path in ["/api/v1/precheck", "/api/v1/postcheck"] {
+            let mut req = http::Request::post(path).body(Body::from(body)).unwrap();
+            req.extensions_mut().insert(ClientAddr("198.51.100.20".parse::<IpAddr>().unwrap()));
+            let resp = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status().as_u16(), 400, "{path} {body}");
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+            let answer: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(answer["error"]["code"], "invalid_json", "{answer}");
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(key), "{message}");
+        }
+    }
+}

@@ -242,7 +242,12 @@ impl Service {
                 return crate::error::to_body(&answer);
             }
         };
-        let req: warden_engine::CheckRequest = crate::error::parse_typed(body)?;
+        let mut req: warden_engine::CheckRequest = crate::error::parse_typed(body)?;
+        // serde_json's `Value` keeps the last of repeated keys inside these free-form fields;
+        // the strict reader refuses them, as it does everywhere else.
+        if req.policy_config.is_some() || req.tool_config.is_some() {
+            req = crate::error::from_value(crate::error::parse_body(body)?)?;
+        }
         self.check_typed(req, direction, meta, crate::error::to_body).await?
     }
 
