@@ -9,8 +9,10 @@
 //! [`MAX_BATCH`]), writes them in one transaction — one row update per user, one insert per
 //! transaction, prepared statements — and commits once with `synchronous = FULL` (the WAL is
 //! synced). Only then is any spend of that window answered. Requests keep being decided
-//! while a window syncs, so the next window is collected during the previous one's sync.
-//! So:
+//! while a window syncs, so the next window is collected during the previous one's sync;
+//! under concurrent load the writer also waits (at most `GATHER_MAX`, 500 µs) for as many jobs as
+//! it expects back from the clients it last answered, so one commit serves them all (see
+//! `writer`). So:
 //!
 //! - a spend that was answered is durable: a crash (process or machine) after the answer
 //!   loses nothing; a crash before the commit loses only spends that were never answered.
