@@ -52,14 +52,16 @@ mod prometheus {
     use crate::record::DecisionRecord;
     use crate::service::Observer;
     use prometheus_client::encoding::text::encode;
-    use prometheus_client::encoding::EncodeLabelSet;
+    use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::family::Family;
     use prometheus_client::metrics::gauge::Gauge;
-    use prometheus_client::metrics::histogram::Histogram;
+    use prometheus_client::metrics::{MetricType, TypedMetric};
     use prometheus_client::registry::Registry;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, OnceLock};
     use warden_engine::PiiKind;
-    use warden_engine::{PiiOutcome, Reason};
+    use warden_engine::{Decision, PiiOutcome, PolicyId, Reason};
 
     /// `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus
     /// scrapes natively).
@@ -106,7 +108,92 @@ mod prometheus {
     type HistogramFamily = Family<OperationLabels, Histogram, fn() -> Histogram>;
 
     fn duration_histogram() -> Histogram {
-        Histogram::new(DURATION_BUCKETS)
+        Histogram::default()
+    }
+
+    /// The operations counted under their own label (anything else is `other`).
+    const OPERATIONS: [&str; 8] =
+        ["precheck", "postcheck", "postcheck_stream", "evaluate", "redact", "batch", "detokenize", OTHER];
+    const DECISIONS: usize = 4;
+    const POLICIES: usize = 7;
+
+    /// A `precheck_duration_seconds` histogram with [`DURATION_BUCKETS`], updated with atomics
+    /// only (prometheus-client's own takes a lock per observation). A scrape reads each
+    /// field separately, so it may see an observation in the count and not yet in the sum.
+    #[derive(Clone, Debug, Default)]
+    pub(super) struct Histogram {
+        inner: Arc<HistogramInner>,
+    }
+
+    #[derive(Debug, Default)]
+    struct HistogramInner {
+        /// The sum's `f64` bits.
+        sum: AtomicU64,
+        count: AtomicU64,
+        /// Observations per bucket (not cumulative), the last one above every bound.
+        buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    }
+
+    impl Histogram {
+        pub(super) fn observe(&self, seconds: f64) {
+            let i = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(DURATION_BUCKETS.len());
+            if let Some(bucket) = self.inner.buckets.get(i) {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+            self.inner.count.fetch_add(1, Ordering::Relaxed);
+            // An f64 add as a compare-and-swap loop: lock-free, retried only on a race.
+            let _ = self.inner.sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + seconds).to_bits())
+            });
+        }
+    }
+
+    impl TypedMetric for Histogram {
+        const TYPE: MetricType = MetricType::Histogram;
+    }
+
+    impl EncodeMetric for Histogram {
+        fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+            let bounds = DURATION_BUCKETS.iter().copied().chain(std::iter::once(f64::MAX));
+            let buckets: Vec<(f64, u64)> =
+                bounds.zip(self.inner.buckets.iter().map(|b| b.load(Ordering::Relaxed))).collect();
+            let sum = f64::from_bits(self.inner.sum.load(Ordering::Relaxed));
+            let count = self.inner.count.load(Ordering::Relaxed);
+            encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+        }
+
+        fn metric_type(&self) -> MetricType {
+            Self::TYPE
+        }
+    }
+
+    /// The children of the request counter and duration histogram, looked up once per label
+    /// set: counting is then atomics only, without the family's lock.
+    #[derive(Debug)]
+    struct Cached {
+        requests: [[[OnceLock<Counter>; POLICIES]; DECISIONS]; OPERATIONS.len()],
+        duration: [OnceLock<Histogram>; OPERATIONS.len()],
+    }
+
+    fn decision_index(decision: Decision) -> usize {
+        match decision {
+            Decision::Allow => 0,
+            Decision::Transform => 1,
+            Decision::Confirm => 2,
+            Decision::Deny => 3,
+        }
+    }
+
+    fn policy_index(policy: PolicyId) -> usize {
+        match policy {
+            PolicyId::DenyExec => 0,
+            PolicyId::ToolAccess => 1,
+            PolicyId::Defaults => 2,
+            PolicyId::NetRedactRegex => 3,
+            PolicyId::StrictFallback => 4,
+            PolicyId::OnError => 5,
+            PolicyId::Detokenize => 6,
+        }
     }
 
     /// All of Warden's Prometheus metrics, in a registry of their own (no global state).
@@ -123,6 +210,7 @@ mod prometheus {
         active_requests: Gauge,
         policy_reloads: Family<OutcomeLabels, Counter>,
         delivery: DeliveryStats,
+        cached: Cached,
     }
 
     impl Default for Metrics {
@@ -201,6 +289,12 @@ mod prometheus {
                 active_requests,
                 policy_reloads,
                 delivery,
+                cached: Cached {
+                    requests: std::array::from_fn(|_| {
+                        std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new()))
+                    }),
+                    duration: std::array::from_fn(|_| OnceLock::new()),
+                },
             }
         }
 
@@ -208,18 +302,27 @@ mod prometheus {
         /// `pii_detections_total` (action read from the PII reasons) and, when the reasons
         /// carry a budget outcome, `budget_checks_total`.
         pub fn observe(&self, record: &DecisionRecord) {
-            self.requests
-                .get_or_create(&RequestLabels {
-                    operation: operation_label(record.operation),
-                    decision: record.decision.name(),
-                    policy_id: record.policy_id.name(),
-                })
-                .inc();
+            let operation = operation_label(record.operation);
+            let op = OPERATIONS.iter().position(|o| *o == operation).unwrap_or(OPERATIONS.len() - 1);
+            let requests = self
+                .cached
+                .requests
+                .get(op)
+                .and_then(|d| d.get(decision_index(record.decision)))
+                .and_then(|p| p.get(policy_index(record.policy_id)));
+            let labels =
+                || RequestLabels { operation, decision: record.decision.name(), policy_id: record.policy_id.name() };
+            match requests {
+                Some(slot) => slot.get_or_init(|| self.requests.get_or_create_owned(&labels())).inc(),
+                None => self.requests.get_or_create(&labels()).inc(),
+            };
             let seconds = record.latency_ms / 1_000.0;
             if seconds.is_finite() && seconds >= 0.0 {
-                self.duration
-                    .get_or_create(&OperationLabels { operation: operation_label(record.operation) })
-                    .observe(seconds);
+                let labels = OperationLabels { operation };
+                match self.cached.duration.get(op) {
+                    Some(slot) => slot.get_or_init(|| self.duration.get_or_create_owned(&labels)).observe(seconds),
+                    None => self.duration.get_or_create(&labels).observe(seconds),
+                }
             }
             for (kind, count) in &record.pii_counts {
                 let labels = PiiLabels { r#type: type_label(kind), action: pii_action(&record.reasons, kind) };

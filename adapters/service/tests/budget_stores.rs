@@ -444,6 +444,39 @@ mod redis_store {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_store_spends_in_one_round_trip_and_survives_a_script_flush() {
+        let Some(server) = redis_server("redis_store_spends_in_one_round_trip_and_survives_a_script_flush") else {
+            return;
+        };
+        let store = redis_store(&server.url, "evalsha").await;
+        let client = redis::Client::open(server.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let calls = |stats: &str, command: &str| -> u64 {
+            stats
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+                .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+        };
+        // A server without the script (restarted, or flushed): the spend still goes through.
+        let () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+        let () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.unwrap();
+        let out = store.check_and_spend(spend("u1", 10, 0, true), NOW).await.unwrap();
+        assert!(out.recorded);
+        // Then every spend is one EVALSHA (the first one above answered NOSCRIPT), and a
+        // status read one MULTI/EXEC with one HMGET.
+        for _ in 0..5 {
+            assert!(store.check_and_spend(spend("u1", 10, 0, true), NOW).await.unwrap().recorded);
+        }
+        assert_eq!(store.status("u1", NOW).await.unwrap().llm_spend, Money::from_micros(60));
+        let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+        assert_eq!(calls(&stats, "evalsha"), 6, "{stats}");
+        assert_eq!(calls(&stats, "eval"), 1, "{stats}");
+        assert_eq!(calls(&stats, "script|load"), 0, "{stats}");
+        assert_eq!(calls(&stats, "exec"), 1, "{stats}");
+        assert_eq!(calls(&stats, "hmget"), 1, "{stats}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis_store_reports_an_unreachable_server() {
         // Nothing listens on port 1: connecting fails with a store error, not a hang or panic.
         let started = std::time::Instant::now();

@@ -188,11 +188,11 @@ impl BudgetStore for RedisBudgetStore {
     async fn status(&self, user: &str, now_secs: i64) -> Result<BudgetSnapshot, StoreError> {
         let period = period_key(now_secs);
         let mut conn = self.conn.clone();
-        let (limit, llm, purchase): (Option<String>, Option<String>, Option<String>) = ::redis::pipe()
+        // One round trip: the limit and both amounts in one MULTI/EXEC (a consistent read).
+        let (limit, (llm, purchase)): (Option<String>, (Option<String>, Option<String>)) = ::redis::pipe()
             .atomic()
             .get(self.key(user, "limit"))
-            .hget(self.key(user, &period), "llm")
-            .hget(self.key(user, &period), "purchase")
+            .hget(self.key(user, &period), &["llm", "purchase"])
             .query_async(&mut conn)
             .await
             .map_err(redis_error)?;
@@ -212,24 +212,36 @@ impl BudgetStore for RedisBudgetStore {
         let llm = clamp(req.llm);
         let purchase = clamp(req.purchase);
         let mut conn = self.conn.clone();
-        let (limit, llm_before, purchase_before, recorded): (String, String, String, i64) = self
-            .script
-            .key(self.key(&req.user, &period))
-            .key(self.key(&req.user, "limit"))
-            .key(self.key(&req.user, "tx"))
-            .key(self.key(&req.user, "seq"))
-            .arg(self.default_limit.micros())
-            .arg(llm)
-            .arg(purchase)
-            .arg(u8::from(req.record))
-            .arg(&req.tool)
-            .arg(req.corr_id.as_deref().unwrap_or(""))
-            .arg(now_secs)
-            .arg(PERIOD_TTL_SECS)
-            .arg(TRANSACTION_HISTORY)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_error)?;
+        // One round trip per spend: EVALSHA, and on NOSCRIPT (a restarted or flushed server)
+        // EVAL with the script's text, which also caches it for the next EVALSHA.
+        let call = |command: &str, script: &str| {
+            let mut cmd = ::redis::cmd(command);
+            cmd.arg(script)
+                .arg(4)
+                .arg(self.key(&req.user, &period))
+                .arg(self.key(&req.user, "limit"))
+                .arg(self.key(&req.user, "tx"))
+                .arg(self.key(&req.user, "seq"))
+                .arg(self.default_limit.micros())
+                .arg(llm)
+                .arg(purchase)
+                .arg(u8::from(req.record))
+                .arg(&req.tool)
+                .arg(req.corr_id.as_deref().unwrap_or(""))
+                .arg(now_secs)
+                .arg(PERIOD_TTL_SECS)
+                .arg(TRANSACTION_HISTORY);
+            cmd
+        };
+        type Reply = (String, String, String, i64);
+        let reply: Reply = match call("EVALSHA", self.script.get_hash()).query_async(&mut conn).await {
+            Err(e) if e.kind() == ::redis::ErrorKind::NoScriptError => {
+                call("EVAL", CHECK_AND_SPEND_LUA).query_async(&mut conn).await
+            }
+            other => other,
+        }
+        .map_err(redis_error)?;
+        let (limit, llm_before, purchase_before, recorded) = reply;
         let limit = parse_micros(Some(limit))?;
         let llm_before = parse_micros(Some(llm_before))?;
         let purchase_before = parse_micros(Some(purchase_before))?;

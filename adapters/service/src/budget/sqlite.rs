@@ -9,8 +9,11 @@
 //! [`MAX_BATCH`]), writes them in one transaction — one row update per user, one insert per
 //! transaction, prepared statements — and commits once with `synchronous = FULL` (the WAL is
 //! synced). Only then is any spend of that window answered. Requests keep being decided
-//! while a window syncs, so the next window is collected during the previous one's sync.
-//! So:
+//! while a window syncs, so the next window is collected during the previous one's sync;
+//! when syncs are slow (windows of 1 ms or more) and clients concurrent, the writer also
+//! waits a little (a quarter of the last window's time, at most 500 µs) for the jobs it
+//! expects back from the clients it last answered, so one commit serves them all instead of
+//! windows alternating between two halves of the clients (see `writer`). So:
 //!
 //! - a spend that was answered is durable: a crash (process or machine) after the answer
 //!   loses nothing; a crash before the commit loses only spends that were never answered.
@@ -32,9 +35,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use warden_engine::budget::{period_key, Money};
 
@@ -71,6 +75,17 @@ CREATE INDEX IF NOT EXISTS budget_transactions_by_user ON budget_transactions (u
 
 /// Most queued changes written by one transaction.
 pub const MAX_BATCH: usize = 512;
+
+/// Longest a window waits to gather the jobs it expects (see [`writer`]).
+const GATHER_MAX: Duration = Duration::from_micros(500);
+
+/// A window waits at most this fraction of the previous window's time (commit and sync):
+/// waiting only pays when the sync is slow.
+const GATHER_SHARE: u32 = 4;
+
+/// No wait below this (windows faster than 1 ms): with a fast sync, holding clients costs
+/// more throughput than the commits it saves (measured on tmpfs and a 0.09 ms disk).
+const GATHER_MIN: Duration = Duration::from_micros(250);
 
 /// Ledger shards (independent locks).
 const SHARDS: usize = 16;
@@ -127,7 +142,7 @@ pub struct SqliteBudgetStore {
 #[derive(Debug)]
 struct Shared {
     ledger: Arc<Ledger>,
-    queue: mpsc::Sender<Job>,
+    queue: Queue,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     path: PathBuf,
 }
@@ -213,7 +228,7 @@ impl Shard {
     fn apply<T>(
         &mut self,
         user: &str,
-        queue: &mpsc::Sender<Job>,
+        queue: &Queue,
         f: &mut impl FnMut(&mut Row, &mut dyn FnMut(Job) -> Result<(), StoreError>) -> Result<T, StoreError>,
     ) -> Option<Result<T, StoreError>> {
         let cached = self.rows.get_mut(user)?;
@@ -261,6 +276,38 @@ impl Ledger {
             s.rows.clear();
             s.stale_upto = s.queued;
         }
+    }
+}
+
+/// The writer's queue. Besides the channel, senders count what they send, so a writer
+/// gathering a window sleeps until the job it waits for is sent (one wake-up per window)
+/// instead of being woken by every send or polling.
+#[derive(Debug)]
+struct Queue {
+    jobs: mpsc::Sender<Job>,
+    gate: Arc<Gate>,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    /// Jobs sent so far.
+    sent: AtomicU64,
+    /// While the writer gathers: the value of `sent` it waits for (0: not waiting).
+    want: AtomicU64,
+    writer: OnceLock<std::thread::Thread>,
+}
+
+impl Queue {
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).map_err(|_| stopped())?;
+        // Counted after the send, so a writer that sees the count finds the job in the channel.
+        let sent = self.gate.sent.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+        if sent == self.gate.want.load(Ordering::SeqCst) {
+            if let Some(writer) = self.gate.writer.get() {
+                writer.unpark();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -332,11 +379,16 @@ impl SqliteBudgetStore {
         }
         let conn = open_connection(&path)?;
         let ledger = Arc::new(Ledger::new());
-        let (queue, jobs) = mpsc::channel::<Job>();
+        let (tx, jobs) = mpsc::channel::<Job>();
+        let gate = Arc::new(Gate::default());
+        let queue = Queue { jobs: tx, gate: Arc::clone(&gate) };
         let writer_ledger = Arc::clone(&ledger);
         let writer = std::thread::Builder::new()
             .name(String::from("warden-budgets"))
-            .spawn(move || writer(conn, &jobs, &writer_ledger))
+            .spawn(move || {
+                let _ = gate.writer.set(std::thread::current());
+                writer(conn, &jobs, &gate, &writer_ledger)
+            })
             .map_err(|e| StoreError::new("sqlite", format!("cannot start the writer thread: {e}")))?;
         let shared = Arc::new(Shared { ledger, queue, writer: Mutex::new(Some(writer)), path });
         open.push((key, Arc::downgrade(&shared)));
@@ -349,7 +401,7 @@ impl SqliteBudgetStore {
     }
 
     fn send(&self, job: Job) -> Result<(), StoreError> {
-        self.shared.queue.send(job).map_err(|_| stopped())
+        self.shared.queue.send(job)
     }
 
     /// Queues a read of `user`'s stored row; returns it with the read's place in the shard's
@@ -435,19 +487,36 @@ fn in_use(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// The writer thread: one transaction and one commit per window of queued jobs. Ends on
 /// [`Job::Stop`] (or when every sender is gone) after writing everything queued before it.
-fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, ledger: &Ledger) {
+///
+/// **Gathering.** Every window costs a commit (WAL writes and a sync) and wakes the threads
+/// waiting for it, whatever its size, so under load bigger windows cost less per request.
+/// Concurrent clients answered by one window come back with their next request, so the
+/// writer expects the previous window's jobs again plus the jobs that were already queued
+/// when it answered them (clients of another window, which would otherwise settle into
+/// windows alternating with it, each paying a sync). When the previous window had several
+/// jobs it waits for that many, at most a quarter of the previous window's time and at most
+/// [`GATHER_MAX`]. With a fast sync (windows under 1 ms) it does not wait at all; a lone
+/// client never waits.
+fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, gate: &Gate, ledger: &Ledger) {
     let mut commits = 0u32;
+    let mut taken = 0u64;
+    let mut expected = 0usize;
+    let mut wait = Duration::ZERO;
     while let Ok(first) = jobs.recv() {
         let mut window = vec![first];
-        while window.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => window.push(job),
-                Err(_) => break,
-            }
+        taken = taken.wrapping_add(1);
+        drain(jobs, &mut window, &mut taken);
+        if expected > 1 && window.len() < expected && wait >= GATHER_MIN {
+            gather(jobs, gate, &mut window, &mut taken, expected, wait);
         }
+        let size = window.len();
         let stop = window.iter().any(|job| matches!(job, Job::Stop));
         let wrote = window.iter().any(|job| matches!(job, Job::Spend(_) | Job::SetLimit { .. }));
-        run_window(&mut conn, window, ledger);
+        let started = Instant::now();
+        let sent = run_window(&mut conn, window, gate, ledger);
+        wait = (started.elapsed() / GATHER_SHARE).min(GATHER_MAX);
+        let carried = usize::try_from(sent.saturating_sub(taken)).unwrap_or(MAX_BATCH);
+        expected = size.saturating_add(carried);
         if wrote {
             commits = commits.saturating_add(1);
         }
@@ -462,6 +531,51 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, ledger: &Ledger) {
     }
 }
 
+/// Takes every job waiting, up to [`MAX_BATCH`] in the window.
+fn drain(jobs: &mpsc::Receiver<Job>, window: &mut Vec<Job>, taken: &mut u64) {
+    while window.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => {
+                window.push(job);
+                *taken = taken.wrapping_add(1);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Waits until the window holds `target` jobs (or [`MAX_BATCH`]), at most `wait`.
+fn gather(
+    jobs: &mpsc::Receiver<Job>,
+    gate: &Gate,
+    window: &mut Vec<Job>,
+    taken: &mut u64,
+    target: usize,
+    wait: Duration,
+) {
+    let target = target.min(MAX_BATCH);
+    let deadline = Instant::now() + wait;
+    let base = taken.wrapping_sub(window.len() as u64);
+    let want = base.wrapping_add(target as u64);
+    gate.want.store(want, Ordering::SeqCst);
+    while window.len() < target && !window.iter().any(|job| matches!(job, Job::Stop)) {
+        // A sender that counted `want` before the store above did not wake us: look first.
+        if gate.sent.load(Ordering::SeqCst) < want {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+        let before = window.len();
+        drain(jobs, window, taken);
+        if window.len() == before && Instant::now() >= deadline {
+            break;
+        }
+    }
+    gate.want.store(0, Ordering::SeqCst);
+}
+
 /// A user's spend changes within one window, written as one row update.
 struct Pending {
     period: String,
@@ -470,17 +584,19 @@ struct Pending {
     now_secs: i64,
 }
 
-fn run_window(conn: &mut Connection, window: Vec<Job>, ledger: &Ledger) {
+/// Runs one window and answers its jobs; returns how many jobs had been sent by then.
+fn run_window(conn: &mut Connection, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -> u64 {
     let mut answers = Vec::with_capacity(window.len());
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             let e = db_error(e);
             ledger.forget_all();
+            let sent = gate.sent.load(Ordering::SeqCst);
             for job in window {
                 fail(job, &e);
             }
-            return;
+            return sent;
         }
     };
     let mut pending: HashMap<String, Pending> = HashMap::new();
@@ -527,9 +643,11 @@ fn run_window(conn: &mut Connection, window: Vec<Job>, ledger: &Ledger) {
     if commit.is_err() {
         ledger.forget_all();
     }
+    let sent = gate.sent.load(Ordering::SeqCst);
     for answer in answers {
         answer.send(&commit);
     }
+    sent
 }
 
 /// Answers a job that never ran.
