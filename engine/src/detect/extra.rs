@@ -66,23 +66,35 @@ impl Gazetteer {
 
 /// Decodes a front-coded table (see scripts/corpus/gazetteer.py) into sorted hashes.
 fn decode(table: &str) -> Vec<u64> {
-    let mut name: Vec<u8> = Vec::new();
+    // The hash state after each prefix of the current name (`[0]` is the empty name): a line
+    // hashes only the bytes it does not share with the name before it (`fnv` of the name).
+    let mut states: Vec<u64> = alloc::vec![FNV_BASIS];
     let mut out = Vec::new();
-    for line in table.lines() {
-        let mut bytes = line.bytes();
-        let Some(shared) = bytes.next().and_then(|d| char::from(d).to_digit(36)) else {
+    for line in table.as_bytes().split(|&c| c == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(shared) = line.first().and_then(|&d| char::from(d).to_digit(36)) else {
             continue;
         };
-        name.truncate(shared as usize);
-        name.extend(bytes);
-        out.push(fnv(&name));
+        states.truncate(shared as usize + 1);
+        let mut h = states.last().copied().unwrap_or(FNV_BASIS);
+        for &c in line.get(1..).unwrap_or_default() {
+            h = fnv_step(h, c);
+            states.push(h);
+        }
+        out.push(h);
     }
     out.sort_unstable();
     out
 }
 
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv_step(h: u64, c: u8) -> u64 {
+    (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3)
+}
+
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &c| (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(FNV_BASIS, |h, &c| fnv_step(h, c))
 }
 
 /// The lookup key of a word: lower-case ASCII with Latin accents dropped and apostrophes left
@@ -150,17 +162,19 @@ fn upper_at(text: &str, i: usize) -> bool {
 /// End of the word at `i`: letters, with `'` and `-` between letters (`O'Brien`,
 /// `Jean-Luc`); at most `MAX_WORD` + 1 bytes are read.
 fn word_end(b: &[u8], i: usize) -> usize {
-    let mut j = i;
-    while j < i + MAX_WORD + 1 {
-        // Non-ASCII bytes count as letters, so `’` is read with the word like `'`.
-        let c = at(b, j);
-        if letter(c) || ((c == b'\'' || c == b'-') && letter(at(b, j + 1)) && j > i) {
-            j += 1;
-        } else {
-            break;
+    // Non-ASCII bytes count as letters, so `’` is read with the word like `'`.
+    let window = b.get(i..b.len().min(i + MAX_WORD + 1)).unwrap_or_default();
+    let mut j = 0;
+    loop {
+        // A run of letters (found without a bounds check per byte: every word of the text is read
+        // here), then a joining `'` or `-` with a letter after it continues the word.
+        let rest = window.get(j..).unwrap_or_default();
+        j += rest.iter().position(|&c| !letter(c)).unwrap_or(rest.len());
+        match window.get(j) {
+            Some(b'\'' | b'-') if j > 0 && letter(at(b, i + j + 1)) => j += 1,
+            _ => return i + j,
         }
     }
-    j
 }
 
 /// The word at `i..e`, ASCII-lower-cased into `buf` (for list look-ups); empty when too long.
@@ -1012,8 +1026,8 @@ fn person_at(gaz: &Gazetteer, text: &str, i: usize, limit: usize, field_cue: boo
     let (first, last) = (words.first()?, words.last()?);
     let word = |(s, e): (usize, usize)| b.get(s..e).unwrap_or_default();
     // A known first name anywhere but last (`Luiz Felipe Abreu`, `Anna Kowalczyk`).
-    let known_first = words.iter().rev().skip(1).any(|&w| Gazetteer::has(&gaz.first, word(w)));
-    let known_last = Gazetteer::has(&gaz.last, word(*last));
+    let known_first = || words.iter().rev().skip(1).any(|&w| Gazetteer::has(&gaz.first, word(w)));
+    let known_last = || Gazetteer::has(&gaz.last, word(*last));
     let org = words.len() == 2 && lists(lower(b, first.0, last.1, &mut buf)) & ORGANISATION != 0;
     let cue = match (titled || field_cue, cued) {
         (true, _) => Cue::Strong,
@@ -1021,9 +1035,10 @@ fn person_at(gaz: &Gazetteer, text: &str, i: usize, limit: usize, field_cue: boo
         (false, true) => Cue::None,
         (false, false) => cue_before(b, start),
     };
+    // The gazetteers are searched last, and only when the cue leaves the answer open.
     let accept = match words.len() {
         1 => cue == Cue::Strong || (cued && Gazetteer::has(&gaz.first, word(*first))),
-        _ => !org && (known_first || cue == Cue::Strong || (cue == Cue::Weak && known_last)),
+        _ => !org && (cue == Cue::Strong || known_first() || (cue == Cue::Weak && known_last())),
     };
     accept.then_some((start, end))
 }
@@ -1699,7 +1714,12 @@ pub(super) fn addresses(text: &str, out: &mut Vec<(usize, usize)>) {
         // `Rua de Pinho, S/N`: "sem número", a street without a house number.
         let no_number = c == b'S' && b.get(i..i + 3) == Some(b"S/N") && !letter(at(b, i + 3));
         if !c.is_ascii_digit() && !no_number {
-            i += 1;
+            // Straight to the next byte that can start an address (one unit of work per byte, as
+            // if stepped over one at a time).
+            let rest = b.get(i + 1..).unwrap_or_default();
+            let skip = rest.iter().position(|&c| c.is_ascii_digit() || c == b'S').unwrap_or(rest.len());
+            spend(skip);
+            i += 1 + skip;
             continue;
         }
         let token_start = !(prev(b, i).is_ascii_alphanumeric()
