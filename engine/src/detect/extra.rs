@@ -166,15 +166,38 @@ fn word_end(b: &[u8], i: usize) -> usize {
     let window = b.get(i..b.len().min(i + MAX_WORD + 1)).unwrap_or_default();
     let mut j = 0;
     loop {
-        // A run of letters (found without a bounds check per byte: every word of the text is read
-        // here), then a joining `'` or `-` with a letter after it continues the word.
-        let rest = window.get(j..).unwrap_or_default();
-        j += rest.iter().position(|&c| !letter(c)).unwrap_or(rest.len());
+        // A run of letters, then a joining `'` or `-` with a letter after it continues the word.
+        j += letter_run(window.get(j..).unwrap_or_default());
         match window.get(j) {
             Some(b'\'' | b'-') if j > 0 && letter(at(b, i + j + 1)) => j += 1,
             _ => return i + j,
         }
     }
+}
+
+/// Length of the run of letters (`letter`) that starts `w`. Every word of the text is read here,
+/// so eight bytes are tested at a time.
+fn letter_run(w: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let mut n = 0;
+    let mut chunks = w.chunks_exact(8);
+    for chunk in &mut chunks {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else { break };
+        let x = u64::from_le_bytes(bytes);
+        // ASCII folded to lower case with bit 7 cleared, so the per-byte adds below never carry
+        // into the next byte; bit 7 of each byte then says `>= 'a'`, and `> 'z'`.
+        let low = (x | ONES * 0x20) & !HIGH;
+        let from_a = (low + ONES * u64::from(0x80 - b'a')) & HIGH;
+        let past_z = (low + ONES * u64::from(0x80 - b'z' - 1)) & HIGH;
+        let letters = (x & HIGH) | (from_a & !past_z);
+        let others = !letters & HIGH;
+        if others != 0 {
+            return n + (others.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + chunks.remainder().iter().position(|&c| !letter(c)).unwrap_or(chunks.remainder().len())
 }
 
 /// The word at `i..e`, ASCII-lower-cased into `buf` (for list look-ups); empty when too long.
