@@ -187,7 +187,7 @@ fn letter_run(w: &[u8]) -> usize {
         let x = u64::from_le_bytes(bytes);
         // ASCII folded to lower case with bit 7 cleared, so the per-byte adds below never carry
         // into the next byte; bit 7 of each byte then says `>= 'a'`, and `> 'z'`.
-        let low = (x | ONES * 0x20) & !HIGH;
+        let low = (x | (ONES * 0x20)) & !HIGH;
         let from_a = (low + ONES * u64::from(0x80 - b'a')) & HIGH;
         let past_z = (low + ONES * u64::from(0x80 - b'z' - 1)) & HIGH;
         let letters = (x & HIGH) | (from_a & !past_z);
@@ -274,10 +274,23 @@ struct Slot {
     lists: u32,
 }
 
+/// The hash table: slots, and beside them 16 bits of each slot's hash (0 when free) in a 4 KB
+/// array that stays in the L1 cache, so most words, which are on no list, are turned away
+/// without reading a slot or comparing bytes.
+struct Table {
+    tags: [u16; SLOTS],
+    slots: [Slot; SLOTS],
+}
+
+/// The tag of a word hash: bits the slot index does not use, never 0.
+const fn tag(h: usize) -> u16 {
+    ((h >> 16) as u16) | 1
+}
+
 /// Every list word in one open-addressing hash table (FNV-1a, linear probing), filled at compile
 /// time: a look-up is one hash and about one comparison whatever the lists' lengths (they were
 /// scanned one entry at a time per capitalized word), and nothing is built at run time.
-static WORDS: [Slot; SLOTS] = table();
+static WORDS: Table = table();
 
 /// The lists the lower-cased word `w` is on (0 for none, and for the empty word).
 fn lists(w: &[u8]) -> u32 {
@@ -285,13 +298,17 @@ fn lists(w: &[u8]) -> u32 {
         return 0;
     }
     let mut s = word_hash(w);
+    let t = tag(s);
     for _ in 0..SLOTS {
-        let Some(slot) = WORDS.get(s & (SLOTS - 1)) else { break };
-        if slot.word == w {
-            return slot.lists;
-        }
-        if slot.word.is_empty() {
-            break;
+        let i = s & (SLOTS - 1);
+        match WORDS.tags.get(i) {
+            Some(&x) if x == t => {
+                if let Some(slot) = WORDS.slots.get(i).filter(|slot| slot.word == w) {
+                    return slot.lists;
+                }
+            }
+            Some(0) | None => break,
+            Some(_) => {}
         }
         s = s.wrapping_add(1);
     }
@@ -324,8 +341,8 @@ const fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// Builds [`WORDS`] from [`LISTS`] (a word on several lists gets all their bits). Compile-time
 /// only: a table too small for the lists fails the build (at most half full, so probing ends).
-const fn table() -> [Slot; SLOTS] {
-    let mut t = [Slot { word: &[], lists: 0 }; SLOTS];
+const fn table() -> Table {
+    let mut t = Table { tags: [0; SLOTS], slots: [Slot { word: &[], lists: 0 }; SLOTS] };
     let mut used = 0;
     let mut lists = LISTS;
     while let [(list, bit), more @ ..] = lists {
@@ -335,10 +352,14 @@ const fn table() -> [Slot; SLOTS] {
             let mut s = word_hash(w);
             assert!(used * 2 < SLOTS, "extra::SLOTS is too small for the word lists");
             loop {
-                let (_, from) = t.split_at_mut(s & (SLOTS - 1));
+                let (_, from) = t.slots.split_at_mut(s & (SLOTS - 1));
                 let Some(slot) = from.first_mut() else { break };
                 if slot.word.is_empty() {
                     *slot = Slot { word: w, lists: *bit };
+                    let (_, tags) = t.tags.split_at_mut(s & (SLOTS - 1));
+                    if let Some(x) = tags.first_mut() {
+                        *x = tag(word_hash(w));
+                    }
                     used += 1;
                     break;
                 }
