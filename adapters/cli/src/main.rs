@@ -163,24 +163,36 @@ fn detect(policy: Option<PathBuf>, types: &[String]) -> CmdResult {
     }
     let policy = policy.as_ref().clone().with_detect_extra(warden_engine::Extra::ALL);
     let gate = service.gate(&policy);
-    let stdin = std::io::stdin();
-    let mut out = std::io::stdout().lock();
-    for (n, line) in stdin.lock().lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read stdin line {}: {e}", n + 1))?;
+    // Replies are flushed before a read that may wait for input (a caller sending one line at a
+    // time gets its answer at once), not after every line already at hand: one write per batch.
+    let mut input = std::io::BufReader::with_capacity(64 << 10, std::io::stdin().lock());
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let mut buf = String::new();
+    for n in 0.. {
+        if !input.buffer().contains(&b'\n') {
+            out.flush().map_err(|e| e.to_string())?;
+        }
+        buf.clear();
+        if input.read_line(&mut buf).map_err(|e| format!("cannot read stdin line {}: {e}", n + 1))? == 0 {
+            break;
+        }
+        // The line without its `\n` or `\r\n` (as `BufRead::lines` gives it).
+        let line = buf.strip_suffix('\n').map_or(buf.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
         if line.trim().is_empty() {
             continue;
         }
         // Most lines are read straight into `DetectRequest` and answered without a JSON tree.
-        let request = line.trim_start().starts_with('{').then(|| serde_json::from_str::<DetectRequest<'_>>(&line));
+        let request = line.trim_start().starts_with('{').then(|| serde_json::from_str::<DetectRequest<'_>>(line));
         let written = match request {
             Some(Ok(req)) => {
                 let reply = DetectReply { id: &req.id, entities: &entities(&gate, &req.text, types) };
                 serde_json::to_writer(&mut out, &reply).map_err(std::io::Error::from)
             }
-            _ => write!(out, "{}", detect_line(&gate, &line, n + 1, types)),
+            _ => write!(out, "{}", detect_line(&gate, line, n + 1, types)),
         };
-        written.and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+        written.and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())?;
     }
+    out.flush().map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
