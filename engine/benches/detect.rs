@@ -1,7 +1,7 @@
 //! Engine benchmarks (criterion): a 1 KB precheck without, with some and with dense PII; the
-//! detector alone on the same texts and on ~1 MB of prose; adversarial inputs at three sizes
-//! (throughput that stays flat as the input grows is the linear-time check); building the
-//! detector. `scripts/bench` runs these and prints a summary table.
+//! detector alone on the same texts and on ~1 MB of prose (also with the opt-in detectors on);
+//! adversarial inputs at three sizes (throughput that stays flat as the input grows is the
+//! linear-time check); building the detector. `scripts/bench` runs these and prints a summary table.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
@@ -9,7 +9,7 @@ mod common;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
-use warden_engine::{Detector, Direction, Gate, TokenKey};
+use warden_engine::{Detector, Direction, Extra, Gate, TokenKey};
 
 fn precheck_1k(c: &mut Criterion) {
     let policy = common::policy();
@@ -42,6 +42,8 @@ fn detect_prose(c: &mut Criterion) {
     g.sample_size(30).measurement_time(Duration::from_secs(4));
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.bench_function("1mb", |b| b.iter(|| detector.detect(black_box(&text))));
+    // With the opt-in person and street-address detectors, as `warden detect` runs them.
+    g.bench_function("1mb_extra", |b| b.iter(|| detector.detect_with_extra(None, black_box(&text), Extra::ALL)));
     g.finish();
 }
 

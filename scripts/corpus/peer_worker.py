@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs a peer PII detector behind the same JSONL protocol as `warden detect`, so the benchmark
 drives every engine the same way: one `{"id","text"}` line in, one
-`{"id","entities":[{"type","start","end"}]}` line out (char offsets), flushed per line.
+`{"id","entities":[{"type","start","end"}]}` line out (char offsets), flushed before the worker
+waits for more input (as `warden detect` does).
 
 Engines (each used the way its README shows a new user):
   presidio  presidio-analyzer's AnalyzerEngine with all predefined recognizers and the no-op NLP
@@ -20,6 +21,7 @@ Types are the engine's own labels; bench_peers.py maps them to Warden's.
 """
 
 import json
+import os
 import sys
 
 
@@ -83,13 +85,23 @@ def main():
     engines = {"presidio": presidio, "presidio_spacy": presidio_spacy, "tork": tork, "datafog": datafog}
     detect = engines[sys.argv[1]]()
     out = sys.stdout
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        req = json.loads(line)
-        ents = [{"type": t, "start": s, "end": e} for t, s, e in detect(req["text"])]
-        out.write(json.dumps({"id": req["id"], "entities": ents}) + "\n")
+    # Like `warden detect`: the replies to every complete line at hand, then one flush before
+    # waiting for more input.
+    pending = b""
+    while True:
+        chunk = os.read(0, 1 << 16)
+        pending += chunk
+        lines = pending.split(b"\n")
+        pending = lines.pop() if chunk else b""
+        for line in lines:
+            if not line.strip():
+                continue
+            req = json.loads(line)
+            ents = [{"type": t, "start": s, "end": e} for t, s, e in detect(req["text"])]
+            out.write(json.dumps({"id": req["id"], "entities": ents}) + "\n")
         out.flush()
+        if not chunk:
+            break
 
 
 if __name__ == "__main__":

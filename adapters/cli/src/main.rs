@@ -163,17 +163,64 @@ fn detect(policy: Option<PathBuf>, types: &[String]) -> CmdResult {
     }
     let policy = policy.as_ref().clone().with_detect_extra(warden_engine::Extra::ALL);
     let gate = service.gate(&policy);
-    let stdin = std::io::stdin();
-    let mut out = std::io::stdout().lock();
-    for (n, line) in stdin.lock().lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read stdin line {}: {e}", n + 1))?;
+    // Replies are flushed before a read that may wait for input (a caller sending one line at a
+    // time gets its answer at once), not after every line already at hand: one write per batch.
+    let mut input = std::io::BufReader::with_capacity(64 << 10, std::io::stdin().lock());
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
+    let mut buf = String::new();
+    for n in 0.. {
+        if !input.buffer().contains(&b'\n') {
+            out.flush().map_err(|e| e.to_string())?;
+        }
+        buf.clear();
+        if input.read_line(&mut buf).map_err(|e| format!("cannot read stdin line {}: {e}", n + 1))? == 0 {
+            break;
+        }
+        // The line without its `\n` or `\r\n` (as `BufRead::lines` gives it).
+        let line = buf.strip_suffix('\n').map_or(buf.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
         if line.trim().is_empty() {
             continue;
         }
-        let reply = detect_line(&gate, &line, n + 1, types);
-        writeln!(out, "{reply}").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+        // Most lines are read straight into `DetectRequest` and answered without a JSON tree.
+        let request = line.trim_start().starts_with('{').then(|| serde_json::from_str::<DetectRequest<'_>>(line));
+        let written = match request {
+            Some(Ok(req)) => {
+                let reply = DetectReply { id: &req.id, entities: &entities(&gate, &req.text, types) };
+                serde_json::to_writer(&mut out, &reply).map_err(std::io::Error::from)
+            }
+            _ => write!(out, "{}", detect_line(&gate, line, n + 1, types)),
+        };
+        written.and_then(|()| out.write_all(b"\n")).map_err(|e| e.to_string())?;
     }
+    out.flush().map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The members of a `warden detect` line, read without a `serde_json::Value` tree. A line this
+/// does not take (`text` missing or not a string, a member twice, invalid JSON) goes through
+/// `detect_line`, which words the error.
+#[derive(serde::Deserialize)]
+struct DetectRequest<'a> {
+    #[serde(default)]
+    id: serde_json::Value,
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+}
+
+/// `{"id", "entities"}`, in that order (as `detect_line` writes it).
+#[derive(serde::Serialize)]
+struct DetectReply<'a> {
+    id: &'a serde_json::Value,
+    entities: &'a [warden_engine::Entity],
+}
+
+/// The entities of `text`, narrowed to `types` when given.
+fn entities(gate: &warden_engine::Gate<'_>, text: &str, types: &[String]) -> Vec<warden_engine::Entity> {
+    let mut entities = gate.redact(text).matches;
+    if !types.is_empty() {
+        entities.retain(|e| types.contains(&e.ty));
+    }
+    entities
 }
 
 /// One JSONL line → one JSONL reply; a bad line yields `{"id", "error"}`, never an abort.
@@ -184,13 +231,7 @@ fn detect_line(gate: &warden_engine::Gate<'_>, line: &str, n: usize, types: &[St
     };
     let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
     match v.get("text").and_then(serde_json::Value::as_str) {
-        Some(text) => {
-            let mut entities = gate.redact(text).matches;
-            if !types.is_empty() {
-                entities.retain(|e| types.contains(&e.ty));
-            }
-            serde_json::json!({"id": id, "entities": entities})
-        }
+        Some(text) => serde_json::json!({"id": id, "entities": entities(gate, text, types)}),
         None => serde_json::json!({"id": id, "line": n, "error": format!("line {n}: field `text` must be a string")}),
     }
 }

@@ -66,23 +66,35 @@ impl Gazetteer {
 
 /// Decodes a front-coded table (see scripts/corpus/gazetteer.py) into sorted hashes.
 fn decode(table: &str) -> Vec<u64> {
-    let mut name: Vec<u8> = Vec::new();
+    // The hash state after each prefix of the current name (`[0]` is the empty name): a line
+    // hashes only the bytes it does not share with the name before it (`fnv` of the name).
+    let mut states: Vec<u64> = alloc::vec![FNV_BASIS];
     let mut out = Vec::new();
-    for line in table.lines() {
-        let mut bytes = line.bytes();
-        let Some(shared) = bytes.next().and_then(|d| char::from(d).to_digit(36)) else {
+    for line in table.as_bytes().split(|&c| c == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(shared) = line.first().and_then(|&d| char::from(d).to_digit(36)) else {
             continue;
         };
-        name.truncate(shared as usize);
-        name.extend(bytes);
-        out.push(fnv(&name));
+        states.truncate(shared as usize + 1);
+        let mut h = states.last().copied().unwrap_or(FNV_BASIS);
+        for &c in line.get(1..).unwrap_or_default() {
+            h = fnv_step(h, c);
+            states.push(h);
+        }
+        out.push(h);
     }
     out.sort_unstable();
     out
 }
 
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv_step(h: u64, c: u8) -> u64 {
+    (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3)
+}
+
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &c| (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(FNV_BASIS, |h, &c| fnv_step(h, c))
 }
 
 /// The lookup key of a word: lower-case ASCII with Latin accents dropped and apostrophes left
@@ -150,17 +162,42 @@ fn upper_at(text: &str, i: usize) -> bool {
 /// End of the word at `i`: letters, with `'` and `-` between letters (`O'Brien`,
 /// `Jean-Luc`); at most `MAX_WORD` + 1 bytes are read.
 fn word_end(b: &[u8], i: usize) -> usize {
-    let mut j = i;
-    while j < i + MAX_WORD + 1 {
-        // Non-ASCII bytes count as letters, so `’` is read with the word like `'`.
-        let c = at(b, j);
-        if letter(c) || ((c == b'\'' || c == b'-') && letter(at(b, j + 1)) && j > i) {
-            j += 1;
-        } else {
-            break;
+    // Non-ASCII bytes count as letters, so `’` is read with the word like `'`.
+    let window = b.get(i..b.len().min(i + MAX_WORD + 1)).unwrap_or_default();
+    let mut j = 0;
+    loop {
+        // A run of letters, then a joining `'` or `-` with a letter after it continues the word.
+        j += letter_run(window.get(j..).unwrap_or_default());
+        match window.get(j) {
+            Some(b'\'' | b'-') if j > 0 && letter(at(b, i + j + 1)) => j += 1,
+            _ => return i + j,
         }
     }
-    j
+}
+
+/// Length of the run of letters (`letter`) that starts `w`. Every word of the text is read here,
+/// so eight bytes are tested at a time.
+fn letter_run(w: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let mut n = 0;
+    let mut chunks = w.chunks_exact(8);
+    for chunk in &mut chunks {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else { break };
+        let x = u64::from_le_bytes(bytes);
+        // ASCII folded to lower case with bit 7 cleared, so the per-byte adds below never carry
+        // into the next byte; bit 7 of each byte then says `>= 'a'`, and `> 'z'`.
+        let low = (x | (ONES * 0x20)) & !HIGH;
+        let from_a = (low + ONES * u64::from(0x80 - b'a')) & HIGH;
+        let past_z = (low + ONES * u64::from(0x80 - b'z' - 1)) & HIGH;
+        let letters = (x & HIGH) | (from_a & !past_z);
+        let others = !letters & HIGH;
+        if others != 0 {
+            return n + (others.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + chunks.remainder().iter().position(|&c| !letter(c)).unwrap_or(chunks.remainder().len())
 }
 
 /// The word at `i..e`, ASCII-lower-cased into `buf` (for list look-ups); empty when too long.
@@ -177,8 +214,166 @@ fn lower<'a>(b: &[u8], i: usize, e: usize, buf: &'a mut [u8; MAX_WORD]) -> &'a [
     out
 }
 
-fn is_in(list: &[&str], w: &[u8]) -> bool {
-    list.iter().any(|x| x.as_bytes() == w)
+// --- word lists ---------------------------------------------------------------------------
+
+// The lists a lower-cased word is on, as bits of one `u32` (see [`lists`]).
+const HONORIFIC: u32 = 1 << 0;
+const GREETING: u32 = 1 << 1;
+const STRONG_CUE: u32 = 1 << 2;
+const WEAK_CUE: u32 = 1 << 3;
+const STOP_WORD: u32 = 1 << 4;
+const ORGANISATION: u32 = 1 << 5;
+const ARTICLE: u32 = 1 << 6;
+const NAME_SUFFIX: u32 = 1 << 7;
+const PARTICLE: u32 = 1 << 8;
+const NEWLINE_CUE: u32 = 1 << 9;
+const COPULA: u32 = 1 << 10;
+const SUBJECT: u32 = 1 << 11;
+const SUFFIX: u32 = 1 << 12;
+const ABBREVIATION: u32 = 1 << 13;
+const COUNTER: u32 = 1 << 14;
+const PREFIX: u32 = 1 << 15;
+const NUMBER_PREFIX: u32 = 1 << 16;
+const STREET_WORD: u32 = 1 << 17;
+const UNIT: u32 = 1 << 18;
+const NAME_PARTICLE: u32 = 1 << 19;
+const ORDINAL: u32 = 1 << 20;
+
+/// Every list a word is looked up in, with its bit.
+const LISTS: &[(&[&str], u32)] = &[
+    (HONORIFICS, HONORIFIC),
+    (GREETINGS, GREETING),
+    (STRONG_CUES, STRONG_CUE),
+    (WEAK_CUES, WEAK_CUE),
+    (STOP, STOP_WORD),
+    (ORGANISATIONS, ORGANISATION),
+    (ARTICLES, ARTICLE),
+    (NAME_SUFFIXES, NAME_SUFFIX),
+    (PARTICLES, PARTICLE),
+    (NEWLINE_CUES, NEWLINE_CUE),
+    (COPULAS, COPULA),
+    (SUBJECTS, SUBJECT),
+    (SUFFIXES, SUFFIX),
+    (ABBREVIATIONS, ABBREVIATION),
+    (COUNTERS, COUNTER),
+    (PREFIXES, PREFIX),
+    (NUMBER_PREFIXES, NUMBER_PREFIX),
+    (STREET_WORDS, STREET_WORD),
+    (UNITS, UNIT),
+    (NAME_PARTICLES, NAME_PARTICLE),
+    (ORDINALS, ORDINAL),
+];
+
+/// Slots of [`WORDS`]: a power of two, at least twice the number of distinct list words.
+const SLOTS: usize = 2048;
+
+/// One slot of [`WORDS`]: a list word (empty when the slot is free) and the lists it is on.
+#[derive(Clone, Copy)]
+struct Slot {
+    word: &'static [u8],
+    lists: u32,
+}
+
+/// The hash table: slots, and beside them 16 bits of each slot's hash (0 when free) in a 4 KB
+/// array that stays in the L1 cache, so most words, which are on no list, are turned away
+/// without reading a slot or comparing bytes.
+struct Table {
+    tags: [u16; SLOTS],
+    slots: [Slot; SLOTS],
+}
+
+/// The tag of a word hash: bits the slot index does not use, never 0.
+const fn tag(h: usize) -> u16 {
+    ((h >> 16) as u16) | 1
+}
+
+/// Every list word in one open-addressing hash table (FNV-1a, linear probing), filled at compile
+/// time: a look-up is one hash and about one comparison whatever the lists' lengths (they were
+/// scanned one entry at a time per capitalized word), and nothing is built at run time.
+static WORDS: Table = table();
+
+/// The lists the lower-cased word `w` is on (0 for none, and for the empty word).
+fn lists(w: &[u8]) -> u32 {
+    if w.is_empty() {
+        return 0;
+    }
+    let mut s = word_hash(w);
+    let t = tag(s);
+    for _ in 0..SLOTS {
+        let i = s & (SLOTS - 1);
+        match WORDS.tags.get(i) {
+            Some(&x) if x == t => {
+                if let Some(slot) = WORDS.slots.get(i).filter(|slot| slot.word == w) {
+                    return slot.lists;
+                }
+            }
+            Some(0) | None => break,
+            Some(_) => {}
+        }
+        s = s.wrapping_add(1);
+    }
+    0
+}
+
+const fn word_hash(w: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut rest = w;
+    while let [c, tail @ ..] = rest {
+        h = (h ^ *c as u64).wrapping_mul(0x0100_0000_01b3);
+        rest = tail;
+    }
+    (h ^ (h >> 32)) as usize
+}
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut a, mut b) = (a, b);
+    while let ([x, at @ ..], [y, bt @ ..]) = (a, b) {
+        if *x != *y {
+            return false;
+        }
+        (a, b) = (at, bt);
+    }
+    true
+}
+
+/// Builds [`WORDS`] from [`LISTS`] (a word on several lists gets all their bits). Compile-time
+/// only: a table too small for the lists fails the build (at most half full, so probing ends).
+const fn table() -> Table {
+    let mut t = Table { tags: [0; SLOTS], slots: [Slot { word: &[], lists: 0 }; SLOTS] };
+    let mut used = 0;
+    let mut lists = LISTS;
+    while let [(list, bit), more @ ..] = lists {
+        let mut words = *list;
+        while let [word, rest @ ..] = words {
+            let w = word.as_bytes();
+            let mut s = word_hash(w);
+            assert!(used * 2 < SLOTS, "extra::SLOTS is too small for the word lists");
+            loop {
+                let (_, from) = t.slots.split_at_mut(s & (SLOTS - 1));
+                let Some(slot) = from.first_mut() else { break };
+                if slot.word.is_empty() {
+                    *slot = Slot { word: w, lists: *bit };
+                    let (_, tags) = t.tags.split_at_mut(s & (SLOTS - 1));
+                    if let Some(x) = tags.first_mut() {
+                        *x = tag(word_hash(w));
+                    }
+                    used += 1;
+                    break;
+                }
+                if same(slot.word, w) {
+                    slot.lists |= *bit;
+                    break;
+                }
+                s = s.wrapping_add(1);
+            }
+            words = rest;
+        }
+        lists = more;
+    }
+    t
 }
 
 // --- person names -------------------------------------------------------------------------
@@ -672,6 +867,13 @@ const ORGANISATIONS: &[&str] = &[
     "mercedes benz",
 ];
 
+/// Words right before a name on a new line that still cue it (`Name:\nAnn Lee`).
+const NEWLINE_CUES: &[&str] = &["name", "names", "nom", "nombre", "nome", "naam", "customer", "contact", "client"];
+
+/// `is` in `my name is`, `this is`, `I'm` (`m`), ..., and the words before it.
+const COPULAS: &[&str] = &["is", "es", "é", "est", "ist", "am", "m", "bin", "sono", "soy", "sou", "ben"];
+const SUBJECTS: &[&str] = &["name", "nombre", "nome", "nom", "naam", "this", "i", "ich", "io", "yo", "eu", "ik", "it"];
+
 /// Articles that open a capitalized phrase (`Le Service Client`) but may sit inside a name
 /// (`Dani Le Marec`): stripped only at the start.
 const ARTICLES: &[&str] = &["le", "la", "les", "il", "el", "los", "las", "die", "der", "das", "het", "de", "du"];
@@ -779,7 +981,8 @@ fn first_word(b: &[u8]) -> usize {
 fn person_at(gaz: &Gazetteer, text: &str, i: usize, limit: usize, field_cue: bool) -> Option<(usize, usize)> {
     let b = text.as_bytes();
     let limit = limit.min(i + MAX_PERSON_SPAN);
-    let mut toks: [(usize, usize, Tok); MAX_NAME_TOKENS] = [(0, 0, Tok::Word); MAX_NAME_TOKENS];
+    // Each token with the lists its word is on (looked up once).
+    let mut toks: [(usize, usize, Tok, u32); MAX_NAME_TOKENS] = [(0, 0, Tok::Word, 0); MAX_NAME_TOKENS];
     let mut n = 0;
     let mut j = i;
     let mut buf = [0u8; MAX_WORD];
@@ -789,12 +992,13 @@ fn person_at(gaz: &Gazetteer, text: &str, i: usize, limit: usize, field_cue: boo
             break;
         }
         let w = lower(b, j, e, &mut buf);
+        let on = lists(w);
         let dot = at(b, e) == b'.';
         let leading = toks.get(..n).is_some_and(|t| t.iter().all(|t| t.2 == Tok::Title));
         let tok = if upper_at(text, j) {
-            if leading && (is_in(HONORIFICS, w) || is_in(GREETINGS, w) || w == b"i'm") {
+            if leading && (on & (HONORIFIC | GREETING) != 0 || w == b"i'm") {
                 Tok::Title
-            } else if leading && is_in(STRONG_CUES, w) {
+            } else if leading && on & STRONG_CUE != 0 {
                 Tok::Cue
             } else if e == j + 1 && dot {
                 Tok::Initial
@@ -803,14 +1007,14 @@ fn person_at(gaz: &Gazetteer, text: &str, i: usize, limit: usize, field_cue: boo
             } else {
                 break;
             }
-        } else if n > 0 && is_in(PARTICLES, w) {
+        } else if n > 0 && on & PARTICLE != 0 {
             Tok::Particle
         } else {
             break;
         };
         let end = if dot && matches!(tok, Tok::Title | Tok::Initial) { e + 1 } else { e };
         if let Some(t) = toks.get_mut(n) {
-            *t = (j, end, tok);
+            *t = (j, end, tok, on);
         }
         n += 1;
         // Tokens are separated by one blank (a greeting may be followed by a comma: `Hi, Ann`).
@@ -826,9 +1030,9 @@ fn person_at(gaz: &Gazetteer, text: &str, i: usize, limit: usize, field_cue: boo
     let mut lo = 0;
     let mut titled = false;
     let mut cued = false;
-    while let Some(&(s, e, t)) = toks.get(lo) {
-        let w = lower(b, s, e, &mut buf);
-        let stop = t == Tok::Word && (is_in(STOP, w) || is_in(ARTICLES, w));
+    // A word token's end is its word's end, so its list bits hold for the span `s..e`.
+    while let Some(&(_, _, t, on)) = toks.get(lo) {
+        let stop = t == Tok::Word && on & (STOP_WORD | ARTICLE) != 0;
         if t == Tok::Title {
             titled = true;
         } else if t == Tok::Cue {
@@ -841,37 +1045,44 @@ fn person_at(gaz: &Gazetteer, text: &str, i: usize, limit: usize, field_cue: boo
     // Cut at the first stop word after the start, then drop trailing particles, initials and
     // name suffixes.
     let mut hi = lo;
-    while let Some(&(s, e, t)) = toks.get(hi) {
-        if matches!(t, Tok::Title | Tok::Cue) || (t == Tok::Word && is_in(STOP, lower(b, s, e, &mut buf))) {
+    while let Some(&(_, _, t, on)) = toks.get(hi) {
+        if matches!(t, Tok::Title | Tok::Cue) || (t == Tok::Word && on & STOP_WORD != 0) {
             break;
         }
         hi += 1;
     }
     while hi > lo {
-        let Some(&(s, e, t)) = toks.get(hi - 1) else { break };
-        if t == Tok::Word && !is_in(NAME_SUFFIXES, lower(b, s, e, &mut buf)) {
+        let Some(&(_, _, t, on)) = toks.get(hi - 1) else { break };
+        if t == Tok::Word && on & NAME_SUFFIX == 0 {
             break;
         }
         hi -= 1;
     }
     let name = toks.get(lo..hi)?;
-    let (&(start, _, _), &(_, end, _)) = (name.first()?, name.last()?);
-    let words: Vec<(usize, usize)> = name.iter().filter(|t| t.2 == Tok::Word).map(|t| (t.0, t.1)).collect();
+    let (&(start, _, _, _), &(_, end, _, _)) = (name.first()?, name.last()?);
+    let mut spans = [(0, 0); MAX_NAME_TOKENS];
+    let mut count = 0;
+    for (slot, t) in spans.iter_mut().zip(name.iter().filter(|t| t.2 == Tok::Word)) {
+        *slot = (t.0, t.1);
+        count += 1;
+    }
+    let words = spans.get(..count)?;
     let (first, last) = (words.first()?, words.last()?);
     let word = |(s, e): (usize, usize)| b.get(s..e).unwrap_or_default();
     // A known first name anywhere but last (`Luiz Felipe Abreu`, `Anna Kowalczyk`).
-    let known_first = words.iter().rev().skip(1).any(|&w| Gazetteer::has(&gaz.first, word(w)));
-    let known_last = Gazetteer::has(&gaz.last, word(*last));
-    let org = words.len() == 2 && is_in(ORGANISATIONS, lower(b, first.0, last.1, &mut buf));
+    let known_first = || words.iter().rev().skip(1).any(|&w| Gazetteer::has(&gaz.first, word(w)));
+    let known_last = || Gazetteer::has(&gaz.last, word(*last));
+    let org = words.len() == 2 && lists(lower(b, first.0, last.1, &mut buf)) & ORGANISATION != 0;
     let cue = match (titled || field_cue, cued) {
         (true, _) => Cue::Strong,
         (false, true) if words.len() > 1 => Cue::Strong,
         (false, true) => Cue::None,
         (false, false) => cue_before(b, start),
     };
+    // The gazetteers are searched last, and only when the cue leaves the answer open.
     let accept = match words.len() {
         1 => cue == Cue::Strong || (cued && Gazetteer::has(&gaz.first, word(*first))),
-        _ => !org && (known_first || cue == Cue::Strong || (cue == Cue::Weak && known_last)),
+        _ => !org && (cue == Cue::Strong || known_first() || (cue == Cue::Weak && known_last())),
     };
     accept.then_some((start, end))
 }
@@ -908,17 +1119,15 @@ fn cue_before(b: &[u8], start: usize) -> Cue {
     let mut buf2 = [0u8; MAX_WORD];
     let (_, w2) = word_before(b, w1s.saturating_sub(1), floor, &mut buf2);
     let (w1, w2) = (buf.get(..w1).unwrap_or_default(), buf2.get(..w2).unwrap_or_default());
-    if newline && !is_in(&["name", "names", "nom", "nombre", "nome", "naam", "customer", "contact", "client"], w1) {
+    let on = lists(w1);
+    if newline && on & NEWLINE_CUE == 0 {
         return Cue::None;
     }
     // A capitalized cue noun right before (`Customer Success`) was read with the phrase it opens.
-    let capital_noun = j + 1 == start && at(b, w1s).is_ascii_uppercase() && !is_in(GREETINGS, w1);
-    if (is_in(STRONG_CUES, w1) && !capital_noun)
-        || (is_in(&["is", "es", "é", "est", "ist", "am", "m", "bin", "sono", "soy", "sou", "ben"], w1)
-            && is_in(&["name", "nombre", "nome", "nom", "naam", "this", "i", "ich", "io", "yo", "eu", "ik", "it"], w2))
-    {
+    let capital_noun = j + 1 == start && at(b, w1s).is_ascii_uppercase() && on & GREETING == 0;
+    if (on & STRONG_CUE != 0 && !capital_noun) || (on & COPULA != 0 && lists(w2) & SUBJECT != 0) {
         Cue::Strong
-    } else if is_in(WEAK_CUES, w1) {
+    } else if on & WEAK_CUE != 0 {
         Cue::Weak
     } else {
         Cue::None
@@ -1320,6 +1529,30 @@ const ABBREVIATIONS: &[&str] = &[
     "pt", "xing", "expy", "fwy", "tpke", "rte", "ctr", "cv", "crk", "mt",
 ];
 
+/// Ordinal endings of a numbered street (`5th`).
+const ORDINALS: &[&str] = &["st", "nd", "rd", "th"];
+
+/// Street types between the house number and the street name (`8, rue Jeanne Henry`).
+const NUMBER_PREFIXES: &[&str] = &[
+    "rue",
+    "avenue",
+    "boulevard",
+    "chemin",
+    "allée",
+    "impasse",
+    "place",
+    "quai",
+    "route",
+    "cours",
+    "passage",
+    "bd",
+    "av",
+];
+
+/// Street words written apart before the house number (`Lange Straße 12`).
+const STREET_WORDS: &[&str] =
+    &["straße", "strasse", "weg", "gasse", "allee", "platz", "ring", "straat", "laan", "plein"];
+
 /// Capitalized counters before a number that make it a step, a room or a page, not a house
 /// number (`Step 2 North Tower Entrance`, `Level 3`, `Room 101`).
 const COUNTERS: &[&str] = &[
@@ -1525,7 +1758,12 @@ pub(super) fn addresses(text: &str, out: &mut Vec<(usize, usize)>) {
         // `Rua de Pinho, S/N`: "sem número", a street without a house number.
         let no_number = c == b'S' && b.get(i..i + 3) == Some(b"S/N") && !letter(at(b, i + 3));
         if !c.is_ascii_digit() && !no_number {
-            i += 1;
+            // Straight to the next byte that can start an address (one unit of work per byte, as
+            // if stepped over one at a time).
+            let rest = b.get(i + 1..).unwrap_or_default();
+            let skip = rest.iter().position(|&c| c.is_ascii_digit() || c == b'S').unwrap_or(rest.len());
+            spend(skip);
+            i += 1 + skip;
             continue;
         }
         let token_start = !(prev(b, i).is_ascii_alphanumeric()
@@ -1591,7 +1829,7 @@ fn street_word(text: &str, j: usize) -> Option<(usize, bool)> {
         let d = super::digit_run(b, j, 4);
         let mut buf = [0u8; MAX_WORD];
         let suf = lower(b, j + d, j + d + 2, &mut buf);
-        let ordinal = d <= 3 && is_in(&["st", "nd", "rd", "th"], suf) && !letter(at(b, j + d + 2));
+        let ordinal = d <= 3 && lists(suf) & ORDINAL != 0 && !letter(at(b, j + d + 2));
         return ordinal.then_some((j + d + 2, true));
     }
     let e = word_end(b, j);
@@ -1604,7 +1842,7 @@ fn street_word(text: &str, j: usize) -> Option<(usize, bool)> {
     let mut buf = [0u8; MAX_WORD];
     let w = lower(b, j, e, &mut buf);
     // `d'Italie`, `l'Église`: the particle and its word are one token.
-    is_in(NAME_PARTICLES, w).then_some((e, false))
+    (lists(w) & NAME_PARTICLE != 0).then_some((e, false))
 }
 
 /// `123 Main Street`, `17066 Heather Grove Apt. 915`, `8, rue Jeanne Henry`, `6/170 Reynolds
@@ -1616,7 +1854,7 @@ fn number_first(text: &str, i: usize) -> Option<(usize, usize)> {
     if at(b, i.wrapping_sub(1)) == b' ' {
         let mut buf = [0u8; MAX_WORD];
         let (_, len) = word_before(b, i - 1, i.saturating_sub(MAX_WORD + 1), &mut buf);
-        if is_in(COUNTERS, buf.get(..len).unwrap_or_default()) {
+        if lists(buf.get(..len).unwrap_or_default()) & COUNTER != 0 {
             return None;
         }
     }
@@ -1632,25 +1870,7 @@ fn number_first(text: &str, i: usize) -> Option<(usize, usize)> {
     // French and friends after the number: `rue`, `avenue`, then the name.
     let e0 = word_end(b, j);
     let first = lower(b, j, e0, &mut buf);
-    let prefixed = e0 > j
-        && is_in(
-            &[
-                "rue",
-                "avenue",
-                "boulevard",
-                "chemin",
-                "allée",
-                "impasse",
-                "place",
-                "quai",
-                "route",
-                "cours",
-                "passage",
-                "bd",
-                "av",
-            ],
-            first,
-        );
+    let prefixed = e0 > j && lists(first) & NUMBER_PREFIX != 0;
     let mut street_end = None;
     let mut words = 0;
     let mut k = if prefixed { e0 + usize::from(at(b, e0) == b'.') } else { j };
@@ -1668,13 +1888,13 @@ fn number_first(text: &str, i: usize) -> Option<(usize, usize)> {
         }
         let Some((e, cap)) = street_word(text, k) else { break };
         words += 1;
-        let w = lower(b, k, e, &mut buf);
+        let on = lists(lower(b, k, e, &mut buf));
         if prefixed {
             if cap {
                 street_end = Some(e);
             }
-        } else if words > 1 && cap && is_in(SUFFIXES, w) {
-            let e = if at(b, e) == b'.' && is_in(ABBREVIATIONS, w) { e + 1 } else { e };
+        } else if words > 1 && cap && on & SUFFIX != 0 {
+            let e = if at(b, e) == b'.' && on & ABBREVIATION != 0 { e + 1 } else { e };
             street_end = Some(e);
             // `Heather Grove`: the suffix word may be followed by a compass point.
             break;
@@ -1740,9 +1960,7 @@ fn street_first(text: &str, i: usize, floor: usize) -> Option<(usize, usize)> {
             let full = lower(b, s, k, &mut fbuf);
             let glued = GLUED.iter().any(|g| full.len() > g.len() + 1 && full.ends_with(g.as_bytes()));
             let w = lower(b, s, if dotted { k - 1 } else { k }, &mut buf);
-            if glued
-                || is_in(&["straße", "strasse", "weg", "gasse", "allee", "platz", "ring", "straat", "laan", "plein"], w)
-            {
+            if glued || lists(w) & STREET_WORD != 0 {
                 start = Some(s);
                 // `Lange Straße`, `Am Alten Markt` style words before the street word.
                 if glued {
@@ -1751,14 +1969,15 @@ fn street_first(text: &str, i: usize, floor: usize) -> Option<(usize, usize)> {
             }
         }
         let w = lower(b, s, if dotted { k - 1 } else { k }, &mut buf);
-        if is_in(PREFIXES, w)
+        let on = lists(w);
+        if on & PREFIX != 0
             && words > 0
             && (cap || matches!(w, b"ul" | b"ulica" | b"al" | b"aleja" | b"rue" | b"via" | b"os"))
         {
             start = Some(s);
             break;
         }
-        if !cap && !is_in(NAME_PARTICLES, w) {
+        if !cap && on & NAME_PARTICLE == 0 {
             break;
         }
         if prev(b, s) != b' ' {
@@ -1800,7 +2019,7 @@ fn unit(b: &[u8], e: usize, limit: usize) -> usize {
         j + 1
     } else {
         let w = word_end(b, j);
-        if w == j || !is_in(UNITS, lower(b, j, w, &mut buf)) || !at(b, j).is_ascii_uppercase() {
+        if w == j || lists(lower(b, j, w, &mut buf)) & UNIT == 0 || !at(b, j).is_ascii_uppercase() {
             return e;
         }
         let mut k = w;
