@@ -58,6 +58,23 @@ function unpackReasons(packed) {
   return reasons;
 }
 
+const NO_REASON_ID = 0xffffffff;
+
+/**
+ * The reasons of the last fast-path check: ids from wasm, each named once per Warden (`names`
+ * keeps the strings), or packed text when wasm has no id for one.
+ */
+function lastReasons(warden, names) {
+  const ids = warden.__lastReasonIds();
+  if (ids.length === 1 && ids[0] === NO_REASON_ID) return unpackReasons(warden.__lastReasons());
+  const reasons = new Array(ids.length);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    reasons[i] = names[id] ?? (names[id] = warden.__reasonName(id));
+  }
+  return reasons;
+}
+
 // A lone surrogate becomes U+FFFD on the way into wasm, so such an input is not the output
 // even when wasm reports the text unchanged.
 const wellFormed = typeof ''.isWellFormed === 'function' ? (s) => s.isWellFormed() : () => false;
@@ -84,6 +101,9 @@ function guardHook(options) {
 }
 
 export class Warden extends WasmWarden {
+  /** Reason strings by the ids wasm gives them (`lastReasons`). */
+  #reasonNames = [];
+
   constructor(options) {
     super(guardHook(options));
   }
@@ -130,7 +150,7 @@ export class Warden extends WasmWarden {
     return {
       decision: DECISIONS[code & 3],
       raw_text_out: outputText(this, code, req.raw_text),
-      reasons: unpackReasons(this.__lastReasons()),
+      reasons: lastReasons(this, this.#reasonNames),
       policy_id: POLICY_IDS[code >> 4],
       ts: (value - code) / 128,
     };

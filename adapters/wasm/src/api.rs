@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use warden_engine::budget::Money;
 use warden_engine::policy_file::parse_policy;
 use warden_engine::{
-    CheckRequest, CheckResponse, Direction, ErrorCode, EvaluateRequest, EvaluateResponse, RedactResponse,
+    CheckRequest, CheckResponse, Detector, Direction, ErrorCode, EvaluateRequest, EvaluateResponse, RedactResponse,
 };
 use warden_service::budget::BudgetStore;
 use warden_service::clock::Clock;
@@ -102,6 +102,8 @@ pub struct Hooks {
     pub budgets: Option<MakeBudgetStore>,
     /// Makes decision observers from the events settings (e.g. `onDecision`).
     pub observers: Vec<MakeObserver>,
+    /// The bytes of `warden-names.bin`: the person detector's name tables (option `nameTables`).
+    pub names: Option<Vec<u8>>,
 }
 
 impl core::fmt::Debug for Hooks {
@@ -109,6 +111,7 @@ impl core::fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("budgets", &self.budgets.is_some())
             .field("observers", &self.observers.len())
+            .field("names", &self.names.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -193,6 +196,10 @@ impl Core {
         if let Some(make) = hooks.budgets.filter(|_| settings.budget_enabled) {
             let store = make(settings.budget_default_limit);
             builder = builder.budgets(Budgets { store, prices: settings.prices.clone() });
+        }
+        if let Some(tables) = hooks.names {
+            let detector = Detector::with_names(&tables).map_err(|e| format!("invalid option `nameTables`: {e}"))?;
+            builder = builder.detector(detector);
         }
         for make in hooks.observers {
             builder = builder.observer(make(&settings.events));

@@ -22,7 +22,7 @@ use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::sync::Arc;
-use warden_engine::{CheckRequest, CheckResponse, Decision, Direction};
+use warden_engine::{CheckRequest, CheckResponse, Decision, Direction, Reason};
 use warden_service::budget::{BudgetStore, MemoryBudgetStore};
 use warden_service::clock::JsClock;
 use warden_service::error::ApiError;
@@ -62,6 +62,11 @@ export interface WardenOptions {
   budgetStore?: "memory" | BudgetLedgerStore;
   /** BUDGET_DEFAULT_LIMIT: monthly limit in USD of users without an explicit one (default 10). */
   budgetDefaultLimit?: number;
+  /**
+   * The person detector's name tables: the bytes of `warden-names.bin` (shipped next to the .wasm;
+   * `await loadNameTables()` reads it). Required by a policy with `detect_extra: [person]`, unused otherwise.
+   */
+  nameTables?: Uint8Array | ArrayBuffer;
   /** Called with each `decision.v1` event (no raw text) after `run` or `handle` decided; not awaited, errors ignored. */
   onDecision?: (event: DecisionEvent) => unknown;
 }
@@ -336,12 +341,43 @@ fn packed_reasons(resp: &CheckResponse) -> String {
     out
 }
 
+/// Most distinct reasons given an id by [`ReasonIds`]; later new ones cross as text.
+const MAX_REASON_IDS: usize = 4096;
+/// What `__lastReasonIds` answers when a reason has no id (the table is full).
+const NO_REASON_ID: u32 = u32::MAX;
+
+/// Ids of the reasons the object API has answered, so that a response's reasons cross the
+/// boundary as a few numbers and the JS wrapper reuses the strings it already has (a policy's
+/// reasons come from a small set: formatting and decoding them per call was most of what the
+/// full object cost over `precheckText`).
+#[derive(Default)]
+struct ReasonIds {
+    ids: std::collections::HashMap<Reason, u32>,
+    reasons: Vec<Reason>,
+}
+
+impl ReasonIds {
+    fn id(&mut self, reason: &Reason) -> Option<u32> {
+        if let Some(id) = self.ids.get(reason) {
+            return Some(*id);
+        }
+        if self.reasons.len() >= MAX_REASON_IDS {
+            return None;
+        }
+        let id = u32::try_from(self.reasons.len()).ok()?;
+        self.ids.insert(reason.clone(), id);
+        self.reasons.push(reason.clone());
+        Some(id)
+    }
+}
+
 /// Warden, configured once (policy parsed, detector built) and reused for every call.
 #[wasm_bindgen]
 pub struct Warden {
     core: Core,
     /// The last response of [`Warden::check_fields`], read by the `__last*` methods.
     last: RefCell<Option<CheckResponse>>,
+    reason_ids: RefCell<ReasonIds>,
 }
 
 #[wasm_bindgen]
@@ -363,9 +399,12 @@ impl Warden {
                 (json, hooks)
             }
         };
-        let core = Core::with_hooks(options, Arc::new(JsClock), hooks)
-            .map_err(|m| js_error(&format!("new Warden: {m}"), "invalid_options", 400, None))?;
-        Ok(Warden { core, last: RefCell::new(None) })
+        let core = Core::with_hooks(options, Arc::new(JsClock), hooks).map_err(|m| {
+            // The one error a caller answers by loading an asset (`loadNameTables`): say so in `field`.
+            let field = m.contains("warden-names.bin").then_some("nameTables");
+            js_error(&format!("new Warden: {m}"), "invalid_options", 400, field)
+        })?;
+        Ok(Warden { core, last: RefCell::new(None), reason_ids: RefCell::new(ReasonIds::default()) })
     }
 
     /// Precheck (ingress): the response of `POST /api/v1/precheck`.
@@ -443,6 +482,23 @@ impl Warden {
     #[wasm_bindgen(js_name = "__lastReasons")]
     pub fn last_reasons(&self) -> String {
         self.last.borrow().as_ref().map(packed_reasons).unwrap_or_default()
+    }
+
+    /// The reasons of the last `__check` as ids (see [`ReasonIds`]; `__reasonName` names a new
+    /// one), or `[NO_REASON_ID]` when one has no id: read `__lastReasons` then. Internal.
+    #[wasm_bindgen(js_name = "__lastReasonIds")]
+    pub fn last_reason_ids(&self) -> Vec<u32> {
+        let last = self.last.borrow();
+        let Some(resp) = last.as_ref() else { return Vec::new() };
+        let mut table = self.reason_ids.borrow_mut();
+        resp.reasons.iter().map(|r| table.id(r)).collect::<Option<Vec<u32>>>().unwrap_or_else(|| vec![NO_REASON_ID])
+    }
+
+    /// The text of the reason with id `id` (empty for an unknown id). Internal.
+    #[wasm_bindgen(js_name = "__reasonName")]
+    pub fn reason_name(&self, id: u32) -> String {
+        let table = self.reason_ids.borrow();
+        table.reasons.get(id as usize).map(ToString::to_string).unwrap_or_default()
     }
 
     /// The whole last `__check` response as JSON text (taken). Internal.
@@ -575,7 +631,21 @@ fn take_hooks(options: &JsValue) -> Result<(JsValue, Hooks), JsValue> {
             Arc::new(JsDecisionHook::new(f, EventBuilder::new(events.event_options()))) as Arc<dyn Observer>
         }));
     }
-    for key in ["budgetStore", "onDecision"] {
+    let tables = Reflect::get(obj, &JsValue::from_str("nameTables")).unwrap_or(JsValue::UNDEFINED);
+    if !tables.is_undefined() && !tables.is_null() {
+        let bytes = if let Some(b) = tables.dyn_ref::<Uint8Array>() {
+            b.clone()
+        } else if tables.is_instance_of::<js_sys::ArrayBuffer>() {
+            Uint8Array::new(&tables)
+        } else {
+            return Err(bad("nameTables", "expected the bytes of warden-names.bin (a Uint8Array or ArrayBuffer)"));
+        };
+        if bytes.length() as usize > warden_engine::MAX_NAMES_ASSET {
+            return Err(bad("nameTables", "larger than 4 MiB: not warden-names.bin"));
+        }
+        hooks.names = Some(bytes.to_vec());
+    }
+    for key in ["budgetStore", "onDecision", "nameTables"] {
         let _ = Reflect::delete_property(&plain, &JsValue::from_str(key));
     }
     Ok((plain.into(), hooks))

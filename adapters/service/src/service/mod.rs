@@ -204,6 +204,11 @@ impl Service {
             let field = if field.is_empty() { String::from("policy_config") } else { format!("policy_config.{field}") };
             return Err(ApiError::invalid_request(message.clone()).with_field(field));
         }
+        if let RequestPolicy::Valid(p) = parsed.as_ref() {
+            if p.detect_extra().person && !self.detector.has_names() {
+                return Err(ApiError::invalid_request(builder::NO_NAME_TABLES).with_field("policy_config.detect_extra"));
+            }
+        }
         if let (RequestPolicy::Valid(p), None) = (parsed.as_ref(), &self.config.keyring) {
             if let Some(field) = p.encrypt_field() {
                 return Err(ApiError::invalid_request(format!(
