@@ -58,21 +58,20 @@ function unpackReasons(packed) {
   return reasons;
 }
 
-const NO_REASON_ID = 0xffffffff;
+// `__check`'s number (adapters/wasm/src/lib.rs, `response_code`): ((ts − TS_BASE) × 2^13 +
+// reason set) × 128 + policy × 16 + text state × 4 + decision.
+const TS_BASE = 1_600_000_000;
+const REASON_SETS = 8192;
 
 /**
- * The reasons of the last fast-path check: ids from wasm, each named once per Warden (`names`
- * keeps the strings), or packed text when wasm has no id for one.
+ * The reasons of reason set `set` (numbered by wasm, named once per Warden: `sets` keeps the
+ * arrays; callers get a copy), or of the last check when wasm did not number them (0).
  */
-function lastReasons(warden, names) {
-  const ids = warden.__lastReasonIds();
-  if (ids.length === 1 && ids[0] === NO_REASON_ID) return unpackReasons(warden.__lastReasons());
-  const reasons = new Array(ids.length);
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    reasons[i] = names[id] ?? (names[id] = warden.__reasonName(id));
-  }
-  return reasons;
+function reasonsOf(warden, sets, set) {
+  if (set === 0) return unpackReasons(warden.__lastReasons());
+  let reasons = sets[set];
+  if (reasons === undefined) reasons = sets[set] = unpackReasons(warden.__reasonSet(set));
+  return reasons.slice();
 }
 
 // A lone surrogate becomes U+FFFD on the way into wasm, so such an input is not the output
@@ -101,8 +100,8 @@ function guardHook(options) {
 }
 
 export class Warden extends WasmWarden {
-  /** Reason strings by the ids wasm gives them (`lastReasons`). */
-  #reasonNames = [];
+  /** Reason arrays by the set numbers wasm gives them (`reasonsOf`). */
+  #reasonSets = [];
 
   constructor(options) {
     super(guardHook(options));
@@ -132,7 +131,7 @@ export class Warden extends WasmWarden {
       const r = egress ? super.postcheck(request) : super.precheck(request);
       return { decision: r.decision, text: r.raw_text_out };
     }
-    const value = this.__check(egress, tool, utf8(text), undefined, undefined, userId ?? undefined);
+    const value = this.__check(egress, tool, utf8(text), undefined, undefined, userId ?? undefined, false);
     if (value < 0) {
       const r = JSON.parse(this.__lastJson());
       return { decision: r.decision, text: r.raw_text_out };
@@ -144,15 +143,17 @@ export class Warden extends WasmWarden {
   /** The fast path; `undefined` sends the request down the JSON path. */
   #check(req, egress) {
     if (!isSimple(req)) return undefined;
-    const value = this.__check(egress, req.tool, utf8(req.raw_text), req.scope, req.corr_id ?? undefined, req.user_id ?? undefined);
+    const value = this.__check(egress, req.tool, utf8(req.raw_text), req.scope, req.corr_id ?? undefined, req.user_id ?? undefined, true);
     if (value < 0) return JSON.parse(this.__lastJson());
     const code = value % 128;
+    const rest = (value - code) / 128;
+    const set = rest % REASON_SETS;
     return {
       decision: DECISIONS[code & 3],
       raw_text_out: outputText(this, code, req.raw_text),
-      reasons: lastReasons(this, this.#reasonNames),
+      reasons: reasonsOf(this, this.#reasonSets, set),
       policy_id: POLICY_IDS[code >> 4],
-      ts: (value - code) / 128,
+      ts: (rest - set) / REASON_SETS + TS_BASE,
     };
   }
 }

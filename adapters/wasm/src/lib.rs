@@ -306,10 +306,17 @@ const TEXT_NULL: u32 = 0;
 const TEXT_UNCHANGED: u32 = 1;
 const TEXT_CHANGED: u32 = 2;
 
-/// A check response in one number for [`Warden::check_fields`]: `ts × 128 + policy × 16 +
-/// text state × 4 + decision`, exact in an f64 for any timestamp of this era; `None` when the
-/// response has more than these (budget fields, an `on_error` detail) or is out of range.
-fn response_code(resp: &CheckResponse, raw_text: &str) -> Option<f64> {
+/// Unix time the timestamp in [`Warden::check_fields`]'s code counts from (2020-09-13), so that
+/// it leaves room for the reason set.
+const TS_BASE: i64 = 1_600_000_000;
+/// Reason sets a code can name ([`ReasonSets`]): 13 bits, 0 meaning "read `__lastReasons`".
+const REASON_SETS: u64 = 1 << 13;
+
+/// A check response in one number for [`Warden::check_fields`]: `((ts − TS_BASE) × 2^13 +
+/// reason set) × 128 + policy × 16 + text state × 4 + decision`, exact in an f64 (below 2^53)
+/// until the year 2292; `None` when the response has more than these (budget fields, an
+/// `on_error` detail) or is out of range.
+fn response_code(resp: &CheckResponse, raw_text: &str, reason_set: u32) -> Option<f64> {
     let decision = DECISION_CODES.iter().position(|d| *d == resp.decision)?;
     let policy = POLICY_NAMES.iter().position(|p| *p == resp.policy_id.name())?;
     if resp.error.is_some() || resp.budget_status.is_some() || resp.budget_info.is_some() {
@@ -320,19 +327,19 @@ fn response_code(resp: &CheckResponse, raw_text: &str) -> Option<f64> {
         Some(out) if out == raw_text => TEXT_UNCHANGED,
         Some(_) => TEXT_CHANGED,
     };
-    // Below 2^45 s (a million years) the code stays below 2^53.
-    let ts = u64::try_from(resp.ts).ok().filter(|ts| *ts < 1 << 45)?;
+    let ts = u64::try_from(resp.ts.checked_sub(TS_BASE)?).ok().filter(|ts| *ts < 1 << 33)?;
     let low = u64::try_from(policy * 16 + decision).ok()? + u64::from(text * 4);
+    let set = u64::from(reason_set).min(REASON_SETS - 1);
     // Exact: below 2^53.
     #[allow(clippy::cast_precision_loss)]
-    Some((ts * 128 + low) as f64)
+    Some(((ts * REASON_SETS + set) * 128 + low) as f64)
 }
 
 /// Reasons as one string: each is its length in UTF-16 code units, `:`, and the reason, so the
 /// JS side splits them with `slice` whatever characters a reason holds (tool names may hold any).
-fn packed_reasons(resp: &CheckResponse) -> String {
+fn packed_reasons(reasons: &[Reason]) -> String {
     let mut out = String::new();
-    for reason in &resp.reasons {
+    for reason in reasons {
         let text = reason.to_string();
         out.push_str(&text.encode_utf16().count().to_string());
         out.push(':');
@@ -341,33 +348,54 @@ fn packed_reasons(resp: &CheckResponse) -> String {
     out
 }
 
-/// Most distinct reasons given an id by [`ReasonIds`]; later new ones cross as text.
-const MAX_REASON_IDS: usize = 4096;
-/// What `__lastReasonIds` answers when a reason has no id (the table is full).
-const NO_REASON_ID: u32 = u32::MAX;
-
-/// Ids of the reasons the object API has answered, so that a response's reasons cross the
-/// boundary as a few numbers and the JS wrapper reuses the strings it already has (a policy's
-/// reasons come from a small set: formatting and decoding them per call was most of what the
-/// full object cost over `precheckText`).
+/// The reason lists the object API has answered, numbered from 1, so that a response's
+/// reasons cross the boundary as a number inside [`response_code`] and the JS wrapper reuses the
+/// array it already has (a policy's reason lists come from a small set: formatting, copying and
+/// parsing them per call was most of what the full object cost over `precheckText`). Bounded:
+/// when full, new lists cross as text (`__lastReasons`).
 #[derive(Default)]
-struct ReasonIds {
-    ids: std::collections::HashMap<Reason, u32>,
-    reasons: Vec<Reason>,
+struct ReasonSets {
+    ids: std::collections::HashMap<Vec<Reason>, u32, core::hash::BuildHasherDefault<Fnv>>,
+    sets: Vec<Vec<Reason>>,
+    /// The number last answered: checked first, as consecutive requests often end alike.
+    last: u32,
 }
 
-impl ReasonIds {
-    fn id(&mut self, reason: &Reason) -> Option<u32> {
-        if let Some(id) = self.ids.get(reason) {
-            return Some(*id);
+impl ReasonSets {
+    /// The number of `reasons` (1 and up), or 0 when the table is full.
+    fn id(&mut self, reasons: &[Reason]) -> u32 {
+        let last = self.last.checked_sub(1).and_then(|i| self.sets.get(i as usize));
+        if last.is_some_and(|set| set.as_slice() == reasons) {
+            return self.last;
         }
-        if self.reasons.len() >= MAX_REASON_IDS {
-            return None;
+        if let Some(id) = self.ids.get(reasons) {
+            self.last = *id;
+            return *id;
         }
-        let id = u32::try_from(self.reasons.len()).ok()?;
-        self.ids.insert(reason.clone(), id);
-        self.reasons.push(reason.clone());
-        Some(id)
+        let Some(id) = u32::try_from(self.sets.len() + 1).ok().filter(|id| u64::from(*id) < REASON_SETS) else {
+            return 0;
+        };
+        self.ids.insert(reasons.to_vec(), id);
+        self.sets.push(reasons.to_vec());
+        self.last = id;
+        id
+    }
+}
+
+/// FNV-1a for the reason-set table: its keys are short, and the table is bounded
+/// ([`REASON_SETS`]), so even keys chosen to collide (tool names) cost bounded time per call;
+/// SipHash's cost would buy nothing here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl core::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let start = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        self.0 = bytes.iter().fold(start, |h, &c| (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3));
     }
 }
 
@@ -377,7 +405,7 @@ pub struct Warden {
     core: Core,
     /// The last response of [`Warden::check_fields`], read by the `__last*` methods.
     last: RefCell<Option<CheckResponse>>,
-    reason_ids: RefCell<ReasonIds>,
+    reason_sets: RefCell<ReasonSets>,
 }
 
 #[wasm_bindgen]
@@ -404,7 +432,7 @@ impl Warden {
             let field = m.contains("warden-names.bin").then_some("nameTables");
             js_error(&format!("new Warden: {m}"), "invalid_options", 400, field)
         })?;
-        Ok(Warden { core, last: RefCell::new(None), reason_ids: RefCell::new(ReasonIds::default()) })
+        Ok(Warden { core, last: RefCell::new(None), reason_sets: RefCell::new(ReasonSets::default()) })
     }
 
     /// Precheck (ingress): the response of `POST /api/v1/precheck`.
@@ -441,7 +469,8 @@ impl Warden {
     /// The fast path of the JS wrapper's `precheck` / `postcheck` / `precheckText` for a
     /// request with only `tool`, `raw_text`, `scope`, `corr_id` and `user_id` (the wrapper
     /// checks the types): the fields arrive as strings (`raw_text` as UTF-8 bytes), the answer is one number (see
-    /// [`response_code`]), or -1 when the response must be read whole with `__lastJson`.
+    /// [`response_code`]; with `reasons`, its reason set is numbered, else 0), or -1 when the
+    /// response must be read whole with `__lastJson`.
     /// Internal: use `precheck`, `postcheck`, `precheckText` or `postcheckText`.
     #[wasm_bindgen(js_name = "__check")]
     pub fn check_fields(
@@ -452,6 +481,7 @@ impl Warden {
         scope: Option<String>,
         corr_id: Option<String>,
         user_id: Option<String>,
+        reasons: bool,
     ) -> f64 {
         // UTF-8 from `TextEncoder` (a memory copy, where a JS string argument is re-encoded
         // character by character); valid by construction, so the lossy branch never copies.
@@ -467,7 +497,8 @@ impl Warden {
         };
         let direction = if egress { Direction::Egress } else { Direction::Ingress };
         let resp = self.core.check_request(&req, direction);
-        let code = response_code(&resp, &req.raw_text).unwrap_or(-1.0);
+        let set = if reasons { self.reason_sets.borrow_mut().id(&resp.reasons) } else { 0 };
+        let code = response_code(&resp, &req.raw_text, set).unwrap_or(-1.0);
         *self.last.borrow_mut() = Some(resp);
         code
     }
@@ -481,24 +512,16 @@ impl Warden {
     /// The reasons of the last `__check`, packed (see [`packed_reasons`]). Internal.
     #[wasm_bindgen(js_name = "__lastReasons")]
     pub fn last_reasons(&self) -> String {
-        self.last.borrow().as_ref().map(packed_reasons).unwrap_or_default()
+        self.last.borrow().as_ref().map(|r| packed_reasons(&r.reasons)).unwrap_or_default()
     }
 
-    /// The reasons of the last `__check` as ids (see [`ReasonIds`]; `__reasonName` names a new
-    /// one), or `[NO_REASON_ID]` when one has no id: read `__lastReasons` then. Internal.
-    #[wasm_bindgen(js_name = "__lastReasonIds")]
-    pub fn last_reason_ids(&self) -> Vec<u32> {
-        let last = self.last.borrow();
-        let Some(resp) = last.as_ref() else { return Vec::new() };
-        let mut table = self.reason_ids.borrow_mut();
-        resp.reasons.iter().map(|r| table.id(r)).collect::<Option<Vec<u32>>>().unwrap_or_else(|| vec![NO_REASON_ID])
-    }
-
-    /// The text of the reason with id `id` (empty for an unknown id). Internal.
-    #[wasm_bindgen(js_name = "__reasonName")]
-    pub fn reason_name(&self, id: u32) -> String {
-        let table = self.reason_ids.borrow();
-        table.reasons.get(id as usize).map(ToString::to_string).unwrap_or_default()
+    /// The reasons of reason set `id` of a `__check` code, packed as `__lastReasons` packs
+    /// them (empty for an unknown id). Internal.
+    #[wasm_bindgen(js_name = "__reasonSet")]
+    pub fn reason_set(&self, id: u32) -> String {
+        let table = self.reason_sets.borrow();
+        let set = id.checked_sub(1).and_then(|i| table.sets.get(i as usize));
+        set.map(|reasons| packed_reasons(reasons)).unwrap_or_default()
     }
 
     /// The whole last `__check` response as JSON text (taken). Internal.
