@@ -61,6 +61,9 @@ function unpackReasons(packed) {
 // `__check`'s number (adapters/wasm/src/lib.rs, `response_code`): ((ts − TS_BASE) × 2^13 +
 // reason set) × 128 + policy × 16 + text state × 4 + decision.
 const TS_BASE = 1_600_000_000;
+// `__check`'s mode bits: postcheck; number the reason set (the full object needs the reasons).
+const MODE_EGRESS = 1;
+const MODE_REASONS = 2;
 const REASON_SETS = 8192;
 
 /**
@@ -131,7 +134,7 @@ export class Warden extends WasmWarden {
       const r = egress ? super.postcheck(request) : super.precheck(request);
       return { decision: r.decision, text: r.raw_text_out };
     }
-    const value = this.__check(egress, tool, utf8(text), undefined, undefined, userId ?? undefined, false);
+    const value = this.__check(egress ? MODE_EGRESS : 0, tool, utf8(text), undefined, undefined, userId ?? undefined);
     if (value < 0) {
       const r = JSON.parse(this.__lastJson());
       return { decision: r.decision, text: r.raw_text_out };
@@ -143,7 +146,8 @@ export class Warden extends WasmWarden {
   /** The fast path; `undefined` sends the request down the JSON path. */
   #check(req, egress) {
     if (!isSimple(req)) return undefined;
-    const value = this.__check(egress, req.tool, utf8(req.raw_text), req.scope, req.corr_id ?? undefined, req.user_id ?? undefined, true);
+    const mode = (egress ? MODE_EGRESS : 0) | MODE_REASONS;
+    const value = this.__check(mode, req.tool, utf8(req.raw_text), req.scope, req.corr_id ?? undefined, req.user_id ?? undefined);
     if (value < 0) return JSON.parse(this.__lastJson());
     const code = value % 128;
     const rest = (value - code) / 128;

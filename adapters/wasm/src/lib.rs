@@ -306,6 +306,10 @@ const TEXT_NULL: u32 = 0;
 const TEXT_UNCHANGED: u32 = 1;
 const TEXT_CHANGED: u32 = 2;
 
+/// `__check`'s `mode` bits (js/warden.js): postcheck, and number the reason set.
+const MODE_EGRESS: u32 = 1;
+const MODE_REASONS: u32 = 2;
+
 /// Unix time the timestamp in [`Warden::check_fields`]'s code counts from (2020-09-13), so that
 /// it leaves room for the reason set.
 const TS_BASE: i64 = 1_600_000_000;
@@ -469,19 +473,19 @@ impl Warden {
     /// The fast path of the JS wrapper's `precheck` / `postcheck` / `precheckText` for a
     /// request with only `tool`, `raw_text`, `scope`, `corr_id` and `user_id` (the wrapper
     /// checks the types): the fields arrive as strings (`raw_text` as UTF-8 bytes), the answer is one number (see
-    /// [`response_code`]; with `reasons`, its reason set is numbered, else 0), or -1 when the
-    /// response must be read whole with `__lastJson`.
+    /// [`response_code`]; with [`MODE_REASONS`] its reason set is numbered, else 0), or -1 when
+    /// the response must be read whole with `__lastJson`. `mode`: [`MODE_EGRESS`] (postcheck)
+    /// and [`MODE_REASONS`] (the caller builds the full object).
     /// Internal: use `precheck`, `postcheck`, `precheckText` or `postcheckText`.
     #[wasm_bindgen(js_name = "__check")]
     pub fn check_fields(
         &self,
-        egress: bool,
+        mode: u32,
         tool: String,
         raw_text: Vec<u8>,
         scope: Option<String>,
         corr_id: Option<String>,
         user_id: Option<String>,
-        reasons: bool,
     ) -> f64 {
         // UTF-8 from `TextEncoder` (a memory copy, where a JS string argument is re-encoded
         // character by character); valid by construction, so the lossy branch never copies.
@@ -495,9 +499,9 @@ impl Warden {
             user_id,
             ..CheckRequest::default()
         };
-        let direction = if egress { Direction::Egress } else { Direction::Ingress };
+        let direction = if mode & MODE_EGRESS != 0 { Direction::Egress } else { Direction::Ingress };
         let resp = self.core.check_request(&req, direction);
-        let set = if reasons { self.reason_sets.borrow_mut().id(&resp.reasons) } else { 0 };
+        let set = if mode & MODE_REASONS != 0 { self.reason_sets.borrow_mut().id(&resp.reasons) } else { 0 };
         let code = response_code(&resp, &req.raw_text, set).unwrap_or(-1.0);
         *self.last.borrow_mut() = Some(resp);
         code
