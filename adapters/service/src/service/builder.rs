@@ -54,7 +54,7 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {}
 
 /// Why a policy that looks for person names is refused by a detector without name tables.
-pub(crate) const NO_NAME_TABLES: &str = "policy field `detect_extra` has `person`, which needs the name tables, \
+pub const NO_NAME_TABLES: &str = "policy field `detect_extra` has `person`, which needs the name tables, \
      and this build has none: load the asset warden-names.bin (the wasm package's option `nameTables`)";
 
 /// What is plugged into a service besides its policy, key and clock.

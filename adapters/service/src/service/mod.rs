@@ -160,6 +160,13 @@ impl Service {
         &self.config
     }
 
+    /// True when the detector has the person detector's name tables (embedded, or given to
+    /// [`ServiceBuilder::detector`]); without them a policy with `detect_extra: [person]` is
+    /// refused ([`builder::NO_NAME_TABLES`]).
+    pub fn has_name_tables(&self) -> bool {
+        self.detector.has_names()
+    }
+
     /// The policy source (for reloaders).
     pub fn policy_source(&self) -> &Arc<PolicySource> {
         &self.policy
