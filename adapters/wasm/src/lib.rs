@@ -724,3 +724,49 @@ fn body_bytes(body: &JsValue) -> Result<Vec<u8>, JsValue> {
     }
     Err(js_error("Warden.handle: body must be a string or a Uint8Array", "invalid_request", 400, Some("body")))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use warden_engine::{PiiKind, PiiType};
+
+    #[test]
+    fn reason_sets_are_numbered_once_and_bounded() {
+        let mut sets = ReasonSets::default();
+        let a = [Reason::ToolAccessDeny];
+        let b = [Reason::ToolAccessConfirm, Reason::StrictPiiBlocked(PiiType::Builtin(PiiKind::UsSsn))];
+        assert_eq!((sets.id(&a), sets.id(&b), sets.id(&a), sets.id(&[])), (1, 2, 1, 3));
+        assert_eq!(sets.id(&b), 2);
+        // Full: new lists get 0 (they cross as text), known ones keep their number.
+        for i in 0..REASON_SETS {
+            sets.id(&[Reason::BlockedTool(i.to_string())]);
+        }
+        assert_eq!(sets.id(&[Reason::BlockedTool(String::from("new"))]), 0);
+        assert_eq!(sets.id(&a), 1);
+        assert_eq!(sets.sets.len() as u64, REASON_SETS - 1);
+    }
+
+    #[test]
+    fn the_code_holds_every_field_exactly() {
+        let resp = CheckResponse {
+            decision: Decision::Transform,
+            raw_text_out: Some(String::from("out")),
+            reasons: Vec::new(),
+            policy_id: warden_engine::PolicyId::Defaults,
+            ts: 1_764_547_200,
+            budget_status: None,
+            budget_info: None,
+            error: None,
+        };
+        let code = response_code(&resp, "in", 8191).unwrap() as u64;
+        assert_eq!(code % 4, 2);
+        assert_eq!((code / 4) % 4, u64::from(TEXT_CHANGED));
+        assert_eq!(POLICY_NAMES[((code % 128) / 16) as usize], "defaults");
+        assert_eq!((code / 128) % REASON_SETS, 8191);
+        assert_eq!(code / 128 / REASON_SETS, 1_764_547_200 - 1_600_000_000);
+        // Before the base or beyond 2^33 s after it: the JSON path.
+        assert!(response_code(&CheckResponse { ts: 1_500_000_000, ..resp.clone() }, "in", 1).is_none());
+        assert!(response_code(&CheckResponse { ts: TS_BASE + (1 << 33), ..resp }, "in", 1).is_none());
+    }
+}
