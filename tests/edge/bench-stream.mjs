@@ -3,14 +3,16 @@
 // corpus' `some` 1 KB request repeated to 64 KiB, tool `web.chat`, the default policy), fed in
 // 16 B, 256 B and 4 KiB chunks. Two stream paths: `warden.governStream` (web streams, what
 // callers use) and the `WardenStream` it drives (`openStream` / `push` / `finish`, the wasm
-// calls alone). Added latency per chunk = (stream time − one-shot time) / chunks. Bounded:
-// a fixed number of samples, a few seconds in all. Prints one JSON line per measurement.
+// calls alone). Added latency per chunk = (stream time − one-shot time) / chunks. Bounded: a
+// fixed number of runs (5 warm-up, median of 25), a few seconds in all. Prints one JSON line
+// per measurement.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Warden } from 'warden-wasm';
 import { ROOT } from './common.mjs';
 
-const SAMPLES = 15;
+const SAMPLES = 25;
+const WARMUP = 5;
 const TOOL = 'web.chat';
 
 const corpus = JSON.parse(readFileSync(join(ROOT, 'tests', 'corpus', 'requests_1k.json'), 'utf8'));
@@ -27,8 +29,7 @@ function median(xs) {
 }
 
 async function time(f, samples = SAMPLES) {
-  await f();
-  await f();
+  for (let i = 0; i < WARMUP; i++) await f();
   const ms = [];
   for (let i = 0; i < samples; i++) {
     const t = performance.now();
