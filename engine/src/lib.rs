@@ -212,7 +212,9 @@ pub use api::{
     CheckRequest, CheckResponse, Entity, ErrorDetail, EvaluateRequest, EvaluateResponse, PiiFound, RedactRequest,
     RedactResponse,
 };
-pub use detect::{Detector, Extra, Found, MAX_ADDRESS_SPAN, MAX_CONTEXT_REACH, MAX_PERSON_SPAN};
+pub use detect::{
+    Detector, Extra, Found, NamesError, MAX_ADDRESS_SPAN, MAX_CONTEXT_REACH, MAX_NAMES_ASSET, MAX_PERSON_SPAN,
+};
 pub use error::{ErrorCode, ParseWireError};
 pub use eval::{Decision, EvalError, Finding, Match, PolicyId, TorkDecision, Verdict};
 pub use gate::{Gate, PolicyMode, RequestPolicy};

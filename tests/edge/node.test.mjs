@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Warden, handleRequest } from 'warden-wasm';
+import { Warden, handleRequest, loadNameTables } from 'warden-wasm';
 import { Readable } from 'node:stream';
 import { CORPUS, ROOT, assertBadInput, assertCase, assertCasesOverHttp, assertMalformed, assertOtherRoutes, deployments, post } from './common.mjs';
 import {
@@ -175,6 +175,55 @@ test('invalid options throw a clear WardenError', () => {
   // Defaults: no options at all.
   assert.equal(new Warden().precheck({ tool: 'python.exec', raw_text: 'x' }).decision, 'deny');
   assert.equal(new Warden(undefined).redact('a@b.io').redacted, '<USER_EMAIL>');
+});
+
+describe('name tables: the separately loaded asset warden-names.bin', () => {
+  const PEOPLE = { version: 'v1', detect_extra: ['person', 'street_address'] };
+  const TEXT = 'Dear Ms. Okafor, we ship to 742 Evergreen Terrace, Springfield, IL 62704 today.';
+
+  test('a policy looking for names needs them, and the error names the asset', () => {
+    throwsWarden(() => new Warden({ policy: PEOPLE }), 'invalid_options', /warden-names\.bin/);
+    assert.throws(() => new Warden({ policy: PEOPLE }), (e) => e.field === 'nameTables');
+    // Addresses need no name tables.
+    const w = new Warden({ policy: { version: 'v1', detect_extra: ['street_address'] } });
+    assert.equal(w.redact(TEXT).redacted, 'Dear Ms. Okafor, we ship to <ADDRESS> today.');
+    // Nor does a request policy without person; one with person is refused as the server refuses it.
+    const plain = new Warden();
+    const request = { tool: 'web.chat', raw_text: TEXT, policy_config: { ...PEOPLE, defaults: { ingress: { action: 'redact' } } } };
+    throwsWarden(() => plain.precheck(request), 'invalid_request', /warden-names\.bin/);
+  });
+
+  test('loaded, names are found as the native engine finds them', async () => {
+    const nameTables = await loadNameTables();
+    assert.ok(nameTables instanceof Uint8Array && nameTables.length > 100_000);
+    const w = new Warden({ policy: PEOPLE, nameTables });
+    assert.equal(w.redact(TEXT).redacted, 'Dear Ms. <PERSON>, we ship to <ADDRESS> today.');
+    // No cue word: only the name lists tell that these two words are a name.
+    assert.equal(w.redact('Escalated by Maria Fernandez yesterday.').redacted, 'Escalated by <PERSON> yesterday.');
+    // An ArrayBuffer does as well as a Uint8Array, and the path form of the loader reads the same file.
+    const again = new Warden({ policy: PEOPLE, nameTables: nameTables.slice().buffer });
+    assert.equal(again.redact(TEXT).redacted, 'Dear Ms. <PERSON>, we ship to <ADDRESS> today.');
+    const byPath = await loadNameTables(join(ROOT, 'dist', 'warden-wasm', 'warden-names.bin'));
+    assert.deepEqual(byPath, nameTables);
+    // A policy without person ignores the tables.
+    assert.equal(new Warden({ nameTables }).precheck({ tool: 'web.chat', raw_text: 'hi Maria' }).decision, 'allow');
+  });
+
+  test('bad tables are a WardenError naming the option, never a trap', async () => {
+    const nameTables = await loadNameTables();
+    const bad = [
+      [new Uint8Array([1, 2, 3]), /nameTables.*not a Warden name-table asset/],
+      [nameTables.subarray(0, 5000), /nameTables.*first_names: truncated/],
+      [Uint8Array.from(nameTables, (b, i) => (i === 40 ? 0x41 : b)), /nameTables.*first_names line/],
+      ['warden-names.bin', /nameTables.*Uint8Array/],
+      [[1, 2, 3], /nameTables.*Uint8Array/],
+    ];
+    for (const [tables, pattern] of bad) {
+      throwsWarden(() => new Warden({ policy: PEOPLE, nameTables: tables }), 'invalid_options', pattern);
+    }
+    // The module still works.
+    assert.equal(new Warden({ policy: PEOPLE, nameTables }).redact('Dear Mr. Okafor').redacted, 'Dear Mr. <PERSON>');
+  });
 });
 
 test('invalid requests throw a WardenError mirroring the HTTP error', () => {

@@ -1,5 +1,5 @@
 // Compile-time check of the package's TypeScript types (tsc -p tests/edge); never executed.
-import { MemoryLedgerStore, Warden, handleRequest } from 'warden-wasm';
+import { MemoryLedgerStore, Warden, handleRequest, loadNameTables } from 'warden-wasm';
 import type { BudgetLedgerStore, CheckResponse, DecisionEvent, DetokenizeResponse, EvaluateResponse, GovernedStream, RedactResponse, StreamRecord, TextVerdict, WardenError, WardenOptions } from 'warden-wasm';
 
 const options: WardenOptions = { policy: 'version: v1', piiTokenSalt: 's', onError: 'best_effort', apiKeys: ['k'] };
@@ -39,3 +39,10 @@ const ran: Promise<unknown> = budgeted.run('precheck', { tool: 't', raw_text: 'x
 // @ts-expect-error budgetStore is "memory" or a store object
 new Warden({ budgetStore: 'redis' });
 export { out, decision, evaluated, start, served, raw, onError, record, piped, pushed, restored, keptWhy, verdict, forwarded, memory, ran };
+// Issue 14: the name tables as a separately loaded asset.
+const tables: Promise<Uint8Array> = loadNameTables();
+const fromUrl: Promise<Uint8Array> = loadNameTables(new URL('https://example.invalid/warden-names.bin'));
+const withNames = new Warden({ policy: { version: 'v1', detect_extra: ['person'] }, nameTables: new Uint8Array(0) });
+const withBuffer = new Warden({ nameTables: new ArrayBuffer(0) });
+// @ts-expect-error nameTables are bytes, not a path
+new Warden({ nameTables: 'warden-names.bin' });

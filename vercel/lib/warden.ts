@@ -20,7 +20,7 @@
 //   BUDGET_DEFAULT_LIMIT  monthly limit in USD of users without an explicit one (default 10)
 //   WARDEN_EVENTS_URL     optional: each decision's `decision.v1` event is POSTed here as JSON,
 //                    after the response (`waitUntil`), never delaying or changing a decision
-import { Warden, handleRequest } from 'warden-wasm';
+import { Warden, handleRequest, loadNameTables } from 'warden-wasm';
 import type { DecisionEvent, EvaluateResponse, StreamFormat, WardenOptions } from 'warden-wasm';
 
 type OnError = NonNullable<WardenOptions['onError']>;
@@ -81,32 +81,43 @@ export function flushEvents(waitUntil?: WaitUntil): void {
   if (waitUntil) waitUntil(send);
 }
 
-let instance: { warden: Warden } | { error: Error } | undefined;
+let instance: Promise<{ warden: Warden } | { error: Error }> | undefined;
+
+/**
+ * A Warden with `options`; when the policy looks for person names (`detect_extra: [person]`),
+ * with the name tables, fetched from the package's `warden-names.bin` only then.
+ */
+async function build(options: WardenOptions): Promise<Warden> {
+  try {
+    return new Warden(options);
+  } catch (e) {
+    if ((e as { field?: string }).field !== 'nameTables') throw e;
+    return new Warden({ ...options, nameTables: await loadNameTables() });
+  }
+}
 
 /** The isolate's Warden; throws (every time, without retrying) when it cannot be built. */
-export function getWarden(): Warden {
+export async function getWarden(): Promise<Warden> {
   if (instance === undefined) {
     const s = settings();
-    try {
-      instance = {
-        warden: new Warden({
-          policy: s.policy,
-          policyName: 'WARDEN_POLICY',
-          piiTokenSalt: s.salt,
-          onError: s.onError as OnError | undefined,
-          apiKeys: s.apiKeys,
-          requestPolicy: s.requestPolicy as WardenOptions['requestPolicy'],
-          budgetStore: s.budgetStore as WardenOptions['budgetStore'],
-          budgetDefaultLimit: s.budgetDefaultLimit === undefined ? undefined : Number(s.budgetDefaultLimit),
-          onDecision: s.eventsUrl === undefined ? undefined : queueEvent,
-        }),
-      };
-    } catch (e) {
-      instance = { error: e instanceof Error ? e : new Error(String(e)) };
-    }
+    instance = build({
+      policy: s.policy,
+      policyName: 'WARDEN_POLICY',
+      piiTokenSalt: s.salt,
+      onError: s.onError as OnError | undefined,
+      apiKeys: s.apiKeys,
+      requestPolicy: s.requestPolicy as WardenOptions['requestPolicy'],
+      budgetStore: s.budgetStore as WardenOptions['budgetStore'],
+      budgetDefaultLimit: s.budgetDefaultLimit === undefined ? undefined : Number(s.budgetDefaultLimit),
+      onDecision: s.eventsUrl === undefined ? undefined : queueEvent,
+    }).then(
+      (warden) => ({ warden }),
+      (e) => ({ error: e instanceof Error ? e : new Error(String(e)) }),
+    );
   }
-  if ('error' in instance) throw instance.error;
-  return instance.warden;
+  const built = await instance;
+  if ('error' in built) throw built.error;
+  return built.warden;
 }
 
 /** What an internal failure yields: `ON_ERROR`, where anything but `pass` fails closed. */
@@ -164,7 +175,7 @@ function moved(request: Request, url: URL): Request {
 export async function serve(request: Request, waitUntil?: WaitUntil): Promise<Response> {
   let warden: Warden;
   try {
-    warden = getWarden();
+    warden = await getWarden();
   } catch (e) {
     return unavailable(e);
   }
@@ -213,7 +224,7 @@ export async function governAiRequest(request: Request, waitUntil?: WaitUntil): 
   const mode = onError();
   let warden: Warden;
   try {
-    warden = getWarden();
+    warden = await getWarden();
   } catch (e) {
     return mode === 'pass' ? undefined : unavailable(e);
   }
@@ -361,7 +372,7 @@ export function answerFormat(contentType: string | null, anthropic = false): Str
 export async function proxyAi(request: Request, upstream: string): Promise<Response> {
   let warden: Warden;
   try {
-    warden = getWarden();
+    warden = await getWarden();
   } catch (e) {
     return unavailable(e);
   }

@@ -70,3 +70,10 @@ declare module './warden_wasm.js' {
     governTransform(options: GovernOptions): GovernTransform;
   }
 }
+
+/**
+ * The bytes of `warden-names.bin`, the person detector's name tables, for the `nameTables`
+ * option (needed only by a policy with `detect_extra: [person]`). Default: the copy shipped in
+ * this package (read from disk in Node and Deno, fetched elsewhere); or a path / URL / Response.
+ */
+export declare function loadNameTables(source?: string | URL | Response): Promise<Uint8Array>;

@@ -58,6 +58,25 @@ function unpackReasons(packed) {
   return reasons;
 }
 
+// `__check`'s number (adapters/wasm/src/lib.rs, `response_code`): ((ts − TS_BASE) × 2^13 +
+// reason set) × 128 + policy × 16 + text state × 4 + decision.
+const TS_BASE = 1_600_000_000;
+// `__check`'s mode bits: postcheck; number the reason set (the full object needs the reasons).
+const MODE_EGRESS = 1;
+const MODE_REASONS = 2;
+const REASON_SETS = 8192;
+
+/**
+ * The reasons of reason set `set` (numbered by wasm, named once per Warden: `sets` keeps the
+ * arrays; callers get a copy), or of the last check when wasm did not number them (0).
+ */
+function reasonsOf(warden, sets, set) {
+  if (set === 0) return unpackReasons(warden.__lastReasons());
+  let reasons = sets[set];
+  if (reasons === undefined) reasons = sets[set] = unpackReasons(warden.__reasonSet(set));
+  return reasons.slice();
+}
+
 // A lone surrogate becomes U+FFFD on the way into wasm, so such an input is not the output
 // even when wasm reports the text unchanged.
 const wellFormed = typeof ''.isWellFormed === 'function' ? (s) => s.isWellFormed() : () => false;
@@ -84,6 +103,9 @@ function guardHook(options) {
 }
 
 export class Warden extends WasmWarden {
+  /** Reason arrays by the set numbers wasm gives them (`reasonsOf`). */
+  #reasonSets = [];
+
   constructor(options) {
     super(guardHook(options));
   }
@@ -112,7 +134,7 @@ export class Warden extends WasmWarden {
       const r = egress ? super.postcheck(request) : super.precheck(request);
       return { decision: r.decision, text: r.raw_text_out };
     }
-    const value = this.__check(egress, tool, utf8(text), undefined, undefined, userId ?? undefined);
+    const value = this.__check(egress ? MODE_EGRESS : 0, tool, utf8(text), undefined, undefined, userId ?? undefined);
     if (value < 0) {
       const r = JSON.parse(this.__lastJson());
       return { decision: r.decision, text: r.raw_text_out };
@@ -124,15 +146,18 @@ export class Warden extends WasmWarden {
   /** The fast path; `undefined` sends the request down the JSON path. */
   #check(req, egress) {
     if (!isSimple(req)) return undefined;
-    const value = this.__check(egress, req.tool, utf8(req.raw_text), req.scope, req.corr_id ?? undefined, req.user_id ?? undefined);
+    const mode = (egress ? MODE_EGRESS : 0) | MODE_REASONS;
+    const value = this.__check(mode, req.tool, utf8(req.raw_text), req.scope, req.corr_id ?? undefined, req.user_id ?? undefined);
     if (value < 0) return JSON.parse(this.__lastJson());
     const code = value % 128;
+    const rest = (value - code) / 128;
+    const set = rest % REASON_SETS;
     return {
       decision: DECISIONS[code & 3],
       raw_text_out: outputText(this, code, req.raw_text),
-      reasons: unpackReasons(this.__lastReasons()),
+      reasons: reasonsOf(this, this.#reasonSets, set),
       policy_id: POLICY_IDS[code >> 4],
-      ts: (value - code) / 128,
+      ts: (rest - set) / REASON_SETS + TS_BASE,
     };
   }
 }

@@ -6,3 +6,4 @@ export { handleRequest } from './http.js';
 // Adds Warden.prototype.governStream and governTransform.
 import './stream.js';
 export { MemoryLedgerStore } from './budget.js';
+export { loadNameTables } from './names.js';

@@ -11,7 +11,8 @@ use tower::ServiceExt;
 use warden_engine::budget::Money;
 use warden_engine::policy_file::parse_policy;
 use warden_engine::{
-    CheckRequest, CheckResponse, Direction, ErrorCode, EvaluateRequest, EvaluateResponse, RedactResponse,
+    CheckRequest, CheckResponse, Detector, Direction, ErrorCode, EvaluateRequest, EvaluateResponse, Policy,
+    RedactResponse,
 };
 use warden_service::budget::BudgetStore;
 use warden_service::clock::Clock;
@@ -102,6 +103,8 @@ pub struct Hooks {
     pub budgets: Option<MakeBudgetStore>,
     /// Makes decision observers from the events settings (e.g. `onDecision`).
     pub observers: Vec<MakeObserver>,
+    /// The bytes of `warden-names.bin`: the person detector's name tables (option `nameTables`).
+    pub names: Option<Vec<u8>>,
 }
 
 impl core::fmt::Debug for Hooks {
@@ -109,6 +112,7 @@ impl core::fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("budgets", &self.budgets.is_some())
             .field("observers", &self.observers.len())
+            .field("names", &self.names.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -194,6 +198,10 @@ impl Core {
             let store = make(settings.budget_default_limit);
             builder = builder.budgets(Budgets { store, prices: settings.prices.clone() });
         }
+        if let Some(tables) = hooks.names {
+            let detector = Detector::with_names(&tables).map_err(|e| format!("invalid option `nameTables`: {e}"))?;
+            builder = builder.detector(detector);
+        }
         for make in hooks.observers {
             builder = builder.observer(make(&settings.events));
         }
@@ -216,6 +224,7 @@ impl Core {
     /// `POST /api/v1/precheck` (ingress) or `/postcheck` (egress) on a request value.
     pub fn check(&self, request: Value, direction: Direction) -> Result<CheckResponse, ApiError> {
         let req: CheckRequest = from_value(request)?;
+        self.check_names(req.policy_config.as_ref())?;
         Ok(self.check_request(&req, direction))
     }
 
@@ -236,6 +245,7 @@ impl Core {
     /// `POST /api/v1/evaluate` (JSON mode) on a request value.
     pub fn evaluate(&self, request: Value) -> Result<EvaluateResponse, ApiError> {
         let req: EvaluateRequest = from_value(request)?;
+        self.check_names(req.policy_config.as_ref())?;
         let policy = self.service.policy_source().get();
         Ok(self.service.gate(&policy).evaluate(&req, self.now_secs()))
     }
@@ -244,6 +254,20 @@ impl Core {
     /// `{raw_text}` or `{payload}` (see [`Service::detokenize_in_process`]).
     pub fn detokenize(&self, request: Value) -> Result<Value, ApiError> {
         self.service.detokenize_in_process(request)
+    }
+
+    /// A request's `policy_config` that looks for person names is refused without name tables,
+    /// as the service refuses it on the HTTP routes (the gate alone would find fewer names).
+    fn check_names(&self, config: Option<&Value>) -> Result<(), ApiError> {
+        if self.service.has_name_tables() {
+            return Ok(());
+        }
+        // An invalid policy_config is the gate's to answer (per `on_error`).
+        if config.and_then(|c| Policy::from_json_value(c).ok()).is_some_and(|p| p.detect_extra().person) {
+            let e = ApiError::invalid_request(warden_service::service::builder::NO_NAME_TABLES);
+            return Err(e.with_field("policy_config.detect_extra"));
+        }
+        Ok(())
     }
 
     /// `POST /api/v1/redact` on a text.

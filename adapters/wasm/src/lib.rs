@@ -22,7 +22,7 @@ use js_sys::{Error as JsError, Reflect, Uint8Array, JSON};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::sync::Arc;
-use warden_engine::{CheckRequest, CheckResponse, Decision, Direction};
+use warden_engine::{CheckRequest, CheckResponse, Decision, Direction, Reason};
 use warden_service::budget::{BudgetStore, MemoryBudgetStore};
 use warden_service::clock::JsClock;
 use warden_service::error::ApiError;
@@ -62,6 +62,11 @@ export interface WardenOptions {
   budgetStore?: "memory" | BudgetLedgerStore;
   /** BUDGET_DEFAULT_LIMIT: monthly limit in USD of users without an explicit one (default 10). */
   budgetDefaultLimit?: number;
+  /**
+   * The person detector's name tables: the bytes of `warden-names.bin` (shipped next to the .wasm;
+   * `await loadNameTables()` reads it). Required by a policy with `detect_extra: [person]`, unused otherwise.
+   */
+  nameTables?: Uint8Array | ArrayBuffer;
   /** Called with each `decision.v1` event (no raw text) after `run` or `handle` decided; not awaited, errors ignored. */
   onDecision?: (event: DecisionEvent) => unknown;
 }
@@ -301,10 +306,21 @@ const TEXT_NULL: u32 = 0;
 const TEXT_UNCHANGED: u32 = 1;
 const TEXT_CHANGED: u32 = 2;
 
-/// A check response in one number for [`Warden::check_fields`]: `ts × 128 + policy × 16 +
-/// text state × 4 + decision`, exact in an f64 for any timestamp of this era; `None` when the
-/// response has more than these (budget fields, an `on_error` detail) or is out of range.
-fn response_code(resp: &CheckResponse, raw_text: &str) -> Option<f64> {
+/// `__check`'s `mode` bits (js/warden.js): postcheck, and number the reason set.
+const MODE_EGRESS: u32 = 1;
+const MODE_REASONS: u32 = 2;
+
+/// Unix time the timestamp in [`Warden::check_fields`]'s code counts from (2020-09-13), so that
+/// it leaves room for the reason set.
+const TS_BASE: i64 = 1_600_000_000;
+/// Reason sets a code can name ([`ReasonSets`]): 13 bits, 0 meaning "read `__lastReasons`".
+const REASON_SETS: u64 = 1 << 13;
+
+/// A check response in one number for [`Warden::check_fields`]: `((ts − TS_BASE) × 2^13 +
+/// reason set) × 128 + policy × 16 + text state × 4 + decision`, exact in an f64 (below 2^53)
+/// until the year 2292; `None` when the response has more than these (budget fields, an
+/// `on_error` detail) or is out of range.
+fn response_code(resp: &CheckResponse, raw_text: &str, reason_set: u32) -> Option<f64> {
     let decision = DECISION_CODES.iter().position(|d| *d == resp.decision)?;
     let policy = POLICY_NAMES.iter().position(|p| *p == resp.policy_id.name())?;
     if resp.error.is_some() || resp.budget_status.is_some() || resp.budget_info.is_some() {
@@ -315,19 +331,19 @@ fn response_code(resp: &CheckResponse, raw_text: &str) -> Option<f64> {
         Some(out) if out == raw_text => TEXT_UNCHANGED,
         Some(_) => TEXT_CHANGED,
     };
-    // Below 2^45 s (a million years) the code stays below 2^53.
-    let ts = u64::try_from(resp.ts).ok().filter(|ts| *ts < 1 << 45)?;
+    let ts = u64::try_from(resp.ts.checked_sub(TS_BASE)?).ok().filter(|ts| *ts < 1 << 33)?;
     let low = u64::try_from(policy * 16 + decision).ok()? + u64::from(text * 4);
+    let set = u64::from(reason_set).min(REASON_SETS - 1);
     // Exact: below 2^53.
     #[allow(clippy::cast_precision_loss)]
-    Some((ts * 128 + low) as f64)
+    Some(((ts * REASON_SETS + set) * 128 + low) as f64)
 }
 
 /// Reasons as one string: each is its length in UTF-16 code units, `:`, and the reason, so the
 /// JS side splits them with `slice` whatever characters a reason holds (tool names may hold any).
-fn packed_reasons(resp: &CheckResponse) -> String {
+fn packed_reasons(reasons: &[Reason]) -> String {
     let mut out = String::new();
-    for reason in &resp.reasons {
+    for reason in reasons {
         let text = reason.to_string();
         out.push_str(&text.encode_utf16().count().to_string());
         out.push(':');
@@ -336,12 +352,64 @@ fn packed_reasons(resp: &CheckResponse) -> String {
     out
 }
 
+/// The reason lists the object API has answered, numbered from 1, so that a response's
+/// reasons cross the boundary as a number inside [`response_code`] and the JS wrapper reuses the
+/// array it already has (a policy's reason lists come from a small set: formatting, copying and
+/// parsing them per call was most of what the full object cost over `precheckText`). Bounded:
+/// when full, new lists cross as text (`__lastReasons`).
+#[derive(Default)]
+struct ReasonSets {
+    ids: std::collections::HashMap<Vec<Reason>, u32, core::hash::BuildHasherDefault<Fnv>>,
+    sets: Vec<Vec<Reason>>,
+    /// The number last answered: checked first, as consecutive requests often end alike.
+    last: u32,
+}
+
+impl ReasonSets {
+    /// The number of `reasons` (1 and up), or 0 when the table is full.
+    fn id(&mut self, reasons: &[Reason]) -> u32 {
+        let last = self.last.checked_sub(1).and_then(|i| self.sets.get(i as usize));
+        if last.is_some_and(|set| set.as_slice() == reasons) {
+            return self.last;
+        }
+        if let Some(id) = self.ids.get(reasons) {
+            self.last = *id;
+            return *id;
+        }
+        let Some(id) = u32::try_from(self.sets.len() + 1).ok().filter(|id| u64::from(*id) < REASON_SETS) else {
+            return 0;
+        };
+        self.ids.insert(reasons.to_vec(), id);
+        self.sets.push(reasons.to_vec());
+        self.last = id;
+        id
+    }
+}
+
+/// FNV-1a for the reason-set table: its keys are short, and the table is bounded
+/// ([`REASON_SETS`]), so even keys chosen to collide (tool names) cost bounded time per call;
+/// SipHash's cost would buy nothing here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl core::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let start = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        self.0 = bytes.iter().fold(start, |h, &c| (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3));
+    }
+}
+
 /// Warden, configured once (policy parsed, detector built) and reused for every call.
 #[wasm_bindgen]
 pub struct Warden {
     core: Core,
     /// The last response of [`Warden::check_fields`], read by the `__last*` methods.
     last: RefCell<Option<CheckResponse>>,
+    reason_sets: RefCell<ReasonSets>,
 }
 
 #[wasm_bindgen]
@@ -363,9 +431,12 @@ impl Warden {
                 (json, hooks)
             }
         };
-        let core = Core::with_hooks(options, Arc::new(JsClock), hooks)
-            .map_err(|m| js_error(&format!("new Warden: {m}"), "invalid_options", 400, None))?;
-        Ok(Warden { core, last: RefCell::new(None) })
+        let core = Core::with_hooks(options, Arc::new(JsClock), hooks).map_err(|m| {
+            // The one error a caller answers by loading an asset (`loadNameTables`): say so in `field`.
+            let field = m.contains("warden-names.bin").then_some("nameTables");
+            js_error(&format!("new Warden: {m}"), "invalid_options", 400, field)
+        })?;
+        Ok(Warden { core, last: RefCell::new(None), reason_sets: RefCell::new(ReasonSets::default()) })
     }
 
     /// Precheck (ingress): the response of `POST /api/v1/precheck`.
@@ -402,12 +473,14 @@ impl Warden {
     /// The fast path of the JS wrapper's `precheck` / `postcheck` / `precheckText` for a
     /// request with only `tool`, `raw_text`, `scope`, `corr_id` and `user_id` (the wrapper
     /// checks the types): the fields arrive as strings (`raw_text` as UTF-8 bytes), the answer is one number (see
-    /// [`response_code`]), or -1 when the response must be read whole with `__lastJson`.
+    /// [`response_code`]; with [`MODE_REASONS`] its reason set is numbered, else 0), or -1 when
+    /// the response must be read whole with `__lastJson`. `mode`: [`MODE_EGRESS`] (postcheck)
+    /// and [`MODE_REASONS`] (the caller builds the full object).
     /// Internal: use `precheck`, `postcheck`, `precheckText` or `postcheckText`.
     #[wasm_bindgen(js_name = "__check")]
     pub fn check_fields(
         &self,
-        egress: bool,
+        mode: u32,
         tool: String,
         raw_text: Vec<u8>,
         scope: Option<String>,
@@ -426,9 +499,10 @@ impl Warden {
             user_id,
             ..CheckRequest::default()
         };
-        let direction = if egress { Direction::Egress } else { Direction::Ingress };
+        let direction = if mode & MODE_EGRESS != 0 { Direction::Egress } else { Direction::Ingress };
         let resp = self.core.check_request(&req, direction);
-        let code = response_code(&resp, &req.raw_text).unwrap_or(-1.0);
+        let set = if mode & MODE_REASONS != 0 { self.reason_sets.borrow_mut().id(&resp.reasons) } else { 0 };
+        let code = response_code(&resp, &req.raw_text, set).unwrap_or(-1.0);
         *self.last.borrow_mut() = Some(resp);
         code
     }
@@ -442,7 +516,16 @@ impl Warden {
     /// The reasons of the last `__check`, packed (see [`packed_reasons`]). Internal.
     #[wasm_bindgen(js_name = "__lastReasons")]
     pub fn last_reasons(&self) -> String {
-        self.last.borrow().as_ref().map(packed_reasons).unwrap_or_default()
+        self.last.borrow().as_ref().map(|r| packed_reasons(&r.reasons)).unwrap_or_default()
+    }
+
+    /// The reasons of reason set `id` of a `__check` code, packed as `__lastReasons` packs
+    /// them (empty for an unknown id). Internal.
+    #[wasm_bindgen(js_name = "__reasonSet")]
+    pub fn reason_set(&self, id: u32) -> String {
+        let table = self.reason_sets.borrow();
+        let set = id.checked_sub(1).and_then(|i| table.sets.get(i as usize));
+        set.map(|reasons| packed_reasons(reasons)).unwrap_or_default()
     }
 
     /// The whole last `__check` response as JSON text (taken). Internal.
@@ -575,7 +658,21 @@ fn take_hooks(options: &JsValue) -> Result<(JsValue, Hooks), JsValue> {
             Arc::new(JsDecisionHook::new(f, EventBuilder::new(events.event_options()))) as Arc<dyn Observer>
         }));
     }
-    for key in ["budgetStore", "onDecision"] {
+    let tables = Reflect::get(obj, &JsValue::from_str("nameTables")).unwrap_or(JsValue::UNDEFINED);
+    if !tables.is_undefined() && !tables.is_null() {
+        let bytes = if let Some(b) = tables.dyn_ref::<Uint8Array>() {
+            b.clone()
+        } else if tables.is_instance_of::<js_sys::ArrayBuffer>() {
+            Uint8Array::new(&tables)
+        } else {
+            return Err(bad("nameTables", "expected the bytes of warden-names.bin (a Uint8Array or ArrayBuffer)"));
+        };
+        if bytes.length() as usize > warden_engine::MAX_NAMES_ASSET {
+            return Err(bad("nameTables", "larger than 4 MiB: not warden-names.bin"));
+        }
+        hooks.names = Some(bytes.to_vec());
+    }
+    for key in ["budgetStore", "onDecision", "nameTables"] {
         let _ = Reflect::delete_property(&plain, &JsValue::from_str(key));
     }
     Ok((plain.into(), hooks))
@@ -626,4 +723,50 @@ fn body_bytes(body: &JsValue) -> Result<Vec<u8>, JsValue> {
         return Ok(bytes.to_vec());
     }
     Err(js_error("Warden.handle: body must be a string or a Uint8Array", "invalid_request", 400, Some("body")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use warden_engine::{PiiKind, PiiType};
+
+    #[test]
+    fn reason_sets_are_numbered_once_and_bounded() {
+        let mut sets = ReasonSets::default();
+        let a = [Reason::ToolAccessDeny];
+        let b = [Reason::ToolAccessConfirm, Reason::StrictPiiBlocked(PiiType::Builtin(PiiKind::UsSsn))];
+        assert_eq!((sets.id(&a), sets.id(&b), sets.id(&a), sets.id(&[])), (1, 2, 1, 3));
+        assert_eq!(sets.id(&b), 2);
+        // Full: new lists get 0 (they cross as text), known ones keep their number.
+        for i in 0..REASON_SETS {
+            sets.id(&[Reason::BlockedTool(i.to_string())]);
+        }
+        assert_eq!(sets.id(&[Reason::BlockedTool(String::from("new"))]), 0);
+        assert_eq!(sets.id(&a), 1);
+        assert_eq!(sets.sets.len() as u64, REASON_SETS - 1);
+    }
+
+    #[test]
+    fn the_code_holds_every_field_exactly() {
+        let resp = CheckResponse {
+            decision: Decision::Transform,
+            raw_text_out: Some(String::from("out")),
+            reasons: Vec::new(),
+            policy_id: warden_engine::PolicyId::Defaults,
+            ts: 1_764_547_200,
+            budget_status: None,
+            budget_info: None,
+            error: None,
+        };
+        let code = response_code(&resp, "in", 8191).unwrap() as u64;
+        assert_eq!(code % 4, 2);
+        assert_eq!((code / 4) % 4, u64::from(TEXT_CHANGED));
+        assert_eq!(POLICY_NAMES[((code % 128) / 16) as usize], "defaults");
+        assert_eq!((code / 128) % REASON_SETS, 8191);
+        assert_eq!(code / 128 / REASON_SETS, 1_764_547_200 - 1_600_000_000);
+        // Before the base or beyond 2^33 s after it: the JSON path.
+        assert!(response_code(&CheckResponse { ts: 1_500_000_000, ..resp.clone() }, "in", 1).is_none());
+        assert!(response_code(&CheckResponse { ts: TS_BASE + (1 << 33), ..resp }, "in", 1).is_none());
+    }
 }

@@ -298,6 +298,7 @@ mod tests {
         Warden {
             core: Core::new(options, Arc::new(FixedClock::new(1_700_000_000_000))).unwrap(),
             last: RefCell::new(None),
+            reason_sets: RefCell::default(),
         }
     }
 

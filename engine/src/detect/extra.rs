@@ -51,11 +51,32 @@ pub(super) struct Gazetteer {
 }
 
 impl Gazetteer {
+    /// The tables compiled into the engine (feature `embedded-names`).
+    #[cfg(feature = "embedded-names")]
     pub(super) fn new() -> Arc<Gazetteer> {
         Arc::new(Gazetteer {
             first: decode(include_str!("tables/first_names.txt")),
             last: decode(include_str!("tables/surnames.txt")),
         })
+    }
+
+    /// Without `embedded-names` the tables come at run time ([`Gazetteer::from_hashes`]);
+    /// until then no name is known.
+    #[cfg(not(feature = "embedded-names"))]
+    pub(super) fn new() -> Arc<Gazetteer> {
+        Arc::new(Gazetteer { first: Vec::new(), last: Vec::new() })
+    }
+
+    /// Tables decoded at run time (`super::names`), hashes as [`decode`] makes them.
+    pub(super) fn from_hashes(mut first: Vec<u64>, mut last: Vec<u64>) -> Arc<Gazetteer> {
+        first.sort_unstable();
+        last.sort_unstable();
+        Arc::new(Gazetteer { first, last })
+    }
+
+    /// True when tables are loaded (embedded or given at run time).
+    pub(super) fn is_loaded(&self) -> bool {
+        !(self.first.is_empty() || self.last.is_empty())
     }
 
     fn has(list: &[u64], word: &[u8]) -> bool {
@@ -65,6 +86,7 @@ impl Gazetteer {
 }
 
 /// Decodes a front-coded table (see scripts/corpus/gazetteer.py) into sorted hashes.
+#[cfg(feature = "embedded-names")]
 fn decode(table: &str) -> Vec<u64> {
     // The hash state after each prefix of the current name (`[0]` is the empty name): a line
     // hashes only the bytes it does not share with the name before it (`fnv` of the name).
@@ -93,7 +115,7 @@ fn fnv_step(h: u64, c: u8) -> u64 {
     (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3)
 }
 
-fn fnv(bytes: &[u8]) -> u64 {
+pub(super) fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(FNV_BASIS, |h, &c| fnv_step(h, c))
 }
 

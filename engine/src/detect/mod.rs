@@ -15,6 +15,7 @@ mod extra;
 mod keywords;
 #[cfg(all(test, feature = "std"))]
 mod linear;
+mod names;
 mod net;
 mod numbers;
 #[cfg(test)]
@@ -26,6 +27,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 pub use extra::{Extra, MAX_ADDRESS_SPAN, MAX_CONTEXT_REACH, MAX_PERSON_SPAN};
 use keywords::{Trigger, ValueRun};
+pub use names::{NamesError, MAX_NAMES_ASSET};
 
 /// How far (in bytes of the folded text, see `unicode`) detection may read ahead of a position
 /// across whitespace to decide a value that starts before it: a password keyword (at most 15
@@ -89,6 +91,25 @@ impl Detector {
             contexts: keywords::build_context_automaton(),
             names: extra::Gazetteer::new(),
         }
+    }
+
+    /// Builds the detector with the person detector's name tables given at run time: the
+    /// `warden-names.bin` asset (format in `detect/names.rs`), for builds without the feature
+    /// `embedded-names`. A bad asset is an error naming the table and line at fault.
+    pub fn with_names(tables: &[u8]) -> Result<Detector, NamesError> {
+        let (first, last) = names::parse(tables)?;
+        Ok(Detector {
+            triggers: keywords::build_automaton(),
+            contexts: keywords::build_context_automaton(),
+            names: extra::Gazetteer::from_hashes(first, last),
+        })
+    }
+
+    /// True when the person detector has its name tables (embedded, or given to
+    /// [`with_names`](Self::with_names)); without them it finds only names with a strong cue,
+    /// so services refuse a policy with `detect_extra: [person]` instead.
+    pub fn has_names(&self) -> bool {
+        self.names.is_loaded()
     }
 
     fn automata(&self) -> Automata<'_> {

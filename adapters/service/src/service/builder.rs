@@ -33,6 +33,9 @@ pub enum BuildError {
     /// The policy encrypts (the field named) but no token keys were given
     /// ([`ServiceConfig::keyring`], `WARDEN_ENCRYPT_KEYS`).
     NoEncryptKeys(String),
+    /// The policy looks for person names (`detect_extra: [person]`) but the detector has no
+    /// name tables (an engine built without `embedded-names`, and none given at run time).
+    NoNameTables,
 }
 
 impl fmt::Display for BuildError {
@@ -43,11 +46,16 @@ impl fmt::Display for BuildError {
                 f,
                 "policy field `{field}` is `encrypt`, which needs reversible-token keys: set WARDEN_ENCRYPT_KEYS"
             ),
+            BuildError::NoNameTables => f.write_str(NO_NAME_TABLES),
         }
     }
 }
 
 impl std::error::Error for BuildError {}
+
+/// Why a policy that looks for person names is refused by a detector without name tables.
+pub const NO_NAME_TABLES: &str = "policy field `detect_extra` has `person`, which needs the name tables, \
+     and this build has none: load the asset warden-names.bin (the wasm package's option `nameTables`)";
 
 /// What is plugged into a service besides its policy, key and clock.
 #[derive(Default)]
@@ -66,6 +74,7 @@ pub struct ServiceBuilder {
     key: TokenKey,
     config: ServiceConfig,
     clock: Option<Arc<dyn Clock>>,
+    detector: Option<Detector>,
     plugins: Plugins,
 }
 
@@ -78,7 +87,7 @@ impl fmt::Debug for ServiceBuilder {
 impl ServiceBuilder {
     /// A builder evaluating `policy`, tokenizing with `key`, under `config`.
     pub fn new(policy: Arc<PolicySource>, key: TokenKey, config: ServiceConfig) -> ServiceBuilder {
-        ServiceBuilder { policy, key, config, clock: None, plugins: Plugins::default() }
+        ServiceBuilder { policy, key, config, clock: None, detector: None, plugins: Plugins::default() }
     }
 
     /// A builder with the salt and service settings of `settings`.
@@ -89,6 +98,13 @@ impl ServiceBuilder {
     /// The clock (required).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> ServiceBuilder {
         self.clock = Some(clock);
+        self
+    }
+
+    /// The detector (default [`Detector::new`]); e.g. one with name tables loaded at run time
+    /// ([`Detector::with_names`]).
+    pub fn detector(mut self, detector: Detector) -> ServiceBuilder {
+        self.detector = Some(detector);
         self
     }
 
@@ -138,6 +154,10 @@ impl ServiceBuilder {
             return Err(BuildError::NoEncryptKeys(field));
         }
         self.policy.set_can_encrypt(can_encrypt);
+        let detector = self.detector.unwrap_or_default();
+        if self.policy.get().detect_extra().person && !detector.has_names() {
+            return Err(BuildError::NoNameTables);
+        }
         if !self.plugins.probes.iter().any(|p| p.name() == "stores") {
             let probe: Arc<dyn Probe> = Arc::new(StoresProbe {
                 budgets: self.plugins.budgets.as_ref().map(|b| Arc::clone(&b.store)),
@@ -149,7 +169,7 @@ impl ServiceBuilder {
         Ok(Service {
             policy: self.policy,
             key: self.key,
-            detector: Detector::new(),
+            detector,
             config: self.config,
             clock,
             plugins: self.plugins,

@@ -160,6 +160,13 @@ impl Service {
         &self.config
     }
 
+    /// True when the detector has the person detector's name tables (embedded, or given to
+    /// [`ServiceBuilder::detector`]); without them a policy with `detect_extra: [person]` is
+    /// refused ([`builder::NO_NAME_TABLES`]).
+    pub fn has_name_tables(&self) -> bool {
+        self.detector.has_names()
+    }
+
     /// The policy source (for reloaders).
     pub fn policy_source(&self) -> &Arc<PolicySource> {
         &self.policy
@@ -203,6 +210,11 @@ impl Service {
         if let RequestPolicy::TooLarge { field, message } = parsed.as_ref() {
             let field = if field.is_empty() { String::from("policy_config") } else { format!("policy_config.{field}") };
             return Err(ApiError::invalid_request(message.clone()).with_field(field));
+        }
+        if let RequestPolicy::Valid(p) = parsed.as_ref() {
+            if p.detect_extra().person && !self.detector.has_names() {
+                return Err(ApiError::invalid_request(builder::NO_NAME_TABLES).with_field("policy_config.detect_extra"));
+            }
         }
         if let (RequestPolicy::Valid(p), None) = (parsed.as_ref(), &self.config.keyring) {
             if let Some(field) = p.encrypt_field() {
