@@ -99,12 +99,39 @@ impl BudgetJoin {
             *target.policy_id = PolicyId::OnError;
         }
         *target.decision = (*target.decision).max(self.decision);
-        target.reasons.push(self.reason);
+        // Reasons stay deduplicated (a stream's outcome promises it).
+        if !target.reasons.contains(&self.reason) {
+            target.reasons.push(self.reason);
+        }
         *target.status = self.status;
         *target.info = self.info;
         if *target.decision == Decision::Deny {
             response.withhold();
         }
+    }
+}
+
+/// A stream's end and the budget fields of its metadata record: a deny drops the governed
+/// bytes not yet sent.
+struct StreamBudget<'a> {
+    finished: &'a mut crate::stream::Finished,
+    status: Option<BudgetStatus>,
+    info: Option<BudgetInfo>,
+}
+
+impl Budgeted for StreamBudget<'_> {
+    fn joinable(&mut self) -> Joinable<'_> {
+        Joinable {
+            decision: &mut self.finished.outcome.decision,
+            reasons: &mut self.finished.outcome.reasons,
+            policy_id: &mut self.finished.outcome.policy_id,
+            status: &mut self.status,
+            info: &mut self.info,
+        }
+    }
+
+    fn withhold(&mut self) {
+        self.finished.body.clear();
     }
 }
 
@@ -114,21 +141,15 @@ impl BudgetJoin {
         self.decision == Decision::Deny
     }
 
-    /// Joins into a stream's outcome as [`join`](Self::join) does into a response (nothing
-    /// to withhold: the stream sends no more text after a deny); returns the budget fields
-    /// for the metadata record.
+    /// Joins into a stream's end as [`join`](Self::join) does into a response; returns the
+    /// budget fields for the metadata record.
     pub(super) fn join_stream(
         self,
-        outcome: &mut crate::stream::StreamOutcome,
+        finished: &mut crate::stream::Finished,
     ) -> (Option<BudgetStatus>, Option<BudgetInfo>) {
-        if self.failed && self.decision == Decision::Deny {
-            outcome.policy_id = PolicyId::OnError;
-        }
-        outcome.decision = outcome.decision.max(self.decision);
-        if !outcome.reasons.contains(&self.reason) {
-            outcome.reasons.push(self.reason);
-        }
-        (self.status, self.info)
+        let mut end = StreamBudget { finished, status: None, info: None };
+        self.join(&mut end);
+        (end.status, end.info)
     }
 }
 

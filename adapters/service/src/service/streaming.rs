@@ -209,15 +209,7 @@ impl PostcheckStream {
     /// terminator); spends the budget and records the decision. `cut_short`: the body could
     /// not be read to its end (the record says so, as an error; nothing is spent).
     pub async fn finish(mut self, cut_short: Option<&str>) -> Vec<u8> {
-        let Some(inner) = self.inner.take() else { return Vec::new() };
-        let mut finished = {
-            let gate = self.service.gate(governing(self.own.as_deref(), &self.policy));
-            inner.finish(&gate)
-        };
-        if let Some(why) = cut_short {
-            finished.outcome.fail(format!("the stream was cut short: {why}"));
-            finished.body.clear();
-        }
+        let Some(finished) = self.end(cut_short) else { return Vec::new() };
         let join = match (self.refused.take(), self.query.user_id.as_deref()) {
             (Some(refused), _) => Some(refused),
             (None, Some(user)) if cut_short.is_none() => {
@@ -240,10 +232,22 @@ impl PostcheckStream {
         self.close(finished, join)
     }
 
+    /// Ends the format stream under the governing policy; a stream cut short keeps no
+    /// governed bytes and says why, as an error. None once ended.
+    fn end(&mut self, cut_short: Option<&str>) -> Option<crate::stream::Finished> {
+        let inner = self.inner.take()?;
+        let mut finished = inner.finish(&self.service.gate(governing(self.own.as_deref(), &self.policy)));
+        if let Some(why) = cut_short {
+            finished.outcome.fail(format!("the stream was cut short: {why}"));
+            finished.body.clear();
+        }
+        Some(finished)
+    }
+
     /// Frames the record (with the budget's outcome joined in) after the last bytes, and
     /// records the decision.
     fn close(&mut self, mut finished: crate::stream::Finished, join: Option<BudgetJoin>) -> Vec<u8> {
-        let budget = join.map(|j| j.join_stream(&mut finished.outcome));
+        let budget = join.map(|j| j.join_stream(&mut finished));
         if finished.outcome.decision == Decision::Deny {
             finished.body.clear();
         }
@@ -295,13 +299,7 @@ impl Drop for PostcheckStream {
     /// A stream dropped before its end (the client went away) is still recorded, once (and
     /// not charged: a drop cannot wait for the budget store).
     fn drop(&mut self) {
-        let Some(inner) = self.inner.take() else { return };
-        let mut finished = {
-            let gate = self.service.gate(governing(self.own.as_deref(), &self.policy));
-            inner.finish(&gate)
-        };
-        finished.outcome.fail("the stream was cut short: the response was dropped before the end (client gone)".into());
-        finished.body.clear();
+        let Some(finished) = self.end(Some("the response was dropped before the end (client gone)")) else { return };
         let refused = self.refused.take();
         self.close(finished, refused);
     }
