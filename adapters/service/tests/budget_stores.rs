@@ -309,6 +309,69 @@ mod sqlite {
         assert_eq!(kinds, vec![("llm".to_string(), 120), ("purchase".to_string(), 500_000)]);
     }
 
+    /// A file written by the first release (rowid transactions with AUTOINCREMENT ids, an
+    /// index by user, no schema version) is converted at open: balances, limits and every
+    /// transaction with its id stay, and new ids continue after each user's last.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_converts_a_first_release_file_keeping_every_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sqlite_path(&dir);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE budgets (
+                 user_id TEXT PRIMARY KEY NOT NULL, monthly_limit INTEGER,
+                 current_spend INTEGER NOT NULL DEFAULT 0, llm_spend INTEGER NOT NULL DEFAULT 0,
+                 purchase_spend INTEGER NOT NULL DEFAULT 0, period TEXT NOT NULL, updated_at INTEGER NOT NULL);
+             CREATE TABLE budget_transactions (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL,
+                 kind TEXT NOT NULL CHECK (kind IN ('llm', 'purchase')), amount INTEGER NOT NULL,
+                 tool TEXT NOT NULL, corr_id TEXT, created_at INTEGER NOT NULL);
+             CREATE INDEX budget_transactions_by_user ON budget_transactions (user_id, id);
+             INSERT INTO budgets VALUES ('ivy', 20000000, 700, 300, 400, '2025-09', 1758745000);
+             INSERT INTO budgets VALUES ('jon', NULL, 50, 50, 0, '2025-09', 1758745000);
+             INSERT INTO budget_transactions VALUES (1, 'ivy', 'llm', 300, 'chat', 'c1', 1758745000);
+             INSERT INTO budget_transactions VALUES (2, 'jon', 'llm', 50, 'chat', NULL, 1758745001);
+             INSERT INTO budget_transactions VALUES (3, 'ivy', 'purchase', 400, 'shop.buy', 'c3', 1758745002);",
+        )
+        .unwrap();
+        drop(old);
+
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        let ivy = store.status("ivy", NOW).await.unwrap();
+        assert_eq!((ivy.current(), ivy.limit), (usd(700), usd(20_000_000)));
+        let ids = |txs: Vec<warden_service::budget::Transaction>| txs.iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.transactions("ivy", 10).await.unwrap()), vec![3, 1]);
+        store.check_and_spend(spend("ivy", 5, 0, true), NOW).await.unwrap();
+        store.check_and_spend(spend("jon", 5, 6, true), NOW).await.unwrap();
+        assert_eq!(ids(store.transactions("ivy", 10).await.unwrap()), vec![4, 3, 1]);
+        assert_eq!(ids(store.transactions("jon", 10).await.unwrap()), vec![4, 3, 2]);
+        assert_eq!(store.status("jon", NOW).await.unwrap().current(), usd(61));
+        drop(store);
+
+        // Converted once: reopening finds the current schema and the same state.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 2);
+        drop(conn);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        assert_eq!(store.status("ivy", NOW).await.unwrap().current(), usd(705));
+        store.check_and_spend(spend("ivy", 1, 0, true), NOW).await.unwrap();
+        assert_eq!(ids(store.transactions("ivy", 1).await.unwrap()), vec![5]);
+    }
+
+    /// A file from a newer release is refused rather than written with an older schema.
+    #[test]
+    fn sqlite_store_refuses_a_file_from_a_newer_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sqlite_path(&dir);
+        drop(SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap());
+        rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 3").unwrap();
+        let err = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap_err();
+        assert!(err.to_string().contains("schema version 3, newer than this release's 2"), "{err}");
+    }
+
     /// The ledger in memory is the truth between commits, so the file has one owner: other
     /// connections (another process) cannot use it while the store is open, and a store
     /// cannot open a file another process holds.
@@ -328,7 +391,7 @@ mod sqlite {
         // Another process holding the file (a connection that keeps its write lock).
         let holder = rusqlite::Connection::open(&path).unwrap();
         holder.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN IMMEDIATE; COMMIT;").unwrap();
-        holder.execute_batch("INSERT INTO budgets VALUES ('x', NULL, 0, 0, 0, '', 0)").unwrap();
+        holder.execute_batch("INSERT INTO budgets (user_id, period, updated_at) VALUES ('x', '', 0)").unwrap();
         let err = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap_err();
         assert!(err.to_string().contains("in use by another process"), "{err}");
         drop(holder);

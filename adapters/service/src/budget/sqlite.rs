@@ -50,7 +50,11 @@ pub const SQLITE_FILE_NAME: &str = "budgets.sqlite3";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema (GovernsAI's tables; amounts are integer micro-USD, times Unix seconds).
-/// `monthly_limit` NULL means "the configured default limit".
+/// `monthly_limit` NULL means "the configured default limit". A user's transactions are
+/// numbered from the `last_tx_id` of its row and kept in one `WITHOUT ROWID` table keyed by
+/// `(user_id, id)`: a window's spends for a user touch two pages (its row and its
+/// transactions), not five (a rowid table, its per-user index and AUTOINCREMENT's sequence).
+/// Ids increase per user, as in the Redis store.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS budgets (
     user_id        TEXT PRIMARY KEY NOT NULL,
@@ -59,18 +63,44 @@ CREATE TABLE IF NOT EXISTS budgets (
     llm_spend      INTEGER NOT NULL DEFAULT 0,
     purchase_spend INTEGER NOT NULL DEFAULT 0,
     period         TEXT NOT NULL,
-    updated_at     INTEGER NOT NULL
+    updated_at     INTEGER NOT NULL,
+    last_tx_id     INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS budget_transactions (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id    TEXT NOT NULL,
+    id         INTEGER NOT NULL,
     kind       TEXT NOT NULL CHECK (kind IN ('llm', 'purchase')),
     amount     INTEGER NOT NULL,
     tool       TEXT NOT NULL,
     corr_id    TEXT,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS budget_transactions_by_user ON budget_transactions (user_id, id);
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, id)
+) WITHOUT ROWID;
+";
+
+/// `PRAGMA user_version` of a file with [`SCHEMA`]. Files without it (0) were written by the
+/// first release (a rowid transactions table with AUTOINCREMENT ids and an index by user):
+/// [`MIGRATE_FROM_1`] converts them once, at open, keeping every id.
+const SCHEMA_VERSION: i64 = 2;
+
+const MIGRATE_FROM_1: &str = "
+ALTER TABLE budgets ADD COLUMN last_tx_id INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE budget_transactions_2 (
+    user_id    TEXT NOT NULL,
+    id         INTEGER NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('llm', 'purchase')),
+    amount     INTEGER NOT NULL,
+    tool       TEXT NOT NULL,
+    corr_id    TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, id)
+) WITHOUT ROWID;
+INSERT INTO budget_transactions_2 (user_id, id, kind, amount, tool, corr_id, created_at)
+    SELECT user_id, id, kind, amount, tool, corr_id, created_at FROM budget_transactions;
+UPDATE budgets SET last_tx_id =
+    COALESCE((SELECT MAX(id) FROM budget_transactions_2 t WHERE t.user_id = budgets.user_id), 0);
+DROP TABLE budget_transactions;
+ALTER TABLE budget_transactions_2 RENAME TO budget_transactions;
 ";
 
 /// Most queued changes written by one transaction.
@@ -107,8 +137,8 @@ const CHECKPOINT_EVERY: u32 = 256;
 /// How a user's monthly total moves in the file: added to the stored spend when the stored
 /// row is in the same period, replacing it otherwise (the month rolled over).
 const UPSERT_SPEND: &str = "
-INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
-VALUES (?1, NULL, ?2 + ?3, ?2, ?3, ?4, ?5)
+INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at, last_tx_id)
+VALUES (?1, NULL, ?2 + ?3, ?2, ?3, ?4, ?5, ?6)
 ON CONFLICT (user_id) DO UPDATE SET
   current_spend = CASE WHEN period = excluded.period
     THEN llm_spend + purchase_spend + excluded.current_spend ELSE excluded.current_spend END,
@@ -116,7 +146,8 @@ ON CONFLICT (user_id) DO UPDATE SET
   purchase_spend = CASE WHEN period = excluded.period
     THEN purchase_spend + excluded.purchase_spend ELSE excluded.purchase_spend END,
   period = excluded.period,
-  updated_at = excluded.updated_at";
+  updated_at = excluded.updated_at,
+  last_tx_id = excluded.last_tx_id";
 
 /// How long budget transactions are kept: thirteen months, so a year can be compared.
 pub const TRANSACTION_RETENTION_SECS: i64 = 396 * 24 * 3600;
@@ -451,7 +482,7 @@ impl SqliteBudgetStore {
 
 /// Opens the file for this process alone.
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
+    let mut conn = Connection::open(path)
         .map_err(|e| StoreError::new("sqlite", format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
     // The ledger in memory is the truth between commits, so no other connection may write
@@ -467,8 +498,33 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // group commit makes that one sync per window.
     conn.pragma_update(None, "synchronous", "FULL").map_err(db_error)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(db_error)?;
-    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")).map_err(|e| in_use(path, e))?;
+    create_or_migrate(&mut conn).map_err(|e| in_use(path, e))?;
     Ok(conn)
+}
+
+/// Creates the tables, or brings a file of an earlier version to [`SCHEMA_VERSION`], in one
+/// transaction (a crash midway leaves the file as it was).
+fn create_or_migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let first_release: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'budget_transactions')",
+        [],
+        |r| r.get(0),
+    )?;
+    if version == 0 && first_release {
+        tx.execute_batch(MIGRATE_FROM_1)?;
+    } else if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "the budget file has schema version {version}, newer than this release's {SCHEMA_VERSION}"
+            )),
+        ));
+    }
+    tx.execute_batch(SCHEMA)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
 }
 
 /// A busy database at open means another process owns it.
@@ -576,12 +632,22 @@ fn gather(
     gate.want.store(0, Ordering::SeqCst);
 }
 
-/// A user's spend changes within one window, written as one row update.
+/// A user's spend changes within one window, written as one row update and its transactions.
 struct Pending {
     period: String,
     llm: Money,
     purchase: Money,
     now_secs: i64,
+    entries: Vec<Entry>,
+}
+
+/// A transaction to insert, numbered when its user's changes are written.
+struct Entry {
+    kind: SpendKind,
+    amount: Money,
+    tool: String,
+    corr_id: Option<String>,
+    created_at: i64,
 }
 
 /// Runs one window and answers its jobs; returns how many jobs had been sent by then.
@@ -604,14 +670,14 @@ fn run_window(conn: &mut Connection, window: Vec<Job>, gate: &Gate, ledger: &Led
     for job in window {
         match job {
             Job::Spend(w) => {
-                let out = match failed {
-                    Some(_) => Ok(()),
-                    None => write_spend(&tx, &mut pending, &w),
+                let (done, out) = match failed {
+                    Some(_) => (w.done, Ok(())),
+                    None => write_spend(&tx, &mut pending, w),
                 };
                 if let Err(e) = out {
                     failed = Some(e);
                 }
-                answers.push(Answer::Done(w.done, Ok(())));
+                answers.push(Answer::Done(done, Ok(())));
             }
             Job::SetLimit { user, limit, done } => {
                 if failed.is_none() {
@@ -662,33 +728,34 @@ fn fail(job: Job, e: &StoreError) {
     answer.send(&Err(e.clone()));
 }
 
-fn write_spend(tx: &Connection, pending: &mut HashMap<String, Pending>, w: &SpendWrite) -> Result<(), StoreError> {
-    if pending.get(&w.user).is_some_and(|p| p.period != w.period) {
-        flush_user(tx, pending, &w.user)?;
-    }
-    let p = pending.entry(w.user.clone()).or_insert_with(|| Pending {
-        period: w.period.clone(),
-        llm: Money::ZERO,
-        purchase: Money::ZERO,
-        now_secs: w.now_secs,
-    });
-    p.llm = p.llm.saturating_add(w.llm);
-    p.purchase = p.purchase.saturating_add(w.purchase);
-    p.now_secs = w.now_secs;
-    let mut insert = tx
-        .prepare_cached(
-            "INSERT INTO budget_transactions (user_id, kind, amount, tool, corr_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .map_err(db_error)?;
-    for (kind, amount) in [(SpendKind::Llm, w.llm), (SpendKind::Purchase, w.purchase)] {
-        if amount > Money::ZERO {
-            insert
-                .execute(params![w.user, kind.as_str(), amount.micros(), w.tool, w.corr_id, w.now_secs])
-                .map_err(db_error)?;
+/// Adds a spend to its user's pending changes; returns where to answer it.
+fn write_spend(
+    tx: &Connection,
+    pending: &mut HashMap<String, Pending>,
+    w: SpendWrite,
+) -> (oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>) {
+    let SpendWrite { user, period, llm, purchase, tool, corr_id, now_secs, done } = w;
+    if pending.get(&user).is_some_and(|p| p.period != period) {
+        if let Err(e) = flush_user(tx, pending, &user) {
+            return (done, Err(e));
         }
     }
-    Ok(())
+    let p = pending.entry(user).or_insert_with(|| Pending {
+        period,
+        llm: Money::ZERO,
+        purchase: Money::ZERO,
+        now_secs,
+        entries: Vec::new(),
+    });
+    p.llm = p.llm.saturating_add(llm);
+    p.purchase = p.purchase.saturating_add(purchase);
+    p.now_secs = now_secs;
+    for (kind, amount) in [(SpendKind::Llm, llm), (SpendKind::Purchase, purchase)] {
+        if amount > Money::ZERO {
+            p.entries.push(Entry { kind, amount, tool: tool.clone(), corr_id: corr_id.clone(), created_at: now_secs });
+        }
+    }
+    (done, Ok(()))
 }
 
 fn flush_user(tx: &Connection, pending: &mut HashMap<String, Pending>, user: &str) -> Result<(), StoreError> {
@@ -706,22 +773,32 @@ fn flush_all(tx: &Connection, pending: &mut HashMap<String, Pending>) -> Result<
 }
 
 fn save_spend(tx: &Connection, user: &str, p: &Pending) -> Result<(), rusqlite::Error> {
-    let stored: Option<String> = tx
-        .prepare_cached("SELECT period FROM budgets WHERE user_id = ?1")?
-        .query_row(params![user], |r| r.get(0))
+    let stored: Option<(String, i64)> = tx
+        .prepare_cached("SELECT period, last_tx_id FROM budgets WHERE user_id = ?1")?
+        .query_row(params![user], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if stored.is_some_and(|stored| stored != p.period) {
+    let mut last_id = stored.as_ref().map_or(0, |(_, id)| *id);
+    if stored.is_some_and(|(stored, _)| stored != p.period) {
         // Retention: a user's transactions older than TRANSACTION_RETENTION_SECS go when
         // their stored budget rolls into a new month.
         tx.prepare_cached("DELETE FROM budget_transactions WHERE user_id = ?1 AND created_at < ?2")?
             .execute(params![user, p.now_secs.saturating_sub(TRANSACTION_RETENTION_SECS)])?;
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for e in &p.entries {
+        last_id = last_id.saturating_add(1);
+        insert.execute(params![user, last_id, e.kind.as_str(), e.amount.micros(), e.tool, e.corr_id, e.created_at])?;
     }
     tx.prepare_cached(UPSERT_SPEND)?.execute(params![
         user,
         p.llm.micros(),
         p.purchase.micros(),
         p.period,
-        p.now_secs
+        p.now_secs,
+        last_id
     ])?;
     Ok(())
 }
@@ -729,8 +806,8 @@ fn save_spend(tx: &Connection, user: &str, p: &Pending) -> Result<(), rusqlite::
 fn set_limit(tx: &Connection, user: &str, limit: Money) -> Result<(), StoreError> {
     // A row created here belongs to no period yet; the next check rolls it over.
     tx.prepare_cached(
-        "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at)
-         VALUES (?1, ?2, 0, 0, 0, '', 0)
+        "INSERT INTO budgets (user_id, monthly_limit, current_spend, llm_spend, purchase_spend, period, updated_at, last_tx_id)
+         VALUES (?1, ?2, 0, 0, 0, '', 0, 0)
          ON CONFLICT (user_id) DO UPDATE SET monthly_limit = excluded.monthly_limit",
     )
     .and_then(|mut stmt| stmt.execute(params![user, limit.micros()]))
