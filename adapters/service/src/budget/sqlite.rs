@@ -517,9 +517,7 @@ fn create_or_migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
     } else if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-            Some(format!(
-                "the budget file has schema version {version}, newer than this release's {SCHEMA_VERSION}"
-            )),
+            Some(format!("the budget file has schema version {version}, newer than this release's {SCHEMA_VERSION}")),
         ));
     }
     tx.execute_batch(SCHEMA)?;
