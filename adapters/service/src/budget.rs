@@ -177,7 +177,7 @@ impl SpendKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Transaction {
-    /// Store-assigned id, increasing per user (per store for SQLite and memory).
+    /// Store-assigned id, increasing per user (per store for the memory store).
     pub id: i64,
     /// The user charged.
     pub user: String,
