@@ -20,6 +20,7 @@
 //   token from UPSTASH_REDIS_REST_TOKEN; listens on a free loopback port and prints its URL.
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
+import { pathToFileURL } from 'node:url';
 
 /** Bounds: the client's auto-pipeline holds at most 1000 commands; ledgers are a few KB. */
 const MAX_BODY = 4 * 1024 * 1024;
@@ -232,7 +233,7 @@ export async function startUpstashRest({ redisUrl, token }) {
   };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const redisUrl = process.argv[2];
   const token = process.env.UPSTASH_REDIS_REST_TOKEN;
   if (!redisUrl || !token) {

@@ -6,9 +6,12 @@
 //   WARDEN_TEST_REDIS_URL                             (the redis-server, to read what was stored)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from '@upstash/redis';
 import { Warden } from 'warden-wasm';
 import { connectRedis } from './upstash-rest.mjs';
+import { ROOT } from './common.mjs';
 
 const { UPSTASH_REDIS_REST_URL: url, UPSTASH_REDIS_REST_TOKEN: token, WARDEN_TEST_REDIS_URL: redisUrl } = process.env;
 let raw;
@@ -41,6 +44,14 @@ const spend = (user, amount, i = 0) => ({
   user_id: user,
   corr_id: `c${i}`,
   tool_config: { metadata: { purchase_amount: amount } },
+});
+
+test('docs/edge.md quotes the store file verbatim', () => {
+  const doc = readFileSync(join(ROOT, 'docs', 'edge.md'), 'utf8');
+  const block = doc.match(/\n {2}```js\n( {2}import \{ Redis \} from '@upstash\/redis';\n[\s\S]*?)\n {2}```\n/);
+  assert.ok(block, 'the Upstash block of docs/edge.md');
+  const quoted = block[1].split('\n').map((l) => l.replace(/^ {2}/, '')).join('\n') + '\n';
+  assert.equal(quoted, readFileSync(new URL('./upstash-budget-store.mjs', import.meta.url), 'utf8'));
 });
 
 test('the REST server answers @upstash/redis as Upstash does: commands, pipelines, base64, errors, auth', async () => {
