@@ -79,28 +79,22 @@ CREATE TABLE IF NOT EXISTS budget_transactions (
 ";
 
 /// `PRAGMA user_version` of a file with [`SCHEMA`]. Files without it (0) were written by the
-/// first release (a rowid transactions table with AUTOINCREMENT ids and an index by user):
-/// [`MIGRATE_FROM_1`] converts them once, at open, keeping every id.
+/// first release (a rowid transactions table with AUTOINCREMENT ids and an index by user): they
+/// are converted once, at open, keeping every id: [`SET_ASIDE_FIRST_RELEASE`], then
+/// [`SCHEMA`] creates the current tables, then [`COPY_FIRST_RELEASE`].
 const SCHEMA_VERSION: i64 = 2;
 
-const MIGRATE_FROM_1: &str = "
+const SET_ASIDE_FIRST_RELEASE: &str = "
 ALTER TABLE budgets ADD COLUMN last_tx_id INTEGER NOT NULL DEFAULT 0;
-CREATE TABLE budget_transactions_2 (
-    user_id    TEXT NOT NULL,
-    id         INTEGER NOT NULL,
-    kind       TEXT NOT NULL CHECK (kind IN ('llm', 'purchase')),
-    amount     INTEGER NOT NULL,
-    tool       TEXT NOT NULL,
-    corr_id    TEXT,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (user_id, id)
-) WITHOUT ROWID;
-INSERT INTO budget_transactions_2 (user_id, id, kind, amount, tool, corr_id, created_at)
-    SELECT user_id, id, kind, amount, tool, corr_id, created_at FROM budget_transactions;
+ALTER TABLE budget_transactions RENAME TO budget_transactions_1;
+";
+
+const COPY_FIRST_RELEASE: &str = "
+INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
+    SELECT user_id, id, kind, amount, tool, corr_id, created_at FROM budget_transactions_1;
 UPDATE budgets SET last_tx_id =
-    COALESCE((SELECT MAX(id) FROM budget_transactions_2 t WHERE t.user_id = budgets.user_id), 0);
-DROP TABLE budget_transactions;
-ALTER TABLE budget_transactions_2 RENAME TO budget_transactions;
+    COALESCE((SELECT MAX(id) FROM budget_transactions t WHERE t.user_id = budgets.user_id), 0);
+DROP TABLE budget_transactions_1;
 ";
 
 /// Most queued changes written by one transaction.
@@ -512,15 +506,20 @@ fn create_or_migrate(conn: &mut Connection) -> Result<(), rusqlite::Error> {
         [],
         |r| r.get(0),
     )?;
-    if version == 0 && first_release {
-        tx.execute_batch(MIGRATE_FROM_1)?;
-    } else if version > SCHEMA_VERSION {
+    if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
             Some(format!("the budget file has schema version {version}, newer than this release's {SCHEMA_VERSION}")),
         ));
     }
+    let convert = version == 0 && first_release;
+    if convert {
+        tx.execute_batch(SET_ASIDE_FIRST_RELEASE)?;
+    }
     tx.execute_batch(SCHEMA)?;
+    if convert {
+        tx.execute_batch(COPY_FIRST_RELEASE)?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
 }
