@@ -16,6 +16,7 @@ import {
   deployments,
   freePort,
   middlewareSuite,
+  post,
 } from './common.mjs';
 import { STREAM_ENV, proxyChecks, startUpstream, streamingHttpChecks } from './streams.mjs';
 
@@ -101,4 +102,22 @@ describe('next start: streaming, the AI proxy route and POST /api/v1/postcheck/s
   // `next start` hands an edge route the request body only once it has fully arrived (the
   // route's answer still streams out: the proxy checks above see bytes before the upstream ends).
   for (const [name, check] of streamingHttpChecks(9000, { requestStreams: false })) test(name, () => check({ base }));
+});
+
+// The app fetches the package's warden-names.bin only when WARDEN_POLICY looks for person names
+// (vercel/lib/warden.ts); `next build` must ship the asset beside the edge bundle for that fetch.
+describe('next start: a policy looking for person names loads warden-names.bin', () => {
+  let base;
+  before(async () => {
+    base = await start({ WARDEN_POLICY: JSON.stringify({ version: 'v1', detect_extra: ['person', 'street_address'] }) });
+  });
+  test('names are found as the native engine finds them', async () => {
+    const text = 'Dear Ms. Okafor, we ship to 742 Evergreen Terrace, Springfield, IL 62704 today.';
+    const cued = await post(`${base}/api/v1/redact`, { text });
+    assert.equal(cued.status, 200, cued.text);
+    assert.equal(cued.json.redacted, 'Dear Ms. <PERSON>, we ship to <ADDRESS> today.');
+    // No cue word: only the name lists tell that these two words are a name.
+    const listed = await post(`${base}/api/v1/redact`, { text: 'Escalated by Maria Fernandez yesterday.' });
+    assert.equal(listed.json.redacted, 'Escalated by <PERSON> yesterday.', listed.text);
+  });
 });
