@@ -408,7 +408,9 @@ fn clamp_year(year: i64) -> i32 {
 /// The budget period (UTC month) of a Unix time, `"YYYY-MM"`.
 pub fn period_key(unix_secs: i64) -> String {
     let (year, month) = month_of(unix_secs);
-    alloc::format!("{year:04}-{month:02}")
+    let mut out = String::with_capacity(7);
+    push_date(&mut out, i64::from(year), month, None);
+    out
 }
 
 /// The Unix time (seconds) at which the UTC month after `unix_secs` starts: when budgets reset.
@@ -422,7 +424,35 @@ pub fn next_month_start(unix_secs: i64) -> i64 {
 /// e.g. `"2025-10-01T00:00:00Z"`.
 pub fn reset_at_iso(unix_secs: i64) -> String {
     let (year, month, day) = civil_from_days(next_month_start(unix_secs).div_euclid(SECS_PER_DAY));
-    alloc::format!("{year:04}-{month:02}-{day:02}T00:00:00Z")
+    let mut out = String::with_capacity(20);
+    push_date(&mut out, year, month, Some(day));
+    out.push_str("T00:00:00Z");
+    out
+}
+
+/// Appends `YYYY-MM` or `YYYY-MM-DD` (`{year:04}-{month:02}-{day:02}`): every request with a
+/// budget formats two of these, so the usual four-digit years skip the formatting machinery.
+fn push_date(out: &mut String, year: i64, month: u32, day: Option<u32>) {
+    fn push2(out: &mut String, n: u32) {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    }
+    match u32::try_from(year) {
+        Ok(y) if y <= 9999 => {
+            push2(out, y / 100);
+            push2(out, y % 100);
+        }
+        _ => {
+            use core::fmt::Write;
+            let _ = write!(out, "{year:04}");
+        }
+    }
+    out.push('-');
+    push2(out, month);
+    if let Some(day) = day {
+        out.push('-');
+        push2(out, day);
+    }
 }
 
 /// Percentage of `limit` that `spend` uses, 0–100, rounded to 2 decimals. A zero limit is
@@ -746,6 +776,27 @@ mod tests {
         let _ = month_of(i64::MIN);
         let _ = next_month_start(i64::MAX);
         let _ = period_key(i64::MIN);
+    }
+
+    #[test]
+    fn dates_are_formatted_as_with_format() {
+        let starts = [
+            i64::MIN,
+            -62_167_219_201,
+            -62_167_219_200,
+            -1,
+            0,
+            1_758_745_697,
+            253_402_300_799,
+            253_402_300_800,
+            i64::MAX,
+        ];
+        for secs in starts.into_iter().chain((0..4_000).map(|i| i * 31_557_600 - 62_000_000_000)) {
+            let (year, month) = month_of(secs);
+            assert_eq!(period_key(secs), alloc::format!("{year:04}-{month:02}"), "{secs}");
+            let (y, m, d) = civil_from_days(next_month_start(secs).div_euclid(SECS_PER_DAY));
+            assert_eq!(reset_at_iso(secs), alloc::format!("{y:04}-{m:02}-{d:02}T00:00:00Z"), "{secs}");
+        }
     }
 
     #[test]

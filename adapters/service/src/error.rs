@@ -117,7 +117,10 @@ pub fn parse_typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Ap
 
 /// A response body: `value` as compact JSON.
 pub fn to_body<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value)
+    // Most answers (a check with its budget fields) fit in 1 KiB: one allocation, no regrowth.
+    let mut body = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut body, value)
+        .map(|()| body)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("could not serialize the response: {e}")))
 }
 

@@ -423,6 +423,37 @@ mod sqlite {
         assert_eq!(store.transactions("hank", 100).await.unwrap().len(), 41);
     }
 
+    /// A window whose write fails is rolled back and answered with an error: memory forgets
+    /// the spend, and the next window (another user's spend) commits normally.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_rolls_back_a_failed_window_and_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sqlite_path(&dir);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        store.check_and_spend(spend("ivy", 10, 0, true), NOW).await.unwrap();
+        let before = store.status("ivy", NOW).await.unwrap();
+        drop(store);
+        // A row with the id ivy's next transaction gets: that insert fails.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
+                 VALUES ('ivy', 2, 'llm', 1, 'x', NULL, 0)",
+            )
+            .unwrap();
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        let err = store.check_and_spend(spend("ivy", 20, 0, true), NOW).await.unwrap_err();
+        assert_eq!(err.store(), "sqlite");
+        assert_eq!(store.status("ivy", NOW).await.unwrap(), before);
+        let out = store.check_and_spend(spend("jay", 30, 0, true), NOW).await.unwrap();
+        assert_eq!(out.snapshot.current(), usd(30));
+        drop(store);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        assert_eq!(store.status("ivy", NOW).await.unwrap(), before);
+        assert_eq!(store.status("jay", NOW).await.unwrap().current(), usd(30));
+        assert_eq!(store.transactions("jay", 10).await.unwrap().len(), 1);
+    }
+
     #[test]
     fn sqlite_store_open_reports_unusable_paths() {
         let dir = tempfile::tempdir().unwrap();

@@ -550,7 +550,7 @@ fn in_use(path: &Path, e: rusqlite::Error) -> StoreError {
 /// jobs it waits for that many, at most a quarter of the previous window's time and at most
 /// [`GATHER_MAX`]. With a fast sync (windows under 1 ms) it does not wait at all; a lone
 /// client never waits.
-fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, gate: &Gate, ledger: &Ledger) {
+fn writer(conn: Connection, jobs: &mpsc::Receiver<Job>, gate: &Gate, ledger: &Ledger) {
     let mut commits = 0u32;
     let mut taken = 0u64;
     let mut expected = 0usize;
@@ -566,7 +566,7 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, gate: &Gate, ledger:
         let stop = window.iter().any(|job| matches!(job, Job::Stop));
         let wrote = window.iter().any(|job| matches!(job, Job::Spend(_) | Job::SetLimit { .. }));
         let started = Instant::now();
-        let sent = run_window(&mut conn, window, gate, ledger);
+        let sent = run_window(&conn, window, gate, ledger);
         wait = (started.elapsed() / GATHER_SHARE).min(GATHER_MAX);
         let carried = usize::try_from(sent.saturating_sub(taken)).unwrap_or(MAX_BATCH);
         expected = size.saturating_add(carried);
@@ -648,20 +648,18 @@ struct Entry {
 }
 
 /// Runs one window and answers its jobs; returns how many jobs had been sent by then.
-fn run_window(conn: &mut Connection, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -> u64 {
+fn run_window(tx: &Connection, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -> u64 {
     let mut answers = Vec::with_capacity(window.len());
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let e = db_error(e);
-            ledger.forget_all();
-            let sent = gate.sent.load(Ordering::SeqCst);
-            for job in window {
-                fail(job, &e);
-            }
-            return sent;
+    // BEGIN and COMMIT are cached statements, not parsed again by every window.
+    if let Err(e) = run_cached(tx, "BEGIN IMMEDIATE") {
+        let e = db_error(e);
+        ledger.forget_all();
+        let sent = gate.sent.load(Ordering::SeqCst);
+        for job in window {
+            fail(job, &e);
         }
-    };
+        return sent;
+    }
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut failed: Option<StoreError> = None;
     for job in window {
@@ -669,7 +667,7 @@ fn run_window(conn: &mut Connection, window: Vec<Job>, gate: &Gate, ledger: &Led
             Job::Spend(w) => {
                 let (done, out) = match failed {
                     Some(_) => (w.done, Ok(())),
-                    None => write_spend(&tx, &mut pending, w),
+                    None => write_spend(tx, &mut pending, w),
                 };
                 if let Err(e) = out {
                     failed = Some(e);
@@ -678,18 +676,18 @@ fn run_window(conn: &mut Connection, window: Vec<Job>, gate: &Gate, ledger: &Led
             }
             Job::SetLimit { user, limit, done } => {
                 if failed.is_none() {
-                    if let Err(e) = set_limit(&tx, &user, limit) {
+                    if let Err(e) = set_limit(tx, &user, limit) {
                         failed = Some(e);
                     }
                 }
                 answers.push(Answer::Done(done, Ok(())));
             }
             Job::Load { user, done } => {
-                let out = flush_user(&tx, &mut pending, &user).and_then(|()| load_row(&tx, &user).map_err(db_error));
+                let out = flush_user(tx, &mut pending, &user).and_then(|()| load_row(tx, &user).map_err(db_error));
                 answers.push(Answer::Loaded(done, out));
             }
             Job::Transactions { user, limit, done } => {
-                answers.push(Answer::Listed(done, list_transactions(&tx, &user, limit).map_err(db_error)));
+                answers.push(Answer::Listed(done, list_transactions(tx, &user, limit).map_err(db_error)));
             }
             Job::Ping { done } => {
                 answers.push(Answer::Done(done, tx.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)));
@@ -699,11 +697,15 @@ fn run_window(conn: &mut Connection, window: Vec<Job>, gate: &Gate, ledger: &Led
     }
     let commit = match failed {
         Some(e) => Err(e),
-        None => flush_all(&tx, &mut pending).and_then(|()| tx.commit().map_err(db_error)),
+        None => flush_all(tx, &mut pending).and_then(|()| run_cached(tx, "COMMIT").map_err(db_error)),
     };
-    // A failed window rolls back (the transaction is dropped uncommitted): forget what
-    // memory decided before answering anyone, so no later check builds on it.
+    // A failed window rolls back: forget what memory decided before answering anyone, so no
+    // later check builds on it.
     if commit.is_err() {
+        if !tx.is_autocommit() {
+            // A failed rollback leaves SQLite to roll back when the connection next writes.
+            let _ = run_cached(tx, "ROLLBACK");
+        }
         ledger.forget_all();
     }
     let sent = gate.sent.load(Ordering::SeqCst);
@@ -711,6 +713,11 @@ fn run_window(conn: &mut Connection, window: Vec<Job>, gate: &Gate, ledger: &Led
         answer.send(&commit);
     }
     sent
+}
+
+/// Runs a statement without parameters or rows, prepared once per connection.
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Answers a job that never ran.
