@@ -23,7 +23,7 @@
 //! assert_eq!(serde_json::to_value(&status).unwrap()["percentUsed"], 80.0);
 //! ```
 
-use crate::encode::civil_from_days;
+use crate::encode::{civil_from_days, push_date};
 use crate::eval::Decision;
 use crate::reason::Reason;
 use alloc::string::{String, ToString};
@@ -428,31 +428,6 @@ pub fn reset_at_iso(unix_secs: i64) -> String {
     push_date(&mut out, year, month, Some(day));
     out.push_str("T00:00:00Z");
     out
-}
-
-/// Appends `YYYY-MM` or `YYYY-MM-DD` (`{year:04}-{month:02}-{day:02}`): every request with a
-/// budget formats two of these, so the usual four-digit years skip the formatting machinery.
-fn push_date(out: &mut String, year: i64, month: u32, day: Option<u32>) {
-    fn push2(out: &mut String, n: u32) {
-        out.push(char::from(b'0' + (n / 10 % 10) as u8));
-        out.push(char::from(b'0' + (n % 10) as u8));
-    }
-    match u32::try_from(year) {
-        Ok(y) if y <= 9999 => {
-            push2(out, y / 100);
-            push2(out, y % 100);
-        }
-        _ => {
-            use core::fmt::Write;
-            let _ = write!(out, "{year:04}");
-        }
-    }
-    out.push('-');
-    push2(out, month);
-    if let Some(day) = day {
-        out.push('-');
-        push2(out, day);
-    }
 }
 
 /// Percentage of `limit` that `spend` uses, 0–100, rounded to 2 decimals. A zero limit is

@@ -651,6 +651,7 @@ struct Entry {
 fn run_window(tx: &Connection, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -> u64 {
     let mut answers = Vec::with_capacity(window.len());
     // BEGIN and COMMIT are cached statements, not parsed again by every window.
+    roll_back(tx);
     if let Err(e) = run_cached(tx, "BEGIN IMMEDIATE") {
         let e = db_error(e);
         ledger.forget_all();
@@ -702,10 +703,7 @@ fn run_window(tx: &Connection, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -
     // A failed window rolls back: forget what memory decided before answering anyone, so no
     // later check builds on it.
     if commit.is_err() {
-        if !tx.is_autocommit() {
-            // A failed rollback leaves SQLite to roll back when the connection next writes.
-            let _ = run_cached(tx, "ROLLBACK");
-        }
+        roll_back(tx);
         ledger.forget_all();
     }
     let sent = gate.sent.load(Ordering::SeqCst);
@@ -713,6 +711,14 @@ fn run_window(tx: &Connection, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -
         answer.send(&commit);
     }
     sent
+}
+
+/// Ends the transaction a failed window left open, if any. A rollback that fails too is
+/// tried again before the next window begins.
+fn roll_back(tx: &Connection) {
+    if !tx.is_autocommit() {
+        let _ = run_cached(tx, "ROLLBACK");
+    }
 }
 
 /// Runs a statement without parameters or rows, prepared once per connection.
