@@ -650,8 +650,8 @@ struct Entry {
 /// Runs one window and answers its jobs; returns how many jobs had been sent by then.
 fn run_window(tx: &Connection, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -> u64 {
     let mut answers = Vec::with_capacity(window.len());
-    // BEGIN and COMMIT are cached statements, not parsed again by every window.
     roll_back(tx);
+    // BEGIN and COMMIT are cached statements, not parsed again by every window.
     if let Err(e) = run_cached(tx, "BEGIN IMMEDIATE") {
         let e = db_error(e);
         ledger.forget_all();
