@@ -20,6 +20,8 @@ mod memory;
 #[cfg(feature = "native")]
 mod redis;
 #[cfg(feature = "native")]
+mod spendlog;
+#[cfg(feature = "native")]
 mod sqlite;
 
 pub use ledger::{Ledger, WireOutcome, WireSnapshot, WireSpend, LEDGER_HISTORY, MAX_LEDGER_BYTES};

@@ -353,7 +353,7 @@ mod sqlite {
         // Converted once: reopening finds the current schema and the same state.
         let conn = rusqlite::Connection::open(&path).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         drop(conn);
         let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
         assert_eq!(store.status("ivy", NOW).await.unwrap().current(), usd(705));
@@ -367,9 +367,9 @@ mod sqlite {
         let dir = tempfile::tempdir().unwrap();
         let path = sqlite_path(&dir);
         drop(SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap());
-        rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 3").unwrap();
+        rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 4").unwrap();
         let err = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap_err();
-        assert!(err.to_string().contains("schema version 3, newer than this release's 2"), "{err}");
+        assert!(err.to_string().contains("schema version 4, newer than this release's 3"), "{err}");
     }
 
     /// The ledger in memory is the truth between commits, so the file has one owner: other
@@ -423,35 +423,94 @@ mod sqlite {
         assert_eq!(store.transactions("hank", 100).await.unwrap().len(), 41);
     }
 
-    /// A window whose write fails is rolled back and answered with an error: memory forgets
-    /// the spend, and the next window (another user's spend) commits normally.
+    /// An answered spend is in the spend log before it is in the file. When the file refuses
+    /// it (here a row another program wrote where the spend's transaction goes), the spend
+    /// stays answered and logged, the fold is tried again, and a restart refuses to start
+    /// rather than lose it; once the file is repaired, the restart folds it in.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_store_rolls_back_a_failed_window_and_goes_on() {
+    async fn sqlite_store_keeps_answered_spends_logged_until_the_file_takes_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = sqlite_path(&dir);
         let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
         store.check_and_spend(spend("ivy", 10, 0, true), NOW).await.unwrap();
-        let before = store.status("ivy", NOW).await.unwrap();
         drop(store);
-        // A row with the id ivy's next transaction gets: that insert fails.
-        rusqlite::Connection::open(&path)
-            .unwrap()
-            .execute_batch(
-                "INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
-                 VALUES ('ivy', 2, 'llm', 1, 'x', NULL, 0)",
-            )
-            .unwrap();
+        // A row with the id ivy's next transaction gets: folding that spend fails.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
+             VALUES ('ivy', 2, 'llm', 1, 'x', NULL, 0)",
+        )
+        .unwrap();
+        drop(conn);
         let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
-        let err = store.check_and_spend(spend("ivy", 20, 0, true), NOW).await.unwrap_err();
-        assert_eq!(err.store(), "sqlite");
-        assert_eq!(store.status("ivy", NOW).await.unwrap(), before);
+        let out = store.check_and_spend(spend("ivy", 20, 0, true), NOW).await.unwrap();
+        assert_eq!(out.snapshot.current(), usd(30));
+        // Reading ivy's transactions needs the fold, which fails; other users are unaffected.
+        let err = store.transactions("ivy", 10).await.unwrap_err();
+        assert!(err.to_string().contains("UNIQUE"), "{err}");
         let out = store.check_and_spend(spend("jay", 30, 0, true), NOW).await.unwrap();
         assert_eq!(out.snapshot.current(), usd(30));
         drop(store);
+
+        let err = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap_err();
+        assert!(err.to_string().contains("cannot fold the spend log"), "{err}");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DELETE FROM budget_transactions WHERE tool = 'x'").unwrap();
+        drop(conn);
         let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
-        assert_eq!(store.status("ivy", NOW).await.unwrap(), before);
+        assert_eq!(store.status("ivy", NOW).await.unwrap().current(), usd(30));
         assert_eq!(store.status("jay", NOW).await.unwrap().current(), usd(30));
-        assert_eq!(store.transactions("jay", 10).await.unwrap().len(), 1);
+        let ids: Vec<i64> = store.transactions("ivy", 10).await.unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(ids, [2, 1]);
+    }
+
+    /// While the file refuses the logged spends, the log fills; then spends are refused with
+    /// the file's error instead of being answered without a place on disk.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_refuses_spends_when_the_log_is_full_and_the_file_refuses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sqlite_path(&dir);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        store.check_and_spend(spend("kim", 1, 0, true), NOW).await.unwrap();
+        drop(store);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
+             VALUES ('kim', 2, 'llm', 1, 'x', NULL, 0)",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        let mut answered = 0;
+        let err = loop {
+            // One spend per window: one log block each.
+            match store.check_and_spend(spend("kim", 1, 0, true), NOW).await {
+                Ok(_) => answered += 1,
+                Err(e) => break e,
+            }
+            assert!(answered <= 4096, "the log never filled");
+        };
+        assert!(err.to_string().contains("UNIQUE"), "{err}");
+        assert!(answered >= 1000, "{answered} spends before the log was full");
+    }
+
+    /// Deleting the budget file resets budgets: the spend log left beside it belongs to the
+    /// old file and is not read into the new one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_reset_by_deleting_the_file_does_not_replay_the_old_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sqlite_path(&dir);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        store.check_and_spend(spend("lee", 10, 0, true), NOW).await.unwrap();
+        drop(store);
+        assert!(path.with_file_name("budgets.sqlite3-spends").exists());
+        std::fs::remove_file(&path).unwrap();
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        assert_eq!(store.status("lee", NOW).await.unwrap().current(), usd(0));
+        store.check_and_spend(spend("lee", 3, 0, true), NOW).await.unwrap();
+        drop(store);
+        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        assert_eq!(store.status("lee", NOW).await.unwrap().current(), usd(3));
     }
 
     #[test]

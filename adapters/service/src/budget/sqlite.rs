@@ -6,33 +6,34 @@
 //! keeps every user it has seen in a sharded in-memory ledger. A check-and-spend locks the
 //! user's shard for a few hundred nanoseconds, assesses and records the spend there, and
 //! queues the change to one writer thread. The writer takes every change waiting (up to
-//! [`MAX_BATCH`]), writes them in one transaction — one row update per user, one insert per
-//! transaction, prepared statements — and commits once with `synchronous = FULL` (the WAL is
-//! synced). Only then is any spend of that window answered. Requests keep being decided
-//! while a window syncs, so the next window is collected during the previous one's sync;
-//! when syncs are slow (windows of 1 ms or more) and clients concurrent, the writer also
-//! waits a little (a quarter of the last window's time, at most 500 µs) for the jobs it
-//! expects back from the clients it last answered, so one commit serves them all instead of
-//! windows alternating between two halves of the clients (see `writer`). So:
+//! [`MAX_BATCH`]) and appends them to the spend log beside the file (`budgets.sqlite3-spends`,
+//! see `spendlog`) with one write and one `fdatasync`. Only then is any spend of that window
+//! answered. Every [`FOLD_EVERY`] (or sooner when the log fills, a user's spends are read or a
+//! limit is set) the writer folds the logged spends into the SQLite file: one transaction for
+//! all of them, one row update per user and one insert per transaction, which records the last
+//! log block folded and commits with `synchronous = FULL`. Requests keep being decided while a
+//! window syncs, so the next window is collected during the previous one's sync. So:
 //!
 //! - a spend that was answered is durable: a crash (process or machine) after the answer
-//!   loses nothing; a crash before the commit loses only spends that were never answered.
-//!   A restart reads the file back exactly (users are loaded on first use);
+//!   loses nothing; a crash before the log write completes loses only spends that were never
+//!   answered. A restart folds the log blocks written after the file's last fold, then reads
+//!   the file back exactly (users are loaded on first use);
 //! - checks for one user are serialized by its shard's lock, and the file has one owner:
 //!   concurrent requests never overspend. A check that saw an unanswered spend of another
-//!   request is committed in the same window or a later one, so it is never durable
-//!   without it;
-//! - a failed commit answers every request of its window with an error and drops the
-//!   ledger, which is then reloaded from the file: memory never keeps a spend the file
-//!   does not have.
+//!   request is logged in the same window or a later one, so it is never durable without it;
+//! - a failed log write answers every spend of its window with an error and drops the ledger,
+//!   which is then reloaded from the file: memory never keeps a spend the disk does not have.
+//!   A failed fold is tried again; logged spends stay in the log until one succeeds, and when
+//!   the log is full, spends are refused with the fold's error.
 //!
 //! Requests that record nothing (warnings, denials, the policy refused) are answered from
 //! memory without waiting for the disk.
 
+use super::spendlog::{Spend, SpendLog};
 use super::{BudgetSnapshot, BudgetStore, Row, SpendKind, SpendOutcome, SpendRequest, StoreError, Transaction};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,9 @@ use warden_engine::budget::{period_key, Money};
 
 /// The file name the budget database gets inside `WARDEN_DATA_DIR`.
 pub const SQLITE_FILE_NAME: &str = "budgets.sqlite3";
+
+/// What the spend log's file name adds to the database's.
+const SPEND_LOG_SUFFIX: &str = "-spends";
 
 /// How long opening waits for another process to release the file (e.g. the previous
 /// instance still shutting down) before failing.
@@ -76,13 +80,22 @@ CREATE TABLE IF NOT EXISTS budget_transactions (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (user_id, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS budget_spend_log (
+    id     INTEGER PRIMARY KEY CHECK (id = 0),
+    folded INTEGER NOT NULL,
+    log_id INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO budget_spend_log (id, folded, log_id) VALUES (0, 0, random());
 ";
 
-/// `PRAGMA user_version` of a file with [`SCHEMA`]. Files without it (0) were written by the
+/// `PRAGMA user_version` of a file with [`SCHEMA`]. Version 2 had no `budget_spend_log` (the
+/// number of the last spend log block folded into the file and the id of the log's blocks):
+/// [`SCHEMA`] adds it. Files
+/// without a version (0) were written by the
 /// first release (a rowid transactions table with AUTOINCREMENT ids and an index by user): they
 /// are converted once, at open, keeping every id: [`SET_ASIDE_FIRST_RELEASE`], then
 /// [`SCHEMA`] creates the current tables, then [`COPY_FIRST_RELEASE`].
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SET_ASIDE_FIRST_RELEASE: &str = "
 ALTER TABLE budgets ADD COLUMN last_tx_id INTEGER NOT NULL DEFAULT 0;
@@ -123,10 +136,17 @@ const USERS_PER_SHARD: usize = 4096;
 /// before giving up with an error.
 const LOAD_ATTEMPTS: usize = 4;
 
-/// Commits between WAL checkpoints. Checkpoints run on the writer after a window has been
+/// Folds between WAL checkpoints. Checkpoints run on the writer after a window has been
 /// answered (not inside a commit, as SQLite's automatic checkpoint would), so no request
 /// waits for one beyond the next window's start.
-const CHECKPOINT_EVERY: u32 = 256;
+const CHECKPOINT_EVERY: u32 = 32;
+
+/// Longest a logged spend waits to be folded into the file. Each fold costs a commit, so
+/// under load it carries the spends of some hundred windows.
+const FOLD_EVERY: Duration = Duration::from_millis(20);
+
+/// A fold starts early when this share of the log is unfolded, so windows rarely wait for one.
+const FOLD_AT_SHARE: u64 = 4;
 
 /// How a user's monthly total moves in the file: added to the stored spend when the stored
 /// row is in the same period, replacing it otherwise (the month rolled over).
@@ -339,13 +359,7 @@ impl Queue {
 /// A recorded spend to write.
 #[derive(Debug)]
 struct SpendWrite {
-    user: String,
-    period: String,
-    llm: Money,
-    purchase: Money,
-    tool: String,
-    corr_id: Option<String>,
-    now_secs: i64,
+    spend: Spend,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -358,30 +372,6 @@ enum Job {
     Transactions { user: String, limit: i64, done: oneshot::Sender<Result<Vec<Transaction>, StoreError>> },
     Ping { done: oneshot::Sender<Result<(), StoreError>> },
     Stop,
-}
-
-/// An answer computed inside a window, sent once the window's commit is known.
-enum Answer {
-    Done(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
-    Loaded(oneshot::Sender<Result<Option<Row>, StoreError>>, Result<Option<Row>, StoreError>),
-    Listed(oneshot::Sender<Result<Vec<Transaction>, StoreError>>, Result<Vec<Transaction>, StoreError>),
-}
-
-impl Answer {
-    fn send(self, commit: &Result<(), StoreError>) {
-        // A caller that went away (a cancelled request) needs no answer.
-        match self {
-            Answer::Done(to, out) => {
-                let _ = to.send(commit.clone().and(out));
-            }
-            Answer::Loaded(to, out) => {
-                let _ = to.send(commit.clone().and(out));
-            }
-            Answer::Listed(to, out) => {
-                let _ = to.send(commit.clone().and(out));
-            }
-        }
-    }
 }
 
 impl SqliteBudgetStore {
@@ -403,6 +393,7 @@ impl SqliteBudgetStore {
             return Ok(SqliteBudgetStore { shared, default_limit });
         }
         let conn = open_connection(&path)?;
+        let state = Writer::open(conn, &path)?;
         let ledger = Arc::new(Ledger::new());
         let (tx, jobs) = mpsc::channel::<Job>();
         let gate = Arc::new(Gate::default());
@@ -412,7 +403,7 @@ impl SqliteBudgetStore {
             .name(String::from("warden-budgets"))
             .spawn(move || {
                 let _ = gate.writer.set(std::thread::current());
-                writer(conn, &jobs, &gate, &writer_ledger)
+                writer(state, &jobs, &gate, &writer_ledger)
             })
             .map_err(|e| StoreError::new("sqlite", format!("cannot start the writer thread: {e}")))?;
         let shared = Arc::new(Shared { ledger, queue, writer: Mutex::new(Some(writer)), path });
@@ -538,11 +529,12 @@ fn in_use(path: &Path, e: rusqlite::Error) -> StoreError {
     db_error(e)
 }
 
-/// The writer thread: one transaction and one commit per window of queued jobs. Ends on
-/// [`Job::Stop`] (or when every sender is gone) after writing everything queued before it.
+/// The writer thread: one spend log write per window of queued jobs, and a fold of the
+/// logged spends into the file every [`FOLD_EVERY`]. Ends on [`Job::Stop`] (or when every
+/// sender is gone) after writing everything queued before it.
 ///
-/// **Gathering.** Every window costs a commit (WAL writes and a sync) and wakes the threads
-/// waiting for it, whatever its size, so under load bigger windows cost less per request.
+/// **Gathering.** Every window costs a log write and a sync and wakes the threads waiting
+/// for it, whatever its size, so under load bigger windows cost less per request.
 /// Concurrent clients answered by one window come back with their next request, so the
 /// writer expects the previous window's jobs again plus the jobs that were already queued
 /// when it answered them (clients of another window, which would otherwise settle into
@@ -550,11 +542,12 @@ fn in_use(path: &Path, e: rusqlite::Error) -> StoreError {
 /// jobs it waits for that many, at most a quarter of the previous window's time and at most
 /// [`GATHER_MAX`]. With a fast sync (windows under 1 ms) it does not wait at all; a lone
 /// client never waits.
-fn writer(conn: Connection, jobs: &mpsc::Receiver<Job>, gate: &Gate, ledger: &Ledger) {
-    let mut commits = 0u32;
+fn writer(mut w: Writer, jobs: &mpsc::Receiver<Job>, gate: &Gate, ledger: &Ledger) {
     let mut taken = 0u64;
     let mut expected = 0usize;
     let mut wait = Duration::ZERO;
+    // Blocking without a timeout: a thread woken by its timer costs a context switch per
+    // window under load. Logged spends wait for the next window or a read: they are durable.
     while let Ok(first) = jobs.recv() {
         let mut window = vec![first];
         taken = taken.wrapping_add(1);
@@ -563,25 +556,21 @@ fn writer(conn: Connection, jobs: &mpsc::Receiver<Job>, gate: &Gate, ledger: &Le
             gather(jobs, gate, &mut window, &mut taken, expected, wait);
         }
         let size = window.len();
-        let stop = window.iter().any(|job| matches!(job, Job::Stop));
-        let wrote = window.iter().any(|job| matches!(job, Job::Spend(_) | Job::SetLimit { .. }));
         let started = Instant::now();
-        let sent = run_window(&conn, window, gate, ledger);
+        let (sent, stop) = w.run_window(window, gate, ledger);
         wait = (started.elapsed() / GATHER_SHARE).min(GATHER_MAX);
         let carried = usize::try_from(sent.saturating_sub(taken)).unwrap_or(MAX_BATCH);
         expected = size.saturating_add(carried);
-        if wrote {
-            commits = commits.saturating_add(1);
-        }
-        if commits >= CHECKPOINT_EVERY || (stop && commits > 0) {
-            // A failed checkpoint leaves the WAL longer; the next one catches up.
-            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            commits = 0;
-        }
         if stop {
-            return;
+            break;
+        }
+        if w.fold_due().is_some_and(|due| due <= Instant::now()) || w.log_filling() {
+            // A failed fold is tried again at the next one.
+            let _ = w.fold();
         }
     }
+    let _ = w.fold();
+    w.checkpoint();
 }
 
 /// Takes every job waiting, up to [`MAX_BATCH`] in the window.
@@ -629,7 +618,192 @@ fn gather(
     gate.want.store(0, Ordering::SeqCst);
 }
 
-/// A user's spend changes within one window, written as one row update and its transactions.
+/// The writer thread's state: the file, the spend log, and the spends logged since the last
+/// fold.
+struct Writer {
+    conn: Connection,
+    log: SpendLog,
+    /// The last log block folded into the file.
+    folded: u64,
+    /// Spends in the log and not yet in the file, in log order, up to block `logged`.
+    unfolded: Vec<Spend>,
+    logged: u64,
+    /// The users of `unfolded`: reading one from the file folds first.
+    users: HashSet<String>,
+    /// When the oldest unfolded spend was logged (after a failed fold: when it failed).
+    since: Option<Instant>,
+    /// The last fold failed: the next is tried after [`FOLD_EVERY`], or when the log is full.
+    failing: bool,
+    folds: u32,
+}
+
+impl Writer {
+    /// Opens the spend log beside the file and folds what the last run logged after its last
+    /// fold.
+    fn open(conn: Connection, path: &Path) -> Result<Writer, StoreError> {
+        let (folded, id): (i64, i64) = conn
+            .query_row("SELECT folded, log_id FROM budget_spend_log WHERE id = 0", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_error)?;
+        let mut log_path = path.as_os_str().to_owned();
+        log_path.push(SPEND_LOG_SUFFIX);
+        let log_path = PathBuf::from(log_path);
+        let (log, unfolded, logged) =
+            SpendLog::open(&log_path, u64::from_ne_bytes(id.to_ne_bytes()), u64::try_from(folded).unwrap_or(0))
+                .map_err(|e| {
+                    StoreError::new("sqlite", format!("cannot open the spend log {}: {e}", log_path.display()))
+                })?;
+        let users = unfolded.iter().map(|s| s.user.clone()).collect();
+        let since = (!unfolded.is_empty()).then(Instant::now);
+        let folded = u64::try_from(folded).unwrap_or(0);
+        let mut w = Writer { conn, log, folded, unfolded, logged, users, since, failing: false, folds: 0 };
+        w.fold().map_err(|e| {
+            StoreError::new(
+                "sqlite",
+                format!("cannot fold the spend log {} into {}: {e}", log_path.display(), path.display()),
+            )
+        })?;
+        Ok(w)
+    }
+
+    /// When the unfolded spends must be folded, if there are any.
+    fn fold_due(&self) -> Option<Instant> {
+        self.since.map(|since| since + FOLD_EVERY)
+    }
+
+    fn log_filling(&self) -> bool {
+        !self.failing && self.log.unfolded(self.folded) >= self.log.blocks() / FOLD_AT_SHARE
+    }
+
+    /// Writes the unfolded spends into the file in one transaction, with the number of the
+    /// last block they came from. On failure the file is as it was and they stay unfolded.
+    fn fold(&mut self) -> Result<(), StoreError> {
+        if self.unfolded.is_empty() {
+            return Ok(());
+        }
+        roll_back(&self.conn);
+        let out = self.write_fold();
+        if out.is_err() {
+            roll_back(&self.conn);
+            // Tried again after another FOLD_EVERY, not at once.
+            self.since = Some(Instant::now());
+            self.failing = true;
+            return out;
+        }
+        self.failing = false;
+        self.folded = self.logged;
+        self.unfolded.clear();
+        self.users.clear();
+        self.since = None;
+        self.folds = self.folds.saturating_add(1);
+        if self.folds >= CHECKPOINT_EVERY {
+            self.checkpoint();
+        }
+        Ok(())
+    }
+
+    fn write_fold(&self) -> Result<(), StoreError> {
+        // BEGIN and COMMIT are cached statements, not parsed again by every fold.
+        run_cached(&self.conn, "BEGIN IMMEDIATE").map_err(db_error)?;
+        let mut pending: HashMap<&str, Pending> = HashMap::new();
+        for spend in &self.unfolded {
+            add_spend(&self.conn, &mut pending, spend)?;
+        }
+        for (user, p) in pending.drain() {
+            save_spend(&self.conn, user, &p).map_err(db_error)?;
+        }
+        self.conn
+            .prepare_cached("UPDATE budget_spend_log SET folded = ?1 WHERE id = 0")
+            .and_then(|mut stmt| stmt.execute(params![i64::try_from(self.logged).unwrap_or(i64::MAX)]))
+            .map_err(db_error)?;
+        run_cached(&self.conn, "COMMIT").map_err(db_error)
+    }
+
+    fn checkpoint(&mut self) {
+        // A failed checkpoint leaves the WAL longer; the next one catches up.
+        let _ = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        self.folds = 0;
+    }
+
+    /// Folds first if `user` has unfolded spends, so the file has them.
+    fn fold_for(&mut self, user: &str) -> Result<(), StoreError> {
+        if self.users.contains(user) {
+            self.fold()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Logs the window's spends, answers them, then runs its other jobs in order. Returns how
+    /// many jobs had been sent when the spends were answered, and whether it held a stop.
+    fn run_window(&mut self, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -> (u64, bool) {
+        let (spends, others): (Vec<Job>, Vec<Job>) = window.into_iter().partition(|job| matches!(job, Job::Spend(_)));
+        let spends: Vec<SpendWrite> =
+            spends.into_iter().filter_map(|job| if let Job::Spend(w) = job { Some(w) } else { None }).collect();
+        let logged = if spends.is_empty() { Ok(()) } else { self.log_spends(&spends) };
+        // A window that could not be logged: forget what memory decided before answering
+        // anyone, so no later check builds on it.
+        if logged.is_err() {
+            ledger.forget_all();
+        }
+        let sent = gate.sent.load(Ordering::SeqCst);
+        if logged.is_ok() {
+            self.since.get_or_insert_with(Instant::now);
+        }
+        for SpendWrite { spend, done } in spends {
+            // A caller that went away (a cancelled request) needs no answer.
+            let _ = done.send(logged.clone());
+            if logged.is_ok() {
+                if !self.users.contains(&spend.user) {
+                    self.users.insert(spend.user.clone());
+                }
+                self.unfolded.push(spend);
+            }
+        }
+        let mut stop = false;
+        for job in others {
+            match job {
+                Job::Spend(_) => {}
+                Job::SetLimit { user, limit, done } => {
+                    let _ = done.send(self.fold().and_then(|()| set_limit(&self.conn, &user, limit)));
+                }
+                Job::Load { user, done } => {
+                    let _ =
+                        done.send(self.fold_for(&user).and_then(|()| load_row(&self.conn, &user).map_err(db_error)));
+                }
+                Job::Transactions { user, limit, done } => {
+                    let _ = done.send(
+                        self.fold_for(&user)
+                            .and_then(|()| list_transactions(&self.conn, &user, limit).map_err(db_error)),
+                    );
+                }
+                Job::Ping { done } => {
+                    let _ = done.send(self.conn.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error));
+                }
+                Job::Stop => stop = true,
+            }
+        }
+        (sent, stop)
+    }
+
+    /// Appends spends to the log, folding first if it has no room for them. The caller keeps
+    /// them as unfolded once they are answered.
+    fn log_spends(&mut self, spends: &[SpendWrite]) -> Result<(), StoreError> {
+        let need = SpendLog::blocks_for(spends.iter().map(|w| &w.spend));
+        if self.log.unfolded(self.folded).saturating_add(need) > self.log.blocks() {
+            self.fold()?;
+        }
+        if need > self.log.blocks() {
+            return Err(StoreError::new("sqlite", "a window of spends is larger than the spend log"));
+        }
+        self.logged = self
+            .log
+            .append(spends.iter().map(|w| &w.spend))
+            .map_err(|e| StoreError::new("sqlite", format!("cannot write the spend log: {e}")))?;
+        Ok(())
+    }
+}
+
+/// A user's spend changes within one fold, written as one row update and its transactions.
 struct Pending {
     period: String,
     llm: Money,
@@ -647,74 +821,8 @@ struct Entry {
     created_at: i64,
 }
 
-/// Runs one window and answers its jobs; returns how many jobs had been sent by then.
-fn run_window(tx: &Connection, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -> u64 {
-    let mut answers = Vec::with_capacity(window.len());
-    roll_back(tx);
-    // BEGIN and COMMIT are cached statements, not parsed again by every window.
-    if let Err(e) = run_cached(tx, "BEGIN IMMEDIATE") {
-        let e = db_error(e);
-        ledger.forget_all();
-        let sent = gate.sent.load(Ordering::SeqCst);
-        for job in window {
-            fail(job, &e);
-        }
-        return sent;
-    }
-    let mut pending: HashMap<String, Pending> = HashMap::new();
-    let mut failed: Option<StoreError> = None;
-    for job in window {
-        match job {
-            Job::Spend(w) => {
-                let (done, out) = match failed {
-                    Some(_) => (w.done, Ok(())),
-                    None => write_spend(tx, &mut pending, w),
-                };
-                if let Err(e) = out {
-                    failed = Some(e);
-                }
-                answers.push(Answer::Done(done, Ok(())));
-            }
-            Job::SetLimit { user, limit, done } => {
-                if failed.is_none() {
-                    if let Err(e) = set_limit(tx, &user, limit) {
-                        failed = Some(e);
-                    }
-                }
-                answers.push(Answer::Done(done, Ok(())));
-            }
-            Job::Load { user, done } => {
-                let out = flush_user(tx, &mut pending, &user).and_then(|()| load_row(tx, &user).map_err(db_error));
-                answers.push(Answer::Loaded(done, out));
-            }
-            Job::Transactions { user, limit, done } => {
-                answers.push(Answer::Listed(done, list_transactions(tx, &user, limit).map_err(db_error)));
-            }
-            Job::Ping { done } => {
-                answers.push(Answer::Done(done, tx.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)));
-            }
-            Job::Stop => {}
-        }
-    }
-    let commit = match failed {
-        Some(e) => Err(e),
-        None => flush_all(tx, &mut pending).and_then(|()| run_cached(tx, "COMMIT").map_err(db_error)),
-    };
-    // A failed window rolls back: forget what memory decided before answering anyone, so no
-    // later check builds on it.
-    if commit.is_err() {
-        roll_back(tx);
-        ledger.forget_all();
-    }
-    let sent = gate.sent.load(Ordering::SeqCst);
-    for answer in answers {
-        answer.send(&commit);
-    }
-    sent
-}
-
-/// Ends the transaction a failed window left open, if any. A rollback that fails too is
-/// tried again before the next window begins.
+/// Ends the transaction a failed fold left open, if any. A rollback that fails too is tried
+/// again before the next fold begins.
 fn roll_back(tx: &Connection) {
     if !tx.is_autocommit() {
         let _ = run_cached(tx, "ROLLBACK");
@@ -726,58 +834,31 @@ fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Answers a job that never ran.
-fn fail(job: Job, e: &StoreError) {
-    let answer = match job {
-        Job::Spend(w) => Answer::Done(w.done, Ok(())),
-        Job::SetLimit { done, .. } | Job::Ping { done } => Answer::Done(done, Ok(())),
-        Job::Load { done, .. } => Answer::Loaded(done, Ok(None)),
-        Job::Transactions { done, .. } => Answer::Listed(done, Ok(Vec::new())),
-        Job::Stop => return,
-    };
-    answer.send(&Err(e.clone()));
-}
-
-/// Adds a spend to its user's pending changes; returns where to answer it.
-fn write_spend(
-    tx: &Connection,
-    pending: &mut HashMap<String, Pending>,
-    w: SpendWrite,
-) -> (oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>) {
-    let SpendWrite { user, period, llm, purchase, tool, corr_id, now_secs, done } = w;
-    if pending.get(&user).is_some_and(|p| p.period != period) {
-        if let Err(e) = flush_user(tx, pending, &user) {
-            return (done, Err(e));
-        }
+/// Adds a spend to its user's pending changes (writing them first if the spend is of
+/// another month).
+fn add_spend<'a>(tx: &Connection, pending: &mut HashMap<&'a str, Pending>, spend: &'a Spend) -> Result<(), StoreError> {
+    if let Some(p) = pending.get(spend.user.as_str()).filter(|p| p.period != spend.period) {
+        save_spend(tx, &spend.user, p).map_err(db_error)?;
+        pending.remove(spend.user.as_str());
     }
-    let p = pending.entry(user).or_insert_with(|| Pending {
-        period,
+    let p = pending.entry(&spend.user).or_insert_with(|| Pending {
+        period: spend.period.clone(),
         llm: Money::ZERO,
         purchase: Money::ZERO,
-        now_secs,
+        now_secs: spend.now_secs,
         entries: Vec::new(),
     });
-    p.llm = p.llm.saturating_add(llm);
-    p.purchase = p.purchase.saturating_add(purchase);
-    p.now_secs = now_secs;
-    for (kind, amount) in [(SpendKind::Llm, llm), (SpendKind::Purchase, purchase)] {
-        if amount > Money::ZERO {
-            p.entries.push(Entry { kind, amount, tool: tool.clone(), corr_id: corr_id.clone(), created_at: now_secs });
-        }
-    }
-    (done, Ok(()))
-}
-
-fn flush_user(tx: &Connection, pending: &mut HashMap<String, Pending>, user: &str) -> Result<(), StoreError> {
-    match pending.remove(user) {
-        Some(p) => save_spend(tx, user, &p).map_err(db_error),
-        None => Ok(()),
-    }
-}
-
-fn flush_all(tx: &Connection, pending: &mut HashMap<String, Pending>) -> Result<(), StoreError> {
-    for (user, p) in pending.drain() {
-        save_spend(tx, &user, &p).map_err(db_error)?;
+    p.llm = p.llm.saturating_add(spend.llm);
+    p.purchase = p.purchase.saturating_add(spend.purchase);
+    p.now_secs = spend.now_secs;
+    for (kind, amount) in spend.entries() {
+        p.entries.push(Entry {
+            kind,
+            amount,
+            tool: spend.tool.clone(),
+            corr_id: spend.corr_id.clone(),
+            created_at: spend.now_secs,
+        });
     }
     Ok(())
 }
@@ -882,6 +963,9 @@ impl BudgetStore for SqliteBudgetStore {
     async fn check_and_spend(&self, req: SpendRequest, now_secs: i64) -> Result<SpendOutcome, StoreError> {
         let period = period_key(now_secs);
         let default_limit = self.default_limit;
+        if !Spend::fits(&req.user, &period, &req.tool, req.corr_id.as_deref()) {
+            return Err(StoreError::new("sqlite", "the user id, tool and correlation id are too long to record"));
+        }
         let (outcome, durable) = self
             .with_row(&req.user, &period, |row, queue| {
                 row.roll_to(&period);
@@ -895,8 +979,7 @@ impl BudgetStore for SqliteBudgetStore {
                 if !checked.recorded || (llm <= Money::ZERO && purchase <= Money::ZERO) {
                     return Ok((outcome, None));
                 }
-                let (done, durable) = oneshot::channel();
-                queue(Job::Spend(SpendWrite {
+                let spend = Spend {
                     user: req.user.clone(),
                     period: period.clone(),
                     llm,
@@ -904,8 +987,9 @@ impl BudgetStore for SqliteBudgetStore {
                     tool: req.tool.clone(),
                     corr_id: req.corr_id.clone(),
                     now_secs,
-                    done,
-                }))?;
+                };
+                let (done, durable) = oneshot::channel();
+                queue(Job::Spend(SpendWrite { spend, done }))?;
                 Ok((outcome, Some(durable)))
             })
             .await?;
