@@ -423,6 +423,22 @@ mod sqlite {
         assert_eq!(store.transactions("hank", 100).await.unwrap().len(), 41);
     }
 
+    /// Spends `llm` for `user` (its first transaction), then writes the row its second
+    /// transaction would get, as another program could: folding that spend fails.
+    async fn refuse_the_next_transaction_of(path: &std::path::Path, user: &str, llm: i64) {
+        let store = SqliteBudgetStore::open(path, DEFAULT_MONTHLY_LIMIT).unwrap();
+        store.check_and_spend(spend(user, llm, 0, true), NOW).await.unwrap();
+        drop(store);
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute(
+                "INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
+                 VALUES (?1, 2, 'llm', 1, 'x', NULL, 0)",
+                [user],
+            )
+            .unwrap();
+    }
+
     /// An answered spend is in the spend log before it is in the file. When the file refuses
     /// it (here a row another program wrote where the spend's transaction goes), the spend
     /// stays answered and logged, the fold is tried again, and a restart refuses to start
@@ -431,17 +447,7 @@ mod sqlite {
     async fn sqlite_store_keeps_answered_spends_logged_until_the_file_takes_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = sqlite_path(&dir);
-        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
-        store.check_and_spend(spend("ivy", 10, 0, true), NOW).await.unwrap();
-        drop(store);
-        // A row with the id ivy's next transaction gets: folding that spend fails.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
-             VALUES ('ivy', 2, 'llm', 1, 'x', NULL, 0)",
-        )
-        .unwrap();
-        drop(conn);
+        refuse_the_next_transaction_of(&path, "ivy", 10).await;
         let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
         let out = store.check_and_spend(spend("ivy", 20, 0, true), NOW).await.unwrap();
         assert_eq!(out.snapshot.current(), usd(30));
@@ -470,16 +476,7 @@ mod sqlite {
     async fn sqlite_store_refuses_spends_when_the_log_is_full_and_the_file_refuses_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = sqlite_path(&dir);
-        let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
-        store.check_and_spend(spend("kim", 1, 0, true), NOW).await.unwrap();
-        drop(store);
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "INSERT INTO budget_transactions (user_id, id, kind, amount, tool, corr_id, created_at)
-             VALUES ('kim', 2, 'llm', 1, 'x', NULL, 0)",
-        )
-        .unwrap();
-        drop(conn);
+        refuse_the_next_transaction_of(&path, "kim", 1).await;
         let store = SqliteBudgetStore::open(&path, DEFAULT_MONTHLY_LIMIT).unwrap();
         let mut answered = 0;
         let err = loop {
