@@ -139,11 +139,11 @@ const LOAD_ATTEMPTS: usize = 4;
 /// Folds between WAL checkpoints. Checkpoints run on the writer after a window has been
 /// answered (not inside a commit, as SQLite's automatic checkpoint would), so no request
 /// waits for one beyond the next window's start.
-const CHECKPOINT_EVERY: u32 = 32;
+const CHECKPOINT_EVERY: u32 = 64;
 
 /// Longest a logged spend waits to be folded into the file. Each fold costs a commit, so
-/// under load it carries the spends of some hundred windows.
-const FOLD_EVERY: Duration = Duration::from_millis(20);
+/// under load it carries the spends of tens of windows.
+const FOLD_EVERY: Duration = Duration::from_millis(5);
 
 /// A fold starts early when this share of the log is unfolded, so windows rarely wait for one.
 const FOLD_AT_SHARE: u64 = 4;
