@@ -7,9 +7,9 @@
 //! **Format.** Block `seq` lives at offset `(seq % blocks) * BLOCK`. Its header: magic, CRC-32
 //! of the rest of the header and the payload, `seq`, the first block of its window, the log's
 //! id (random, kept in the SQLite file: a log left beside a deleted or replaced budget file is
-//! not read into the new one), how many blocks of the window follow it, and the payload length. The payload holds whole records,
-//! so a block boundary is always a header: a string in a spend (a user id, a tool) can never
-//! be read as one. Replay starts at the block after the last folded one and takes whole
+//! not read into the new one), how many blocks of the window follow it, and the payload
+//! length. The payload holds whole records, so a block boundary is always a header: a string
+//! in a spend (a user id, a tool) can never be read as one. Replay starts at the block after the last folded one and takes whole
 //! windows while every block has the expected number and checksum: a window torn by a crash
 //! (never answered) ends it, and so does a block left from an earlier lap (its number is
 //! `blocks` lower).
@@ -135,7 +135,9 @@ pub(super) struct SpendLog {
     id: u64,
     /// Sequence number of the next block written.
     next: u64,
+    /// The window [`SpendLog::stage`] encoded, and its number of blocks.
     buf: Vec<u8>,
+    staged: u64,
 }
 
 impl SpendLog {
@@ -155,7 +157,8 @@ impl SpendLog {
                 path.display()
             )));
         }
-        let mut log = SpendLog { file, blocks, id, next: folded.saturating_add(1), buf: Vec::with_capacity(BLOCK) };
+        let mut log =
+            SpendLog { file, blocks, id, next: folded.saturating_add(1), buf: Vec::with_capacity(BLOCK), staged: 0 };
         let spends = log.replay()?;
         let last = log.next.saturating_sub(1);
         Ok((log, spends, last))
@@ -208,39 +211,37 @@ impl SpendLog {
         self.blocks
     }
 
-    /// Blocks `spends` take.
-    pub(super) fn blocks_for<'a>(spends: impl Iterator<Item = &'a Spend>) -> u64 {
-        let (mut blocks, mut used) = (1u64, 0usize);
-        for s in spends {
-            let len = s.encoded_len();
-            if used + len > PAYLOAD {
-                blocks = blocks.saturating_add(1);
-                used = 0;
-            }
-            used += len;
-        }
-        blocks
-    }
-
-    /// Writes one window of spends (each one [`Spend::fits`]) and waits until it is
-    /// durable. The caller checks first that the ring has room ([`SpendLog::unfolded`]).
-    /// Returns the number of the window's last block.
-    pub(super) fn append<'a>(&mut self, spends: impl Iterator<Item = &'a Spend> + Clone) -> io::Result<u64> {
-        let count = Self::blocks_for(spends.clone());
+    /// Encodes one window of spends (each one [`Spend::fits`]) as the next blocks and returns
+    /// how many it takes, so the caller can make room first; [`SpendLog::write_staged`] writes
+    /// them.
+    pub(super) fn stage<'a>(&mut self, spends: impl Iterator<Item = &'a Spend>) -> u64 {
         let first = self.next;
         self.buf.clear();
-        let mut seq = first;
-        let mut start = self.begin_block(seq, first, count);
+        // Where each block starts and where its payload ends.
+        let mut blocks = Vec::new();
+        let mut start = self.begin_block(first, first);
         for s in spends {
             if self.buf.len() - start + s.encoded_len() > BLOCK {
-                self.end_block(start);
+                blocks.push((start, self.buf.len()));
                 self.buf.resize(self.buf.len().next_multiple_of(BLOCK), 0);
-                seq = seq.saturating_add(1);
-                start = self.begin_block(seq, first, count);
+                start = self.begin_block(first.saturating_add(blocks.len() as u64), first);
             }
             s.encode(&mut self.buf);
         }
-        self.end_block(start);
+        blocks.push((start, self.buf.len()));
+        let count = blocks.len();
+        for (i, (start, end)) in blocks.into_iter().enumerate() {
+            self.end_block(start, end, count - 1 - i);
+        }
+        self.staged = count as u64;
+        self.staged
+    }
+
+    /// Writes the window [`SpendLog::stage`] encoded and waits until it is durable. The caller
+    /// checks first that the ring has room ([`SpendLog::unfolded`]). Returns the number of the
+    /// window's last block.
+    pub(super) fn write_staged(&mut self) -> io::Result<u64> {
+        let first = self.next;
         // A window that wraps around the ring's end is written in two parts.
         let at_end = (self.blocks - first % self.blocks).saturating_mul(BLOCK as u64);
         let split = usize::try_from(at_end).unwrap_or(usize::MAX).min(self.buf.len());
@@ -250,30 +251,34 @@ impl SpendLog {
             write_at(&self.file, tail, 0)?;
         }
         self.file.sync_data()?;
-        self.next = first.saturating_add(count);
+        self.next = first.saturating_add(self.staged);
         Ok(self.next - 1)
     }
 
-    fn begin_block(&mut self, seq: u64, first: u64, count: u64) -> usize {
+    /// Starts block `seq` of the window begun at `first`; [`SpendLog::end_block`] completes
+    /// its header.
+    fn begin_block(&mut self, seq: u64, first: u64) -> usize {
         let start = self.buf.len();
-        let rest = u32::try_from(first.saturating_add(count).saturating_sub(seq).saturating_sub(1)).unwrap_or(0);
         self.buf.extend_from_slice(&MAGIC.to_le_bytes());
         self.buf.extend_from_slice(&[0; 4]);
         self.buf.extend_from_slice(&seq.to_le_bytes());
         self.buf.extend_from_slice(&first.to_le_bytes());
         self.buf.extend_from_slice(&self.id.to_le_bytes());
-        self.buf.extend_from_slice(&rest.to_le_bytes());
-        self.buf.extend_from_slice(&[0; 4]);
+        self.buf.extend_from_slice(&[0; 8]);
         start
     }
 
-    /// Fills in the payload length and the checksum of the block begun at `start`.
-    fn end_block(&mut self, start: usize) {
-        let len = u32::try_from(self.buf.len() - start - HEADER).unwrap_or(0);
-        if let Some(field) = self.buf.get_mut(start + 36..start + 40) {
-            field.copy_from_slice(&len.to_le_bytes());
+    /// Fills in how many blocks of its window follow, the payload length and the checksum of
+    /// the block begun at `start` whose payload ends at `end`.
+    fn end_block(&mut self, start: usize, end: usize, rest: usize) {
+        let rest = u32::try_from(rest).unwrap_or(u32::MAX);
+        let len = u32::try_from(end - start - HEADER).unwrap_or(0);
+        for (at, value) in [(start + 32, rest), (start + 36, len)] {
+            if let Some(field) = self.buf.get_mut(at..at + 4) {
+                field.copy_from_slice(&value.to_le_bytes());
+            }
         }
-        let crc = self.buf.get(start + 8..).map_or(0, crc32);
+        let crc = self.buf.get(start + 8..end).map_or(0, crc32);
         if let Some(field) = self.buf.get_mut(start + 4..start + 8) {
             field.copy_from_slice(&crc.to_le_bytes());
         }
@@ -385,6 +390,11 @@ mod tests {
         }
     }
 
+    fn append(log: &mut SpendLog, window: &[Spend]) -> u64 {
+        log.stage(window.iter());
+        log.write_staged().unwrap()
+    }
+
     fn dir() -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!(
             "warden-spendlog-{}-{:?}",
@@ -408,22 +418,19 @@ mod tests {
         assert!(spends.is_empty());
         assert_eq!(last, 0);
         let long = "u".repeat(1024);
-        let mut written = Vec::new();
+        let (mut written, mut lasts) = (Vec::new(), Vec::new());
         // Past the end of the ring: the last windows wrap around, some take several blocks.
         for w in 0..NEW_LOG_BLOCKS + 7 {
             let window: Vec<Spend> =
                 (0..1 + w % 9).map(|i| spend(if w % 5 == 0 { &long } else { "u" }, (w * 10 + i) as i64)).collect();
-            log.append(window.iter()).unwrap();
+            lasts.push(append(&mut log, &window));
             written.push(window);
         }
         let end = log.next - 1;
+        assert!(lasts.windows(2).any(|w| w[1] - w[0] > 1), "some windows take several blocks");
         // Replay from a fold in the last lap returns exactly the windows after it.
-        let mut folded = end;
-        let mut expected = Vec::new();
-        for window in written.iter().rev().take(40) {
-            folded -= SpendLog::blocks_for(window.iter());
-            expected.splice(0..0, window.iter().cloned());
-        }
+        let folded = lasts[lasts.len() - 41];
+        let expected: Vec<Spend> = written[written.len() - 40..].concat();
         let (log, spends, last) = SpendLog::open(&path, 7, folded).unwrap();
         assert_eq!(last, end);
         assert_eq!(spends, expected);
@@ -435,11 +442,11 @@ mod tests {
         let path = dir().join("log");
         let (mut log, _, _) = SpendLog::open(&path, 7, 0).unwrap();
         let one = vec![spend("a", 1)];
-        log.append(one.iter()).unwrap();
+        append(&mut log, &one);
         let big: Vec<Spend> = (0..12).map(|i| spend(&"b".repeat(1024), i)).collect();
-        let last = log.append(big.iter()).unwrap();
+        let last = append(&mut log, &big);
         assert!(last >= 3, "the window takes several blocks");
-        log.append(one.iter()).unwrap();
+        append(&mut log, &one);
         // The second block of the big window is torn: the replay keeps only the first window.
         let mut byte = [0u8; 1];
         let at = log.offset(3) + 100;
@@ -461,15 +468,13 @@ mod tests {
         let (mut log, _, _) = SpendLog::open(&path, 7, 0).unwrap();
         // A user id holding a valid-looking header for block 2, so that it would start at a
         // block boundary if records could span blocks.
-        let mut fake = Vec::new();
-        let mut forger = SpendLog { file: File::open(&path).unwrap(), blocks: 8, id: 7, next: 2, buf: Vec::new() };
-        let start = forger.begin_block(2, 2, 1);
-        spend("victim", 999_000_000).encode(&mut forger.buf);
-        forger.end_block(start);
-        fake.extend_from_slice(&forger.buf);
+        let mut forger =
+            SpendLog { file: File::open(&path).unwrap(), blocks: 8, id: 7, next: 2, buf: Vec::new(), staged: 0 };
+        forger.stage([spend("victim", 999_000_000)].iter());
+        let fake = forger.buf;
         let user = String::from_utf8_lossy(&fake).into_owned();
         let window: Vec<Spend> = (0..4).map(|i| Spend { user: user.clone(), ..spend("x", i) }).collect();
-        log.append(window.iter()).unwrap();
+        append(&mut log, &window);
         let (_, spends, _) = SpendLog::open(&path, 7, 0).unwrap();
         assert_eq!(spends, window);
     }

@@ -90,11 +90,10 @@ INSERT OR IGNORE INTO budget_spend_log (id, folded, log_id) VALUES (0, 0, random
 
 /// `PRAGMA user_version` of a file with [`SCHEMA`]. Version 2 had no `budget_spend_log` (the
 /// number of the last spend log block folded into the file and the id of the log's blocks):
-/// [`SCHEMA`] adds it. Files
-/// without a version (0) were written by the
-/// first release (a rowid transactions table with AUTOINCREMENT ids and an index by user): they
-/// are converted once, at open, keeping every id: [`SET_ASIDE_FIRST_RELEASE`], then
-/// [`SCHEMA`] creates the current tables, then [`COPY_FIRST_RELEASE`].
+/// [`SCHEMA`] adds it. Files without a version (0) were written by the first release (a rowid
+/// transactions table with AUTOINCREMENT ids and an index by user): they are converted once,
+/// at open, keeping every id: [`SET_ASIDE_FIRST_RELEASE`], then [`SCHEMA`] creates the current
+/// tables, then [`COPY_FIRST_RELEASE`].
 const SCHEMA_VERSION: i64 = 3;
 
 const SET_ASIDE_FIRST_RELEASE: &str = "
@@ -647,14 +646,11 @@ impl Writer {
         let mut log_path = path.as_os_str().to_owned();
         log_path.push(SPEND_LOG_SUFFIX);
         let log_path = PathBuf::from(log_path);
-        let (log, unfolded, logged) =
-            SpendLog::open(&log_path, u64::from_ne_bytes(id.to_ne_bytes()), u64::try_from(folded).unwrap_or(0))
-                .map_err(|e| {
-                    StoreError::new("sqlite", format!("cannot open the spend log {}: {e}", log_path.display()))
-                })?;
+        let folded = u64::try_from(folded).unwrap_or(0);
+        let (log, unfolded, logged) = SpendLog::open(&log_path, u64::from_ne_bytes(id.to_ne_bytes()), folded)
+            .map_err(|e| StoreError::new("sqlite", format!("cannot open the spend log {}: {e}", log_path.display())))?;
         let users = unfolded.iter().map(|s| s.user.clone()).collect();
         let since = (!unfolded.is_empty()).then(Instant::now);
-        let folded = u64::try_from(folded).unwrap_or(0);
         let mut w = Writer { conn, log, folded, unfolded, logged, users, since, failing: false, folds: 0 };
         w.fold().map_err(|e| {
             StoreError::new(
@@ -736,9 +732,13 @@ impl Writer {
     /// Logs the window's spends, answers them, then runs its other jobs in order. Returns how
     /// many jobs had been sent when the spends were answered, and whether it held a stop.
     fn run_window(&mut self, window: Vec<Job>, gate: &Gate, ledger: &Ledger) -> (u64, bool) {
-        let (spends, others): (Vec<Job>, Vec<Job>) = window.into_iter().partition(|job| matches!(job, Job::Spend(_)));
-        let spends: Vec<SpendWrite> =
-            spends.into_iter().filter_map(|job| if let Job::Spend(w) = job { Some(w) } else { None }).collect();
+        let (mut spends, mut others) = (Vec::new(), Vec::new());
+        for job in window {
+            match job {
+                Job::Spend(w) => spends.push(w),
+                other => others.push(other),
+            }
+        }
         let logged = if spends.is_empty() { Ok(()) } else { self.log_spends(&spends) };
         // A window that could not be logged: forget what memory decided before answering
         // anyone, so no later check builds on it.
@@ -762,6 +762,7 @@ impl Writer {
         let mut stop = false;
         for job in others {
             match job {
+                // Taken out and answered above.
                 Job::Spend(_) => {}
                 Job::SetLimit { user, limit, done } => {
                     let _ = done.send(self.fold().and_then(|()| set_limit(&self.conn, &user, limit)));
@@ -788,7 +789,7 @@ impl Writer {
     /// Appends spends to the log, folding first if it has no room for them. The caller keeps
     /// them as unfolded once they are answered.
     fn log_spends(&mut self, spends: &[SpendWrite]) -> Result<(), StoreError> {
-        let need = SpendLog::blocks_for(spends.iter().map(|w| &w.spend));
+        let need = self.log.stage(spends.iter().map(|w| &w.spend));
         if self.log.unfolded(self.folded).saturating_add(need) > self.log.blocks() {
             self.fold()?;
         }
@@ -797,7 +798,7 @@ impl Writer {
         }
         self.logged = self
             .log
-            .append(spends.iter().map(|w| &w.spend))
+            .write_staged()
             .map_err(|e| StoreError::new("sqlite", format!("cannot write the spend log: {e}")))?;
         Ok(())
     }
