@@ -746,7 +746,8 @@ impl Writer {
             ledger.forget_all();
         }
         let sent = gate.sent.load(Ordering::SeqCst);
-        if logged.is_ok() {
+        // A window of reads alone starts no fold clock.
+        if logged.is_ok() && !spends.is_empty() {
             self.since.get_or_insert_with(Instant::now);
         }
         for SpendWrite { spend, done } in spends {
